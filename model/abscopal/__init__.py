@@ -1,0 +1,34 @@
+"""abscopal: radiotherapy + immunotherapy in two tumours (irradiated and abscopal), with JAX + diffrax.
+
+64-bit floats are needed: call ``abscopal.enable_x64()`` before simulating (the CLI does).
+"""
+
+__version__ = "0.1.0"
+
+from .agents import Agent, catalogue, get_agent  # noqa: E402
+from .compare import compare, default_scenario  # noqa: E402
+from .equations import build_model, equations_text  # noqa: E402
+from .outcomes import bed  # noqa: E402
+from .parameters import Params, default_params, parameter_table, tumour_lines  # noqa: E402
+from .schedules import (  # noqa: E402
+    DrugDose,
+    RTFraction,
+    Schedule,
+    ScheduleError,
+    combined,
+    concurrent,
+    drug_course,
+    drug_first,
+    fractionated,
+    load_schedule,
+    schedule_from_dict,
+    sequential,
+)
+from .simulate import SimulationError, SolverOptions, Trajectory, enable_x64, simulate  # noqa: E402
+
+__all__ = [
+    "Agent", "DrugDose", "Params", "RTFraction", "Schedule", "ScheduleError", "SimulationError", "SolverOptions",
+    "Trajectory", "bed", "build_model", "catalogue", "combined", "compare", "concurrent", "default_params",
+    "default_scenario", "drug_course", "drug_first", "enable_x64", "equations_text", "fractionated", "get_agent",
+    "load_schedule", "parameter_table", "schedule_from_dict", "sequential", "simulate", "tumour_lines",
+]

@@ -1,0 +1,149 @@
+"""The parameter table: one record per parameter (name, value, unit, bounds, scale, prior, source).
+
+``data/parameters.csv`` is the single source of defaults; ``data/tumour_lines.csv`` holds the named
+tumour-line sets as overrides of the line-specific parameters, each with its source.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+import numpy as np
+
+from .equations import build_model
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One row of the parameter table."""
+
+    name: str
+    value: float
+    unit: str
+    lower: float
+    upper: float
+    scale: str  # "log" or "lin"
+    prior: str
+    estimate: bool
+    group: str
+    source: str
+    description: str
+
+
+def _read_csv(name: str) -> list[dict[str, str]]:
+    text = resources.files("abscopal").joinpath(f"data/{name}").read_text()
+    return list(csv.DictReader(text.splitlines()))
+
+
+@cache
+def parameter_table() -> tuple[ParamSpec, ...]:
+    """All parameter records, validated (bounds contain the value, scale and names known)."""
+    specs = []
+    for row in _read_csv("parameters.csv"):
+        spec = ParamSpec(
+            name=row["name"],
+            value=float(row["value"]),
+            unit=row["unit"],
+            lower=float(row["lower"]),
+            upper=float(row["upper"]),
+            scale=row["scale"],
+            prior=row["prior"],
+            estimate=row["estimate"] == "yes",
+            group=row["group"],
+            source=row["source"],
+            description=row["description"],
+        )
+        if spec.scale not in ("log", "lin"):
+            raise ValueError(f"parameter {spec.name}: scale must be 'log' or 'lin', got {spec.scale!r}")
+        if not spec.lower <= spec.value <= spec.upper:
+            raise ValueError(f"parameter {spec.name}: value {spec.value} outside [{spec.lower}, {spec.upper}]")
+        if not spec.source:
+            raise ValueError(f"parameter {spec.name}: no source")
+        specs.append(spec)
+    model_names = set(build_model().param_names)
+    missing = model_names - {s.name for s in specs}
+    if missing:
+        raise ValueError(f"parameters used by the equations but missing from the table: {sorted(missing)}")
+    return tuple(specs)
+
+
+def spec(name: str) -> ParamSpec:
+    for s in parameter_table():
+        if s.name == name:
+            return s
+    raise KeyError(f"unknown parameter {name!r}")
+
+
+@cache
+def _line_overrides() -> dict[str, dict[str, tuple[float, str]]]:
+    lines: dict[str, dict[str, tuple[float, str]]] = {}
+    for row in _read_csv("tumour_lines.csv"):
+        lines.setdefault(row["line"], {})[row["parameter"]] = (float(row["value"]), row["source"])
+    return lines
+
+
+def tumour_lines() -> tuple[str, ...]:
+    """Names of the shipped tumour-line parameter sets."""
+    return tuple(_line_overrides())
+
+
+def tumour_line_table(line: str) -> dict[str, tuple[float, str]]:
+    """The overrides (value, source) that define a tumour line."""
+    lines = _line_overrides()
+    if line not in lines:
+        raise ValueError(f"unknown tumour_line {line!r}: allowed {list(lines)}")
+    return dict(lines[line])
+
+
+@dataclass(frozen=True)
+class Params:
+    """A full parameter set: values in the model's parameter order, with names.
+
+    Only the plain array ``values`` enters compiled code; names are for humans.
+    """
+
+    values: np.ndarray
+    tumour_line: str = "generic"
+    body_weight_g: float = 20.0
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return build_model().param_names
+
+    def __getitem__(self, name: str) -> float:
+        return float(self.values[self.index(name)])
+
+    def index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise KeyError(f"unknown parameter {name!r}") from None
+
+    def replace(self, **updates: float) -> "Params":
+        """A copy with some parameters changed (by name); values are checked to be finite."""
+        values = self.values.copy()
+        for name, value in updates.items():
+            if not math.isfinite(float(value)):
+                raise ValueError(f"parameter {name}: value must be finite, got {value!r}")
+            values[self.index(name)] = float(value)
+        return Params(values, self.tumour_line, self.body_weight_g)
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(zip(self.names, map(float, self.values)))
+
+
+def default_params(tumour_line: str = "generic", overrides: Mapping[str, float] | None = None) -> Params:
+    """Defaults of the table, with a tumour line's overrides and then the caller's."""
+    table = {s.name: s.value for s in parameter_table()}
+    for name, (value, _source) in tumour_line_table(tumour_line).items():
+        if name not in table:
+            raise ValueError(f"tumour line {tumour_line}: unknown parameter {name!r}")
+        table[name] = value
+    values = np.array([table[n] for n in build_model().param_names], dtype=np.float64)
+    params = Params(values, tumour_line, table["body_weight_g"])
+    return params.replace(**overrides) if overrides else params
