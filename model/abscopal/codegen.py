@@ -28,6 +28,9 @@ def functions(backend: str = "jax"):
     - ``initial(p) -> y0``
     - ``rt_event(y, p, dose_gy, on_irr, on_abs) -> y after one fraction``
     - ``bolus_matrix(p) -> (n_agents, n_states)``: the state increment per unit internal amount
+
+    All accept trailing "lane" axes (``y``: (n_states, N), ``p``: (n_params, N)) to solve a whole
+    virtual population as one system.
     """
     if backend not in ("jax", "numpy"):
         raise ValueError(f"backend must be 'jax' or 'numpy', got {backend!r}")
@@ -43,7 +46,9 @@ def functions(backend: str = "jax"):
     n_states = len(states)
 
     def stack(values):
-        return xp.stack([xp.asarray(v, dtype=xp.float64) * xp.ones(()) for v in values])
+        # constants (e.g. a zero rate) broadcast to the lane shape of the states, if any
+        arrays = xp.broadcast_arrays(*[xp.asarray(v, dtype=xp.float64) for v in values])
+        return xp.stack(arrays)
 
     def rhs(y, p):
         return stack(rhs_raw(y, p))
@@ -55,8 +60,8 @@ def functions(backend: str = "jax"):
         return stack(ev_raw(y, p, dose, on_irr, on_abs))
 
     def bolus_matrix(p):
-        f = stack(factors(p))
-        onehot = xp.asarray(np.eye(n_states)[targets])
+        f = stack(factors(p))  # (n_agents, *lanes)
+        onehot = xp.asarray(np.eye(n_states)[targets]).reshape((len(targets), n_states) + (1,) * (f.ndim - 1))
         return onehot * f[:, None]
 
     return rhs, initial, rt_event, bolus_matrix

@@ -31,10 +31,11 @@ import csv
 import math
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = [
     "RecordError",
@@ -73,17 +74,34 @@ ARM_MODIFIERS = ("STING-deficient",)
 MAX_DOSE_PER_FRACTION_GY = 30.0
 
 _AB = ("mg/kg", "ug")
-AGENT_UNITS: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    "anti-PD-1": _AB, "anti-PD-L1": _AB, "anti-CTLA-4": _AB, "anti-CD40": _AB, "anti-OX40": _AB,
-    "anti-CD137": _AB, "anti-TGF-beta": _AB, "anti-GITR": _AB,
-    "Flt3L": ("ug",), "GM-CSF": ("ug",), "IL-2": ("ug",),
-    "DC": ("cells",), "T-cells": ("cells",),
-    "vaccine": ("ug",), "AdV-tk": ("vp",),
-    "TLR7": ("ug",), "TLR9": ("ug",), "TLR4": ("ug",), "TLR2": ("ug",),
-    "CSF-1R-inhibitor": ("mg/kg",), "CCR2-antagonist": ("mg/kg",),
-    "cyclophosphamide": ("mg/kg",), "PDE5-inhibitor": ("mg/kg",),
-    "STING-agonist": ("ug",),
-})
+AGENT_UNITS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "anti-PD-1": _AB,
+        "anti-PD-L1": _AB,
+        "anti-CTLA-4": _AB,
+        "anti-CD40": _AB,
+        "anti-OX40": _AB,
+        "anti-CD137": _AB,
+        "anti-TGF-beta": _AB,
+        "anti-GITR": _AB,
+        "Flt3L": ("ug",),
+        "GM-CSF": ("ug",),
+        "IL-2": ("ug",),
+        "DC": ("cells",),
+        "T-cells": ("cells",),
+        "vaccine": ("ug",),
+        "AdV-tk": ("vp",),
+        "TLR7": ("ug",),
+        "TLR9": ("ug",),
+        "TLR4": ("ug",),
+        "TLR2": ("ug",),
+        "CSF-1R-inhibitor": ("mg/kg",),
+        "CCR2-antagonist": ("mg/kg",),
+        "cyclophosphamide": ("mg/kg",),
+        "PDE5-inhibitor": ("mg/kg",),
+        "STING-agonist": ("ug",),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -101,20 +119,22 @@ class _Endpoint:
 
 
 #: End points of comparisons (definitions in fits/data/README.md and conventions.toml).
-ENDPOINTS: Mapping[str, _Endpoint] = MappingProxyType({
-    "volume_at_day": _Endpoint("required", day=True),
-    "relative_volume_at_day": _Endpoint("required", day=True, reference_day=True),
-    "time_to_volume": _Endpoint("required", threshold=True),
-    "survival_proxy": _Endpoint("forbidden", threshold=True),
-    "cure_fraction": _Endpoint("required", day=True, fraction=True),
-    "abscopal_probability": _Endpoint("required", day=True, fraction=True, reference_arm=True),
-    "cd8_in_tumour": _Endpoint("required", day=True),
-    "treg_in_tumour": _Endpoint("required", day=True),
-    "mdsc_in_tumour": _Endpoint("required", day=True),
-    "tam_in_tumour": _Endpoint("required", day=True),
-    "dc_in_tumour": _Endpoint("required", day=True),
-    "memory_t_cells": _Endpoint("forbidden", day=True),
-})
+ENDPOINTS: Mapping[str, _Endpoint] = MappingProxyType(
+    {
+        "volume_at_day": _Endpoint("required", day=True),
+        "relative_volume_at_day": _Endpoint("required", day=True, reference_day=True),
+        "time_to_volume": _Endpoint("required", threshold=True),
+        "survival_proxy": _Endpoint("forbidden", threshold=True),
+        "cure_fraction": _Endpoint("required", day=True, fraction=True),
+        "abscopal_probability": _Endpoint("required", day=True, fraction=True, reference_arm=True),
+        "cd8_in_tumour": _Endpoint("required", day=True),
+        "treg_in_tumour": _Endpoint("required", day=True),
+        "mdsc_in_tumour": _Endpoint("required", day=True),
+        "tam_in_tumour": _Endpoint("required", day=True),
+        "dc_in_tumour": _Endpoint("required", day=True),
+        "memory_t_cells": _Endpoint("forbidden", day=True),
+    }
+)
 
 _ID_RE = re.compile(r"^[RS]\d\d$")
 
@@ -327,8 +347,7 @@ class _Ctx:
         unknown = set(table) - set(required) - set(optional)
         if unknown:
             key = sorted(unknown)[0]
-            self.fail(f"{field}.{key}" if field else key,
-                      f"unknown field; allowed: {sorted(set(required) | set(optional))}")
+            self.fail(f"{field}.{key}" if field else key, f"unknown field; allowed: {sorted(set(required) | set(optional))}")
 
     def str_(self, value, field: str, allowed=None, empty: bool = False) -> str:
         if not isinstance(value, str):
@@ -339,8 +358,9 @@ class _Ctx:
             self.fail(field, f"{value!r} is not one of {list(allowed)}")
         return value
 
-    def num(self, value, field: str, lo: float | None = None, hi: float | None = None,
-            lo_open: bool = False, hi_open: bool = False) -> float:
+    def num(
+        self, value, field: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False, hi_open: bool = False
+    ) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(field, f"must be a number, got {value!r}")
         x = float(value)
@@ -392,19 +412,45 @@ def load_conventions(path: str | Path | None = None) -> dict[str, dict[str, Mapp
         for key, entry in entries.items():
             if not isinstance(entry, dict) or not entry.get("text") or not entry.get("reason"):
                 raise ValueError(f"{path}: [{section}.{key}] needs non-empty 'text' and 'reason'")
-            if section == "margin" and (entry.get("margin_kind") not in MARGIN_KINDS
-                                        or not isinstance(entry.get("margin"), (int, float))):
+            if section == "margin" and (
+                entry.get("margin_kind") not in MARGIN_KINDS or not isinstance(entry.get("margin"), (int, float))
+            ):
                 raise ValueError(f"{path}: [margin.{key}] needs 'margin' and 'margin_kind' in {MARGIN_KINDS}")
         out[section] = {k: MappingProxyType(v) for k, v in entries.items()}
     return out
 
 
 # ----- parsing -----
-_TOP_REQUIRED = {"id", "title", "status", "use", "tumour_line", "setting", "kind", "outcome_text",
-                 "provenance", "protocol_status", "arms"}
-_TOP_OPTIONAL = {"use_reason", "tumour_line_note", "tumour_variant", "other_tumour_lines", "generic_ids",
-                 "protocol_assumptions", "inoculation_days", "cells_inoculated", "arm_notes", "arm_modifiers",
-                 "time_course", "count", "comparison", "check_text", "notes"}
+_TOP_REQUIRED = {
+    "id",
+    "title",
+    "status",
+    "use",
+    "tumour_line",
+    "setting",
+    "kind",
+    "outcome_text",
+    "provenance",
+    "protocol_status",
+    "arms",
+}
+_TOP_OPTIONAL = {
+    "use_reason",
+    "tumour_line_note",
+    "tumour_variant",
+    "other_tumour_lines",
+    "generic_ids",
+    "protocol_assumptions",
+    "inoculation_days",
+    "cells_inoculated",
+    "arm_notes",
+    "arm_modifiers",
+    "time_course",
+    "count",
+    "comparison",
+    "check_text",
+    "notes",
+}
 _OBS_LIST = {"time_course": "time_course", "count": "count", "qualitative": "comparison"}
 
 
@@ -417,7 +463,7 @@ def _days(c: _Ctx, entry: dict, field: str, horizon: float) -> list[float]:
     else:
         days, names = [entry["day"]], [f"{field}.day"]
     out = []
-    for d, name in zip(days, names):
+    for d, name in zip(days, names, strict=True):
         x = c.num(d, name, lo=0.0)
         if not x < horizon:
             c.fail(name, f"day {x:g} is not inside the horizon [0, {horizon:g}) days")
@@ -469,7 +515,7 @@ def _arm_ref(c: _Ctx, value, field: str, arms: Mapping[str, Arm]) -> str:
 
 def _check_rows(c: _Ctx, rows: list[TimePoint], f: str, horizon: float, zero_means: str, names: list[str]):
     last = -math.inf
-    for row, name in zip(rows, names):
+    for row, name in zip(rows, names, strict=True):
         if not 0 <= row.day <= horizon:
             c.fail(f"{name}.day", f"day {row.day:g} is outside [0, horizon {horizon:g}]")
         if row.day <= last:
@@ -512,8 +558,7 @@ def _rows_csv(c: _Ctx, src: dict, f: str, root: Path) -> tuple[list[TimePoint], 
         for col in list(cols.values()) + list(flt):
             if col not in header:
                 c.fail(g, f"column {col!r} not in {rel} (columns: {header})")
-        lines = [(n, r) for n, r in enumerate(reader, start=2)
-                 if all(r[k] == str(v) for k, v in flt.items())]
+        lines = [(n, r) for n, r in enumerate(reader, start=2) if all(r[k] == str(v) for k, v in flt.items())]
     if not lines:
         c.fail(f"{g}.filter", f"no row of {rel} matches {dict(flt)}")
     rows, names = [], []
@@ -541,8 +586,12 @@ def _rows_csv(c: _Ctx, src: dict, f: str, root: Path) -> tuple[list[TimePoint], 
 def _parse_time_course(c: _Ctx, i: int, t, arms, setting, root: Path) -> TimeCourse:
     f = f"time_course[{i}]"
     t = c.table(t, f)
-    c.keys(t, f, {"arm", "site", "quantity", "error_model"},
-           {"rows", "source", "error_note", "reference_day", "zero_means", "series_label", "note"})
+    c.keys(
+        t,
+        f,
+        {"arm", "site", "quantity", "error_model"},
+        {"rows", "source", "error_note", "reference_day", "zero_means", "series_label", "note"},
+    )
     arm = _arm_ref(c, t["arm"], f"{f}.arm", arms)
     horizon = arms[arm].horizon_days
     site = _site(c, t["site"], f"{f}.site", setting)
@@ -571,9 +620,19 @@ def _parse_time_course(c: _Ctx, i: int, t, arms, setting, root: Path) -> TimeCou
     if error_model == "lognormal_estimated_sigma" and not t.get("error_note", "").strip():
         c.fail(f"{f}.error_note", "missing: say why the error is estimated and what is assumed")
     note = c.str_(t.get("note", ""), f"{f}.note", empty=True)
-    return TimeCourse(arm, site, quantity, tuple(rows), error_model,
-                      c.str_(t.get("error_note", ""), f"{f}.error_note", empty=True), ref_day, zero_means,
-                      c.str_(t.get("series_label", ""), f"{f}.series_label", empty=True), source, note)
+    return TimeCourse(
+        arm,
+        site,
+        quantity,
+        tuple(rows),
+        error_model,
+        c.str_(t.get("error_note", ""), f"{f}.error_note", empty=True),
+        ref_day,
+        zero_means,
+        c.str_(t.get("series_label", ""), f"{f}.series_label", empty=True),
+        source,
+        note,
+    )
 
 
 def _parse_count(c: _Ctx, i: int, t, arms, setting) -> Count:
@@ -597,9 +656,12 @@ def _parse_count(c: _Ctx, i: int, t, arms, setting) -> Count:
 def _parse_comparison(c: _Ctx, i: int, t, arms, setting, conventions) -> Comparison:
     f = f"comparison[{i}]"
     t = c.table(t, f)
-    c.keys(t, f, {"endpoint", "lhs", "op", "rhs", "margin", "margin_kind"},
-           {"margin_rule", "margin_reason", "site", "day", "threshold_mm3", "reference_day", "reference_arm",
-            "note"})
+    c.keys(
+        t,
+        f,
+        {"endpoint", "lhs", "op", "rhs", "margin", "margin_kind"},
+        {"margin_rule", "margin_reason", "site", "day", "threshold_mm3", "reference_day", "reference_arm", "note"},
+    )
     name = c.str_(t["endpoint"], f"{f}.endpoint", ENDPOINTS)
     ep = ENDPOINTS[name]
     lhs = _arm_ref(c, t["lhs"], f"{f}.lhs", arms)
@@ -622,8 +684,10 @@ def _parse_comparison(c: _Ctx, i: int, t, arms, setting, conventions) -> Compari
         rule = c.str_(rule, f"{f}.margin_rule", conventions["margin"])
         entry = conventions["margin"][rule]
         if float(entry["margin"]) != margin or entry["margin_kind"] != margin_kind:
-            c.fail(f"{f}.margin", f"rule {rule} says margin {entry['margin']} ({entry['margin_kind']}),"
-                                  f" got {margin:g} ({margin_kind})")
+            c.fail(
+                f"{f}.margin",
+                f"rule {rule} says margin {entry['margin']} ({entry['margin_kind']}), got {margin:g} ({margin_kind})",
+            )
     reason = c.str_(t.get("margin_reason", ""), f"{f}.margin_reason", empty=True)
     if not rule and not reason.strip():
         c.fail(f"{f}.margin_reason", "missing: give margin_rule (conventions.toml) or margin_reason")
@@ -667,14 +731,17 @@ def _parse_comparison(c: _Ctx, i: int, t, arms, setting, conventions) -> Compari
     elif "reference_arm" in t:
         c.fail(f"{f}.reference_arm", f"end point {name!r} takes no reference_arm")
     note = c.str_(t.get("note", ""), f"{f}.note", empty=True)
-    return Comparison(name, lhs, op, rhs, margin, margin_kind, rule, reason, site, day, threshold, ref_day,
-                      ref_arm, note)
+    return Comparison(name, lhs, op, rhs, margin, margin_kind, rule, reason, site, day, threshold, ref_day, ref_arm, note)
 
 
 def _parse_provenance(c: _Ctx, p, is_series: bool) -> Provenance:
     p = c.table(p, "provenance")
-    c.keys(p, "provenance", {"review_section", "review_refs", "reference", "primary_study", "protocol_tag",
-                             "protocol_text"}, {"refs_note", "data_source"})
+    c.keys(
+        p,
+        "provenance",
+        {"review_section", "review_refs", "reference", "primary_study", "protocol_tag", "protocol_text"},
+        {"refs_note", "data_source"},
+    )
     section = c.str_(p["review_section"], "provenance.review_section")
     if is_series:
         if section != "external":
@@ -686,18 +753,22 @@ def _parse_provenance(c: _Ctx, p, is_series: bool) -> Provenance:
     src = None
     if "data_source" in p:
         d = c.table(p["data_source"], "provenance.data_source")
-        c.keys(d, "provenance.data_source", {"paper", "repo", "commit", "path", "licence"},
-               {"doi", "digitised_by"})
+        c.keys(d, "provenance.data_source", {"paper", "repo", "commit", "path", "licence"}, {"doi", "digitised_by"})
         src = DataSource(**{k: c.str_(v, f"provenance.data_source.{k}") for k, v in d.items()})
         if not re.fullmatch(r"[0-9a-f]{40}", src.commit):
             c.fail("provenance.data_source.commit", "must be a 40-hex-digit git commit")
     elif is_series:
         c.fail("provenance.data_source", "missing (required for series records)")
-    return Provenance(section, refs, c.str_(p["reference"], "provenance.reference"),
-                      c.str_(p["primary_study"], "provenance.primary_study"),
-                      c.str_(p["protocol_tag"], "provenance.protocol_tag", STATUS_TAGS),
-                      c.str_(p["protocol_text"], "provenance.protocol_text"),
-                      c.str_(p.get("refs_note", ""), "provenance.refs_note", empty=True), src)
+    return Provenance(
+        section,
+        refs,
+        c.str_(p["reference"], "provenance.reference"),
+        c.str_(p["primary_study"], "provenance.primary_study"),
+        c.str_(p["protocol_tag"], "provenance.protocol_tag", STATUS_TAGS),
+        c.str_(p["protocol_text"], "provenance.protocol_text"),
+        c.str_(p.get("refs_note", ""), "provenance.refs_note", empty=True),
+        src,
+    )
 
 
 def _parse_record(raw, path: Path | None, root: Path, conventions) -> Record:
@@ -742,9 +813,15 @@ def _parse_record(raw, path: Path | None, root: Path, conventions) -> Record:
         for name in table:
             _arm_ref(c, name, f"{field}.{name}", arms)
     for name, arm in list(arms.items()):
-        arms[name] = Arm(arm.name, arm.horizon_days, arm.rt, arm.drugs, arm.schedule,
-                         c.strs(mods_raw.get(name, []), f"arm_modifiers.{name}", ARM_MODIFIERS),
-                         c.str_(notes_raw.get(name, ""), f"arm_notes.{name}", empty=True))
+        arms[name] = Arm(
+            arm.name,
+            arm.horizon_days,
+            arm.rt,
+            arm.drugs,
+            arm.schedule,
+            c.strs(mods_raw.get(name, []), f"arm_modifiers.{name}", ARM_MODIFIERS),
+            c.str_(notes_raw.get(name, ""), f"arm_notes.{name}", empty=True),
+        )
 
     inoc = c.table(raw.get("inoculation_days", {}), "inoculation_days")
     c.keys(inoc, "inoculation_days", set(), {"irradiated", "abscopal"} if setting == "two-tumour" else {"irradiated"})
@@ -770,14 +847,29 @@ def _parse_record(raw, path: Path | None, root: Path, conventions) -> Record:
         obs = [_parse_comparison(c, i, t, arms, setting, conventions) for i, t in enumerate(entries)]
 
     return Record(
-        id=rid, title=c.str_(raw["title"], "title"), status=status, use=use, tumour_line=line, setting=setting,
-        kind=kind, outcome_text=c.str_(raw["outcome_text"], "outcome_text"), provenance=prov,
-        protocol_status=protocol_status, arms=MappingProxyType(arms), observations=tuple(obs),
-        use_reason=use_reason, tumour_line_note=line_note,
+        id=rid,
+        title=c.str_(raw["title"], "title"),
+        status=status,
+        use=use,
+        tumour_line=line,
+        setting=setting,
+        kind=kind,
+        outcome_text=c.str_(raw["outcome_text"], "outcome_text"),
+        provenance=prov,
+        protocol_status=protocol_status,
+        arms=MappingProxyType(arms),
+        observations=tuple(obs),
+        use_reason=use_reason,
+        tumour_line_note=line_note,
         tumour_variant=c.str_(raw.get("tumour_variant", ""), "tumour_variant", empty=True),
-        other_tumour_lines=other_lines, generic_ids=generic_ids, protocol_assumptions=assumptions,
-        inoculation_days=MappingProxyType(inoc), cells_inoculated=cells, check_text=check_text,
-        notes=c.strs(raw.get("notes", []), "notes"), source_path=str(path) if path else "",
+        other_tumour_lines=other_lines,
+        generic_ids=generic_ids,
+        protocol_assumptions=assumptions,
+        inoculation_days=MappingProxyType(inoc),
+        cells_inoculated=cells,
+        check_text=check_text,
+        notes=c.strs(raw.get("notes", []), "notes"),
+        source_path=str(path) if path else "",
     )
 
 
@@ -788,7 +880,8 @@ def _resolve(path: str | Path | None) -> tuple[Path, list[Path]]:
         if not path.is_dir():
             raise FileNotFoundError(
                 f"no fits/data directory at {path}: load_records() without a path works only from a source "
-                "checkout; pass the data directory or a record file explicitly")
+                "checkout; pass the data directory or a record file explicitly"
+            )
     path = Path(path)
     if path.is_file():
         root = path.parent.parent if path.parent.name == "records" else path.parent
@@ -835,11 +928,20 @@ def records_table(records: tuple[Record, ...] | None = None, path: str | Path | 
     import pandas as pd
 
     records = load_records(path) if records is None else records
-    return pd.DataFrame([
-        {
-            "id": r.id, "title": r.title, "tumour_line": r.tumour_line, "setting": r.setting, "kind": r.kind,
-            "status": r.status, "use": r.use, "protocol_status": r.protocol_status, "n_arms": len(r.arms),
-            "n_observations": len(r.observations),
-        }
-        for r in records
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "id": r.id,
+                "title": r.title,
+                "tumour_line": r.tumour_line,
+                "setting": r.setting,
+                "kind": r.kind,
+                "status": r.status,
+                "use": r.use,
+                "protocol_status": r.protocol_status,
+                "n_arms": len(r.arms),
+                "n_observations": len(r.observations),
+            }
+            for r in records
+        ]
+    )

@@ -54,6 +54,10 @@ def _require_x64() -> None:
         raise RuntimeError("abscopal needs 64-bit floats: call abscopal.enable_x64() before simulating")
 
 
+def _max_norm(x) -> jax.Array:
+    return jnp.max(jnp.abs(x))
+
+
 def _vector_field(t, y, p):
     rhs = functions("jax")[0]
     return rhs(y, p)
@@ -62,7 +66,14 @@ def _vector_field(t, y, p):
 def solve_core(p, events, horizon, *, rtol, atol, max_steps, n_out):
     """Pure core: ``p`` (n_params,), ``events`` dict of padded arrays, ``horizon`` scalar.
 
-    Returns ``(ts, ys, ok)``: output days (n_out,), states (n_out, n_states), success flag.
+    The event days and the ``n_out`` output days are merged into one sorted list of points (events
+    before outputs on the same day, so an output on an event day shows the post-event state); one
+    ``lax.scan`` integrates from point to point and applies each event as a pure map on the state.
+
+    ``p`` may carry a trailing lane axis (n_params, N): the N mice then share the schedule and are
+    solved as one system (one step-size controller, max-norm error over all of them).
+
+    Returns ``(ts, ys, ok)``: output days (n_out,), states (n_out, n_states[, N]), success flag.
     """
     TRACE_COUNT["core"] += 1
     _, initial, rt_event, bolus_matrix = functions("jax")
@@ -70,41 +81,35 @@ def solve_core(p, events, horizon, *, rtol, atol, max_steps, n_out):
     B = bolus_matrix(p)
     ts = jnp.linspace(0.0, horizon, n_out)
     n_ev = events["time"].shape[0]
-    # segment k runs from start[k] to end[k]; the event applied at its start is event k-1 (k = 0: none)
-    start = jnp.concatenate([jnp.zeros(1), events["time"]])
-    end = jnp.concatenate([events["time"], jnp.reshape(horizon, (1,))])
-
-    def pad(x, fill):
-        return jnp.concatenate([jnp.full((1,), fill, x.dtype), x])
-
-    seg = dict(
-        t0=start, t1=end, kind=pad(events["kind"], 0), value=pad(events["value"], 0.0),
-        on_irr=pad(events["on_irr"], 0.0), on_abs=pad(events["on_abs"], 0.0), agent=pad(events["agent"], 0),
-        last=jnp.arange(n_ev + 1) == n_ev,
+    times = jnp.concatenate([events["time"], ts])
+    order = jnp.argsort(times, stable=True)  # events come first in `times`, so they sort first on ties
+    point = dict(
+        t=times[order],
+        kind=jnp.concatenate([events["kind"], jnp.zeros(n_out, events["kind"].dtype)])[order],
+        value=jnp.concatenate([events["value"], jnp.zeros(n_out)])[order],
+        on_irr=jnp.concatenate([events["on_irr"], jnp.zeros(n_out)])[order],
+        on_abs=jnp.concatenate([events["on_abs"], jnp.zeros(n_out)])[order],
+        agent=jnp.concatenate([events["agent"], jnp.zeros(n_out, events["agent"].dtype)])[order],
     )
     term = dfx.ODETerm(_vector_field)
     solver = dfx.Tsit5()
-    controller = dfx.PIDController(rtol=rtol, atol=atol)
+    # max-norm of the scaled error: every state of every lane (mouse) meets the tolerance
+    controller = dfx.PIDController(rtol=rtol, atol=atol, norm=_max_norm)
 
-    def step(carry, s):
-        y, out, ok = carry
-        y = jnp.where(s["kind"] == EVENT_RT, rt_event(y, p, s["value"], s["on_irr"], s["on_abs"]), y)
-        y = jnp.where(s["kind"] == EVENT_DRUG, y + s["value"] * B[s["agent"]], y)
-        sol = dfx.diffeqsolve(
-            term, solver, s["t0"], s["t1"], None, y, args=p,
-            saveat=dfx.SaveAt(ts=jnp.clip(ts, s["t0"], s["t1"]), t1=True),
-            stepsize_controller=controller, max_steps=max_steps, throw=False,
-        )
-        ys = sol.ys
-        seg_ok = (sol.result == dfx.RESULTS.successful) & jnp.all(jnp.isfinite(ys))
-        mask = (ts >= s["t0"]) & ((ts < s["t1"]) | (s["last"] & (ts <= s["t1"])))
-        out = jnp.where(mask[:, None], ys[:-1], out)
-        y_end = jnp.where(seg_ok, ys[-1], y)
-        return (y_end, out, ok & seg_ok), None
+    def step(carry, pt):
+        t_prev, y, ok = carry
+        sol = dfx.diffeqsolve(term, solver, t_prev, pt["t"], None, y, args=p, saveat=dfx.SaveAt(t1=True),
+                              stepsize_controller=controller, max_steps=max_steps, throw=False)
+        y_new = sol.ys[-1]
+        seg_ok = (sol.result == dfx.RESULTS.successful) & jnp.all(jnp.isfinite(y_new))
+        y_new = jnp.where(seg_ok, y_new, y)  # keep a finite state; the flag records the failure
+        y_new = jnp.where(pt["kind"] == EVENT_RT, rt_event(y_new, p, pt["value"], pt["on_irr"], pt["on_abs"]), y_new)
+        y_new = jnp.where(pt["kind"] == EVENT_DRUG, y_new + pt["value"] * B[pt["agent"]], y_new)
+        return (pt["t"], y_new, ok & seg_ok), y_new
 
-    out0 = jnp.full((n_out, y0.shape[0]), jnp.nan)
-    (_, out, ok), _ = jax.lax.scan(step, (y0, out0, jnp.bool_(True)), seg)
-    return ts, out, ok
+    (_, _, ok), ys = jax.lax.scan(step, (jnp.zeros(()), y0, jnp.bool_(True)), point)
+    position = jnp.argsort(order)[n_ev:]  # where each output day landed in the sorted list
+    return ts, ys[position], ok
 
 
 @partial(jax.jit, static_argnames=("rtol", "atol", "max_steps", "n_out"))
@@ -212,10 +217,46 @@ __all__ = ["SITE_STATES", "SolverOptions", "SimulationError", "Trajectory", "sim
 
 
 @partial(jax.jit, static_argnames=("rtol", "atol", "max_steps", "n_out"))
+def solve_population(p, events, horizon, *, rtol=1e-6, atol=1e-9, max_steps=16384, n_out=121):
+    """N mice (rows of ``p``, (N, n_params)) under ONE schedule, solved as one system: the fast path
+    for virtual cohorts. Returns ts (n_out,), ys (N, n_out, n_states), ok (a single flag: a failure
+    of any mouse fails the cohort; use ``solve_batch`` for per-mouse flags)."""
+    ts, ys, ok = solve_core(p.T, events, horizon, rtol=rtol, atol=atol, max_steps=max_steps, n_out=n_out)
+    return ts, jnp.moveaxis(ys, -1, 0), ok
+
+
+@partial(jax.jit, static_argnames=("rtol", "atol", "max_steps", "n_out"))
 def solve_grid(p, events, horizon, *, rtol=1e-6, atol=1e-9, max_steps=4096, n_out=121):
-    """Every parameter set (axis 0 of ``p``, N) under every schedule (axis 0 of the events, S):
-    returns ts (S, n_out), ys (S, N, n_out, n_states), ok (S, N)."""
-    core = partial(solve_core, rtol=rtol, atol=atol, max_steps=max_steps, n_out=n_out)
-    over_params = jax.vmap(core, in_axes=(0, None, None))
-    ts, ys, ok = jax.vmap(over_params, in_axes=(None, 0, 0))(p, events, horizon)
-    return ts[:, 0], ys, ok
+    """Every parameter set (axis 0 of ``p``, N) under every schedule (axis 0 of the events, S): the
+    population is one system per schedule, vmapped over schedules.
+    Returns ts (S, n_out), ys (S, N, n_out, n_states), ok (S, N)."""
+    def population(events_one, horizon_one):
+        ts, ys, ok = solve_core(p.T, events_one, horizon_one, rtol=rtol, atol=atol, max_steps=max_steps, n_out=n_out)
+        return ts, jnp.moveaxis(ys, -1, 0), jnp.broadcast_to(ok, p.shape[:1])
+
+    return jax.vmap(population)(events, horizon)
+
+
+def simulate_population(schedule: Schedule, values: np.ndarray, options: SolverOptions = SolverOptions(), chunk: int = 64,
+                        throw: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A virtual cohort (rows of parameter ``values``) under one schedule, in chunks of ``chunk`` mice
+    (one compilation; a chunk is solved as one system). Returns days, states (N, n_out, n_states),
+    and per-chunk success broadcast to each mouse."""
+    _require_x64()
+    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    if not np.all(np.isfinite(values)):
+        raise ValueError("values: parameter rows must be finite")
+    events, horizon = _events(schedule, 20.0)
+    n = values.shape[0]
+    pad = (-n) % chunk
+    padded = np.concatenate([values, np.repeat(values[-1:], pad, axis=0)]) if pad else values
+    ys, oks = [], []
+    for i in range(0, padded.shape[0], chunk):
+        ts, y, ok = solve_population(padded[i : i + chunk], events, horizon, rtol=options.rtol, atol=options.atol,
+                                     max_steps=options.max_steps, n_out=options.n_out)
+        ys.append(np.asarray(y))
+        oks.append(np.full(chunk, bool(ok)))
+    ys_all, ok_all = np.concatenate(ys)[:n], np.concatenate(oks)[:n]
+    if throw and not ok_all.all():
+        raise SimulationError(f"ODE solve failed for {int((~ok_all).sum())} of {n} mice of schedule {schedule.name!r}")
+    return np.asarray(ts), ys_all, ok_all
