@@ -1,12 +1,8 @@
+import sys
+from pathlib import Path
+
 import jax
-import pytest
 
+# the tests need 64-bit floats (the package leaves the switch to its caller)
 jax.config.update("jax_enable_x64", True)
-
-
-@pytest.fixture(scope="session")
-def ab():
-    import abscopal
-
-    abscopal.enable_x64()
-    return abscopal
+sys.path.insert(0, str(Path(__file__).parent))  # tests/helpers.py

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from helpers import NO_IMMUNITY
 
 import abscopal as ab
+from helpers import NO_IMMUNITY
 
 H = 40
 
@@ -15,7 +15,7 @@ def run(rt=(), drugs=(), overrides=None, line="CT26", rtol=1e-6):
 
 
 @pytest.fixture(scope="module")
-def courses(ab):
+def courses():
     rt = ab.fractionated(1, 8.0, 7.0)
     return {
         "untreated": run(),

@@ -4,10 +4,10 @@ import json
 
 import pandas as pd
 import pytest
-from test_schedules import GOOD
 
 import abscopal as ab
 from abscopal.cli import main
+from test_schedules import GOOD
 
 
 def test_simulate_csv_and_json(tmp_path, capsys):
@@ -51,7 +51,7 @@ def test_compare_small(tmp_path, capsys):
     assert png.stat().st_size > 10_000
 
 
-def test_compare_rejects_mismatched_schedules(ab):
+def test_compare_rejects_mismatched_schedules():
     a = ab.Schedule(horizon_days=30, name="a")
     b = ab.Schedule(horizon_days=40, name="b")
     with pytest.raises(ValueError, match="share horizon_days"):

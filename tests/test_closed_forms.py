@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
-from helpers import NO_IMMUNITY, logistic
 
 import abscopal as ab
+from helpers import NO_IMMUNITY, logistic
 
 
-def test_untreated_growth_is_logistic(ab):
+def test_untreated_growth_is_logistic():
     p = ab.default_params("CT26", NO_IMMUNITY)
     s = ab.Schedule(horizon_days=30, tumour_line="CT26")
     tr = ab.simulate(s, p, ab.SolverOptions(rtol=1e-10, atol=1e-12, n_out=31))
@@ -18,7 +18,7 @@ def test_untreated_growth_is_logistic(ab):
 
 @pytest.mark.parametrize("target", ["irradiated", "abscopal", "both"])
 @pytest.mark.parametrize("dose", [2.0, 8.0, 20.0])
-def test_lq_survival_after_one_fraction(ab, target, dose):
+def test_lq_survival_after_one_fraction(target, dose):
     p = ab.default_params("generic", NO_IMMUNITY)
     day = 5.0
     s = ab.Schedule((ab.RTFraction(day, dose, target),), horizon_days=10)

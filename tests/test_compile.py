@@ -4,7 +4,7 @@ import abscopal as ab
 from abscopal.simulate import TRACE_COUNT
 
 
-def test_schedules_of_different_lengths_share_one_trace(ab):
+def test_schedules_of_different_lengths_share_one_trace():
     p = ab.default_params("generic")
     opts = ab.SolverOptions(n_out=17)  # static arguments unique to this test
     ab.simulate(ab.Schedule(horizon_days=20), p, opts)

@@ -8,19 +8,19 @@ import abscopal as ab
 from abscopal.simulate import solve_batch
 
 
-def test_step_limit_raises(ab):
+def test_step_limit_raises():
     s = ab.Schedule(ab.fractionated(3, 8.0, 5.0), horizon_days=30)
     with pytest.raises(ab.SimulationError, match="ODE solve failed"):
         ab.simulate(s, options=ab.SolverOptions(max_steps=3))
 
 
-def test_non_throwing_mode_flags_failure(ab):
+def test_non_throwing_mode_flags_failure():
     s = ab.Schedule(ab.fractionated(3, 8.0, 5.0), horizon_days=30)
     tr = ab.simulate(s, options=ab.SolverOptions(max_steps=3), throw=False)
     assert tr.ok is False
 
 
-def test_batch_flags_only_the_bad_member(ab):
+def test_batch_flags_only_the_bad_member():
     p = ab.default_params()
     bad = p.replace(r=1e6)  # explosive growth: the step limit is hit
     s = ab.Schedule(horizon_days=20)

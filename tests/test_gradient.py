@@ -3,15 +3,15 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from helpers import canonical_schedules
 
 import abscopal as ab
 from abscopal.simulate import solve
+from helpers import canonical_schedules
 
 NAMES = ["r", "alpha", "k_kill", "k_prime", "ec50_pdl1", "K_sup"]
 
 
-def test_gradient_of_end_point_matches_finite_differences(ab):
+def test_gradient_of_end_point_matches_finite_differences():
     s = canonical_schedules()["rt_pdl1_concurrent"]
     p0 = ab.default_params(s.tumour_line)
     events = {k: v for k, v in s.to_arrays(p0.body_weight_g).items() if k != "horizon"}

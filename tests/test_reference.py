@@ -2,14 +2,14 @@
 
 import numpy as np
 import pytest
-from helpers import canonical_schedules
 
 import abscopal as ab
 from abscopal.reference import solve_reference
+from helpers import canonical_schedules
 
 
 @pytest.mark.parametrize("name", list(canonical_schedules()))
-def test_matches_solve_ivp(ab, name):
+def test_matches_solve_ivp(name):
     s = canonical_schedules()[name]
     p = ab.default_params(s.tumour_line)
     tr = ab.simulate(s, p, ab.SolverOptions(rtol=1e-10, atol=1e-12, max_steps=100_000, n_out=61))

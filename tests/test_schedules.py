@@ -93,7 +93,11 @@ def test_builders():
 
 
 def test_padding_sorts_and_converts_units():
-    s = ab.Schedule((ab.RTFraction(9, 2.0),), (ab.DrugDose(3, "anti-PD-1", 10, "mg/kg"), ab.DrugDose(9, "T-cells", 2e6, "cells")), horizon_days=20)
+    s = ab.Schedule(
+        (ab.RTFraction(9, 2.0),),
+        (ab.DrugDose(3, "anti-PD-1", 10, "mg/kg"), ab.DrugDose(9, "T-cells", 2e6, "cells")),
+        horizon_days=20,
+    )
     a = s.to_arrays(body_weight_g=20.0)
     assert a["time"].shape == (MAX_EVENTS,)
     assert list(a["time"][:3]) == [3, 9, 9] and list(a["kind"][:3]) == [2, 1, 2]  # RT before the drug on day 9

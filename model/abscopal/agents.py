@@ -57,9 +57,7 @@ class Agent:
     def amount(self, dose: float, unit: str, body_weight_g: float) -> float:
         """Convert a dose in ``unit`` to the internal amount (ug, 1e6 cells, or vp)."""
         if unit not in self.units:
-            raise ValueError(
-                f"unit {unit!r} does not fit agent {self.name!r}: allowed {list(self.units)}"
-            )
+            raise ValueError(f"unit {unit!r} does not fit agent {self.name!r}: allowed {list(self.units)}")
         factor = UNIT_FACTORS[unit]
         return dose * (body_weight_g if factor is None else factor)
 

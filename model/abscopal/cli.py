@@ -18,7 +18,9 @@ def _cmd_equations(args) -> int:
         print("\nStates:")
         for name in build_model().state_names:
             base = name.split("_")[0]
-            desc, unit = STATE_DOC.get(base, ("drug amount in depot (ug)" if base == "A" else "drug concentration", "ug/mL" if base == "C" else "ug"))
+            desc, unit = STATE_DOC.get(
+                base, ("drug amount in depot (ug)" if base == "A" else "drug concentration", "ug/mL" if base == "C" else "ug")
+            )
             print(f"  {name:10s} {desc} [{unit}]")
     return 0
 
@@ -56,8 +58,15 @@ def _cmd_simulate(args) -> int:
     df = traj.to_frame()
     out = Path(args.out)
     if out.suffix == ".json":
-        text = json.dumps({"schedule": schedule.name, "tumour_line": schedule.tumour_line,
-                           "parameters": "defaults (no fit loaded)", "rows": df.to_dict(orient="records")}, indent=1)
+        text = json.dumps(
+            {
+                "schedule": schedule.name,
+                "tumour_line": schedule.tumour_line,
+                "parameters": "defaults (no fit loaded)",
+                "rows": df.to_dict(orient="records"),
+            },
+            indent=1,
+        )
     elif out.suffix == ".csv":
         text = df.to_csv(index=False)
     else:
@@ -74,12 +83,25 @@ def _cmd_compare(args) -> int:
 
     schedules = [load_schedule(p) for p in args.schedules] if args.schedules else default_scenario()
     if args.fit is not None:
-        raise ValueError(f"--fit {args.fit!r}: no fit is shipped yet (the fit issue adds them); run without --fit to use the defaults")
+        raise ValueError(
+            f"--fit {args.fit!r}: no fit is shipped yet (the fit issue adds them); run without --fit to use the defaults"
+        )
     c = compare(schedules, n_draws=args.draws, seed=args.seed, threshold_mm3=args.endpoint_mm3, progress=True)
     print(format_table(c))
     if args.json:
-        atomic_write_text(args.json, json.dumps({"source": c.source, "summary": c.summary.to_dict(orient="records"),
-                                                 "pairwise": c.pairwise.to_dict(orient="records"), "bed_gy": c.bed}, indent=1, default=str))
+        atomic_write_text(
+            args.json,
+            json.dumps(
+                {
+                    "source": c.source,
+                    "summary": c.summary.to_dict(orient="records"),
+                    "pairwise": c.pairwise.to_dict(orient="records"),
+                    "bed_gy": c.bed,
+                },
+                indent=1,
+                default=str,
+            ),
+        )
     if args.csv:
         atomic_write_text(args.csv, c.summary.to_csv(index=False))
     plot_path = args.plot or ("abscopal_compare.png" if not args.schedules else None)
@@ -90,7 +112,9 @@ def _cmd_compare(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="abscopal", description="Radiotherapy + immunotherapy in two tumours (irradiated and abscopal).")
+    ap = argparse.ArgumentParser(
+        prog="abscopal", description="Radiotherapy + immunotherapy in two tumours (irradiated and abscopal)."
+    )
     ap.add_argument("--version", action="version", version=__version__)
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("equations", help="print the model's equations (from sympy)")

@@ -59,8 +59,16 @@ def _draws(schedules, params, n_draws, seed, fit):
     )
 
 
-def compare(schedules: list[Schedule], n_draws: int = 200, seed: int = 0, params: Params | None = None, fit=None,
-            threshold_mm3: float = 1000.0, options: SolverOptions = SolverOptions(), progress: bool = False) -> Comparison:
+def compare(
+    schedules: list[Schedule],
+    n_draws: int = 200,
+    seed: int = 0,
+    params: Params | None = None,
+    fit=None,
+    threshold_mm3: float = 1000.0,
+    options: SolverOptions = SolverOptions(),
+    progress: bool = False,
+) -> Comparison:
     """Simulate each schedule for the same parameter draws and summarise the end points."""
     _require_x64()
     if not schedules:
@@ -89,8 +97,15 @@ def compare(schedules: list[Schedule], n_draws: int = 200, seed: int = 0, params
         chunks = tqdm(chunks, desc="simulating draws", unit=f"x{CHUNK} mice")
     ys_all, ok_all = [], []
     for i in chunks:
-        ts, ys, ok = solve_grid(padded[i : i + CHUNK], events, horizon, rtol=options.rtol, atol=options.atol,
-                                max_steps=options.max_steps, n_out=options.n_out)
+        ts, ys, ok = solve_grid(
+            padded[i : i + CHUNK],
+            events,
+            horizon,
+            rtol=options.rtol,
+            atol=options.atol,
+            max_steps=options.max_steps,
+            n_out=options.n_out,
+        )
         ys_all.append(np.asarray(ys))
         ok_all.append(np.asarray(ok))
     ys = np.concatenate(ys_all, axis=1)[:, :n]
@@ -117,12 +132,13 @@ def compare(schedules: list[Schedule], n_draws: int = 200, seed: int = 0, params
     pair_rows = []
     for i, a in enumerate(schedules):
         for b in schedules[i + 1 :]:
-            for key, (_d, unit, better) in ENDPOINTS.items():
+            for key, (_d, _unit, better) in ENDPOINTS.items():
                 xa, xb = results[a.name][key], results[b.name][key]
                 wins = xa < xb if better == "lower" else xa > xb
                 ties = xa == xb
-                pair_rows.append({"a": a.name, "b": b.name, "endpoint": key, "p_a_better": float(np.mean(wins)),
-                                  "p_tie": float(np.mean(ties))})
+                pair_rows.append(
+                    {"a": a.name, "b": b.name, "endpoint": key, "p_a_better": float(np.mean(wins)), "p_tie": float(np.mean(ties))}
+                )
     pairwise = pd.DataFrame(pair_rows)
     labelled = {"untreated": ys[0], **{s.name: ys[j + 1] for j, s in enumerate(schedules)}}
     volumes = {name: np.stack([site_volumes(y, "irr"), site_volumes(y, "abs")], axis=-1) for name, y in labelled.items()}
@@ -169,7 +185,7 @@ def plot(c: Comparison, path) -> None:
             med = np.median(v[..., j], axis=0)
             lo, hi = np.quantile(v[..., j], [0.05, 0.95], axis=0)
             style = dict(color="grey", ls="--") if name == "untreated" else {}
-            line, = ax.plot(c.ts, med, label=name, **style)
+            (line,) = ax.plot(c.ts, med, label=name, **style)
             ax.fill_between(c.ts, lo, hi, alpha=0.15, color=line.get_color())
         ax.set_yscale("log")
         ax.set_xlabel("day after tumour inoculation")

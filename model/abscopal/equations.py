@@ -138,9 +138,7 @@ def site_rates(s: dict[str, sp.Symbol], sysv: dict[str, sp.Symbol], p: _Symbols,
     W = V + D + p["v_eps"]  # total tumour volume (guarded away from zero)
     dmg = D / W  # RT damage signal: fraction of doomed cells (drives suppression, PD-L1, chemokines)
     # suppression of effector function by Tregs, MDSCs/TAMs (as densities) and TGF-beta (review Section 2)
-    suppression = 1 + (R + p["c_M"] * mod["myeloid_function_free"] * M) / (p["K_sup"] * W) + p["c_G"] * mod[
-        "tgfb_free"
-    ] * G
+    suppression = 1 + (R + p["c_M"] * mod["myeloid_function_free"] * M) / (p["K_sup"] * W) + p["c_G"] * mod["tgfb_free"] * G
     # PD-L1 brake on killing (adaptive resistance, Kosinsky 2018), lifted by anti-PD-(L)1
     pd_brake = 1 - P * mod["pd1_free"]
     # effector killing, saturating in target volume (Kosinsky 2018 mass action, bounded per effector)
@@ -164,8 +162,7 @@ def site_rates(s: dict[str, sp.Symbol], sysv: dict[str, sp.Symbol], p: _Symbols,
         "X": p["k_exh"] * stim * E - p["k_reinv"] * (1 - mod["pd1_free"]) * X - p["delta_X"] * X,
         # Tregs recruited in proportion to tumour size, more after RT (review Section 2), IL-2 expands them,
         # anti-CTLA-4 / anti-GITR / low-dose cyclophosphamide deplete them
-        "R": p["k_R"] * (1 + p["a_R"] * dmg) * mod["treg_expansion"] * (V + D)
-        - (p["delta_R"] + mod["treg_depletion"]) * R,
+        "R": p["k_R"] * (1 + p["a_R"] * dmg) * mod["treg_expansion"] * (V + D) - (p["delta_R"] + mod["treg_depletion"]) * R,
         # MDSCs / M2 TAMs recruited after RT via CCL2 (blocked by CCR2 antagonists), depleted by CSF-1R inhibition
         "M": p["k_M"] * (1 + p["a_M"] * dmg) * mod["myeloid_recruitment_free"] * (V + D)
         - (p["delta_M"] + mod["myeloid_depletion"]) * M,
@@ -203,17 +200,10 @@ def build_model() -> Model:
         # type I IFN from cGAS-STING: RT fractions add to it (event map), STING agonists drive it
         "IFN": p["sting"] * p["k_ifn_ag"] * mod["ifn_drive"] - p["delta_IFN"] * IFN,
         # DC activation by antigen/DAMPs, amplified by type I IFN, Flt3L/GM-CSF, TLR and CD40 agonists
-        "DC": p["k_DC"]
-        * mod["dc_recruitment"]
-        * mod["dc_activation"]
-        * dc_drive
-        * (1 + p["a_IFN"] * IFN / (IFN + p["K_IFN"]))
+        "DC": p["k_DC"] * mod["dc_recruitment"] * mod["dc_activation"] * dc_drive * (1 + p["a_IFN"] * IFN / (IFN + p["K_IFN"]))
         - p["delta_DC"] * DC,
         # priming in the lymph node (anti-CTLA-4 boosts), clonal expansion (IL-2, OX40, CD137), egress, recall
-        "Tp": p["k_prime"] * mod["priming"] * dc_sat
-        + p["rho_T"] * mod["t_expansion"] * dc_sat * Tp
-        - p["k_out"] * Tp
-        + recall,
+        "Tp": p["k_prime"] * mod["priming"] * dc_sat + p["rho_T"] * mod["t_expansion"] * dc_sat * Tp - p["k_out"] * Tp + recall,
         # circulating effectors leave into both tumours (abscopal coupling) or die
         "Tc": p["k_out"] * Tp * (1 - p["f_mem"]) - influx["irr"] - influx["abs"] - p["delta_c"] * Tc,
         "Tm": p["f_mem"] * p["k_out"] * Tp - recall - p["delta_m"] * Tm,
@@ -263,7 +253,10 @@ def build_model() -> Model:
     killed = 0
     for k, on in (("irr", on_irr), ("abs", on_abs)):
         V, D = site[k]["V"], site[k]["D"]
-        hit = lambda f: 1 - on + on * f  # noqa: E731  (factor on a state of a targeted site)
+
+        def hit(f, on=on):  # factor on a state of a targeted site
+            return 1 - on + on * f
+
         event[V] = V * hit(sf)
         event[D] = D + on * V * (1 - sf)
         event[site[k]["E"]] = site[k]["E"] * hit(sf_lymph)

@@ -55,7 +55,9 @@ def time_to_volume(ts: np.ndarray, v: np.ndarray, threshold: float = DEFAULT_END
     return np.where(hit, t, np.inf)
 
 
-def endpoints(ts: np.ndarray, ys: np.ndarray, ys_untreated: np.ndarray, threshold: float = DEFAULT_ENDPOINT_MM3) -> dict[str, np.ndarray]:
+def endpoints(
+    ts: np.ndarray, ys: np.ndarray, ys_untreated: np.ndarray, threshold: float = DEFAULT_ENDPOINT_MM3
+) -> dict[str, np.ndarray]:
     """All end points for trajectories ``ys`` (..., n_out, n_states), paired with untreated ones."""
     v_irr, v_abs = volumes(ys, "irr"), volumes(ys, "abs")
     v_abs0 = volumes(ys_untreated, "abs")

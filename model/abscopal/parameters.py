@@ -124,7 +124,7 @@ class Params:
         except ValueError:
             raise KeyError(f"unknown parameter {name!r}") from None
 
-    def replace(self, **updates: float) -> "Params":
+    def replace(self, **updates: float) -> Params:
         """A copy with some parameters changed (by name); values are checked to be finite."""
         values = self.values.copy()
         for name, value in updates.items():

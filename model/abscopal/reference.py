@@ -13,8 +13,9 @@ from .parameters import Params
 from .schedules import EVENT_DRUG, EVENT_RT, Schedule
 
 
-def solve_reference(schedule: Schedule, params: Params, ts: np.ndarray, method: str = "DOP853",
-                    rtol: float = 1e-10, atol: float = 1e-12) -> np.ndarray:
+def solve_reference(
+    schedule: Schedule, params: Params, ts: np.ndarray, method: str = "DOP853", rtol: float = 1e-10, atol: float = 1e-12
+) -> np.ndarray:
     """States at days ``ts`` (post-event values at event days), shape (len(ts), n_states)."""
     rhs, initial, rt_event, bolus_matrix = functions("numpy")
     p = np.asarray(params.values)

@@ -120,7 +120,7 @@ class Schedule:
         """Biologically effective dose of the RT course to the irradiated tumour: sum d (1 + d / (alpha/beta))."""
         return float(sum(f.dose_gy * (1 + f.dose_gy / ab_ratio) for f in self.rt if f.target in ("irradiated", "both")))
 
-    def with_(self, **changes) -> "Schedule":
+    def with_(self, **changes) -> Schedule:
         fields = dict(rt=self.rt, drugs=self.drugs, horizon_days=self.horizon_days, tumour_line=self.tumour_line, name=self.name)
         fields.update(changes)
         return Schedule(**fields)
@@ -161,7 +161,9 @@ class Schedule:
 
 
 # ----- builders -----
-def fractionated(n: int = 5, dose_gy: float = 2.0, start: float = 7.0, interval: float = 1.0, target: str = "irradiated") -> tuple[RTFraction, ...]:
+def fractionated(
+    n: int = 5, dose_gy: float = 2.0, start: float = 7.0, interval: float = 1.0, target: str = "irradiated"
+) -> tuple[RTFraction, ...]:
     """``n`` fractions of ``dose_gy`` Gy every ``interval`` days from day ``start``."""
     if int(n) != n or n < 1:
         raise ScheduleError(f"n: number of fractions must be a positive integer, got {n!r}")
@@ -175,8 +177,18 @@ def drug_course(agent: str, dose: float, unit: str, start: float, n_doses: int, 
     return tuple(DrugDose(start + i * every, agent, dose, unit) for i in range(int(n_doses)))
 
 
-def combined(rt, agent: str, dose: float, unit: str, gap_days: float, n_doses: int = 3, every: float = 3.0,
-             horizon_days: float = 60.0, tumour_line: str = "generic", name: str | None = None) -> Schedule:
+def combined(
+    rt,
+    agent: str,
+    dose: float,
+    unit: str,
+    gap_days: float,
+    n_doses: int = 3,
+    every: float = 3.0,
+    horizon_days: float = 60.0,
+    tumour_line: str = "generic",
+    name: str | None = None,
+) -> Schedule:
     """RT course plus a drug course starting ``gap_days`` after the first fraction (negative: drug first)."""
     rt = tuple(rt)
     if not rt:

@@ -98,8 +98,19 @@ def solve_core(p, events, horizon, *, rtol, atol, max_steps, n_out):
 
     def step(carry, pt):
         t_prev, y, ok = carry
-        sol = dfx.diffeqsolve(term, solver, t_prev, pt["t"], None, y, args=p, saveat=dfx.SaveAt(t1=True),
-                              stepsize_controller=controller, max_steps=max_steps, throw=False)
+        sol = dfx.diffeqsolve(
+            term,
+            solver,
+            t_prev,
+            pt["t"],
+            None,
+            y,
+            args=p,
+            saveat=dfx.SaveAt(t1=True),
+            stepsize_controller=controller,
+            max_steps=max_steps,
+            throw=False,
+        )
         y_new = sol.ys[-1]
         seg_ok = (sol.result == dfx.RESULTS.successful) & jnp.all(jnp.isfinite(y_new))
         y_new = jnp.where(seg_ok, y_new, y)  # keep a finite state; the flag records the failure
@@ -191,14 +202,23 @@ def _site_key(site: str) -> str:
     raise ValueError(f"site must be one of {list(SITE_NAMES.values())}, got {site!r}")
 
 
-def simulate(schedule: Schedule, params: Params | None = None, options: SolverOptions = SolverOptions(), throw: bool = True) -> Trajectory:
+def simulate(
+    schedule: Schedule, params: Params | None = None, options: SolverOptions = SolverOptions(), throw: bool = True
+) -> Trajectory:
     """Simulate one schedule. Raises ``SimulationError`` if the solver fails (unless ``throw=False``,
     which returns the trajectory with ``ok=False``)."""
     _require_x64()
     params = params if params is not None else default_params(schedule.tumour_line)
     events, horizon = _events(schedule, params.body_weight_g)
-    ts, ys, ok = solve(jnp.asarray(params.values), events, horizon, rtol=options.rtol, atol=options.atol,
-                       max_steps=options.max_steps, n_out=options.n_out)
+    ts, ys, ok = solve(
+        jnp.asarray(params.values),
+        events,
+        horizon,
+        rtol=options.rtol,
+        atol=options.atol,
+        max_steps=options.max_steps,
+        n_out=options.n_out,
+    )
     ok = bool(ok)
     if throw and not ok:
         raise SimulationError(
@@ -212,8 +232,19 @@ def final_state_names() -> tuple[str, ...]:
     return build_model().state_names
 
 
-__all__ = ["SITE_STATES", "SolverOptions", "SimulationError", "Trajectory", "simulate", "solve", "solve_batch", "solve_core",
-           "stack_schedules", "enable_x64", "eqx"]
+__all__ = [
+    "SITE_STATES",
+    "SolverOptions",
+    "SimulationError",
+    "Trajectory",
+    "simulate",
+    "solve",
+    "solve_batch",
+    "solve_core",
+    "stack_schedules",
+    "enable_x64",
+    "eqx",
+]
 
 
 @partial(jax.jit, static_argnames=("rtol", "atol", "max_steps", "n_out"))
@@ -230,6 +261,7 @@ def solve_grid(p, events, horizon, *, rtol=1e-6, atol=1e-9, max_steps=4096, n_ou
     """Every parameter set (axis 0 of ``p``, N) under every schedule (axis 0 of the events, S): the
     population is one system per schedule, vmapped over schedules.
     Returns ts (S, n_out), ys (S, N, n_out, n_states), ok (S, N)."""
+
     def population(events_one, horizon_one):
         ts, ys, ok = solve_core(p.T, events_one, horizon_one, rtol=rtol, atol=atol, max_steps=max_steps, n_out=n_out)
         return ts, jnp.moveaxis(ys, -1, 0), jnp.broadcast_to(ok, p.shape[:1])
@@ -237,8 +269,9 @@ def solve_grid(p, events, horizon, *, rtol=1e-6, atol=1e-9, max_steps=4096, n_ou
     return jax.vmap(population)(events, horizon)
 
 
-def simulate_population(schedule: Schedule, values: np.ndarray, options: SolverOptions = SolverOptions(), chunk: int = 64,
-                        throw: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def simulate_population(
+    schedule: Schedule, values: np.ndarray, options: SolverOptions = SolverOptions(), chunk: int = 64, throw: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A virtual cohort (rows of parameter ``values``) under one schedule, in chunks of ``chunk`` mice
     (one compilation; a chunk is solved as one system). Returns days, states (N, n_out, n_states),
     and per-chunk success broadcast to each mouse."""
@@ -250,12 +283,17 @@ def simulate_population(schedule: Schedule, values: np.ndarray, options: SolverO
     n = values.shape[0]
     pad = (-n) % chunk
     padded = np.concatenate([values, np.repeat(values[-1:], pad, axis=0)]) if pad else values
-    ys, oks = [], []
-    for i in range(0, padded.shape[0], chunk):
-        ts, y, ok = solve_population(padded[i : i + chunk], events, horizon, rtol=options.rtol, atol=options.atol,
-                                     max_steps=options.max_steps, n_out=options.n_out)
-        ys.append(np.asarray(y))
-        oks.append(np.full(chunk, bool(ok)))
+    # chunks go round-robin to every JAX device (CPU devices forced with XLA_FLAGS, or GPUs); JAX
+    # dispatches asynchronously, so the devices work at the same time
+    devices = jax.devices()
+    pending = []
+    for k, i in enumerate(range(0, padded.shape[0], chunk)):
+        rows = jax.device_put(padded[i : i + chunk], devices[k % len(devices)])
+        ev = jax.device_put(events, devices[k % len(devices)])
+        pending.append(solve_population(rows, ev, horizon, rtol=options.rtol, atol=options.atol, max_steps=options.max_steps, n_out=options.n_out))
+    ys = [np.asarray(y) for _, y, _ in pending]
+    oks = [np.full(chunk, bool(ok)) for _, _, ok in pending]
+    ts = pending[0][0]
     ys_all, ok_all = np.concatenate(ys)[:n], np.concatenate(oks)[:n]
     if throw and not ok_all.all():
         raise SimulationError(f"ODE solve failed for {int((~ok_all).sum())} of {n} mice of schedule {schedule.name!r}")

@@ -1,0 +1,144 @@
+"""Simulation throughput, gradient cost and compile time of abscopal (JAX + diffrax) beside
+scipy.integrate.solve_ivp solving the same generated equations one schedule at a time.
+
+Run: python benchmarks/bench_simulation.py [--quick] [--out benchmarks/results.md]
+Writes a markdown table with the machine noted. Not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+# use both CPU cores: two XLA host devices, set before JAX starts (a GPU host ignores this)
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import abscopal as ab  # noqa: E402
+from abscopal.io import atomic_write_text  # noqa: E402
+from abscopal.population import virtual_population  # noqa: E402
+from abscopal.reference import solve_reference  # noqa: E402
+from abscopal.simulate import simulate_population, solve, solve_batch  # noqa: E402
+
+RTOL, ATOL, N_OUT = 1e-6, 1e-9, 41
+
+
+def timed(fn, repeat=1):
+    t = time.perf_counter()
+    for _ in range(repeat):
+        out = fn()
+        jax.block_until_ready(out)
+    return (time.perf_counter() - t) / repeat, out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="small sizes (CI smoke run)")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results.md"))
+    ap.add_argument("--chunk", type=int, default=64, help="mice per chunk of the cohort path (GPU: thousands)")
+    args = ap.parse_args()
+    sizes = [1, 100, 1000] if args.quick else [1, 100, 10_000]
+    n_scipy = 2 if args.quick else 5
+
+    s = ab.concurrent(
+        ab.fractionated(5, 2.0, 7.0), "anti-PD-L1", 10, "mg/kg", n_doses=6, every=2.33, horizon_days=40, tumour_line="CT26"
+    )
+    p = ab.default_params("CT26")
+    ev = {k: v for k, v in s.to_arrays().items() if k != "horizon"}
+    opts = ab.SolverOptions(rtol=RTOL, atol=ATOL, n_out=N_OUT, max_steps=16384)
+    kw = dict(rtol=RTOL, atol=ATOL, n_out=N_OUT, max_steps=16384)
+    pj = jnp.asarray(p.values)
+
+    rows = []
+    # compile time: first call (trace + compile + one run) minus a steady run
+    first, _ = timed(lambda: solve(pj, ev, 40.0, **kw))
+    steady, _ = timed(lambda: solve(pj, ev, 40.0, **kw), repeat=20)
+    compile_s = first - steady
+
+    # scipy: the same equations (NumPy backend), one schedule at a time, same tolerances
+    ts = np.linspace(0, 40, N_OUT)
+    solve_reference(s, p, ts, method="DOP853", rtol=RTOL, atol=ATOL)  # warm the lambdified functions
+    pop = virtual_population(p, max(sizes), seed=0)
+    t = time.perf_counter()
+    for i in range(n_scipy):
+        solve_reference(s, p.replace(**dict(zip(p.names, pop[i]))), ts, method="DOP853", rtol=RTOL, atol=ATOL)
+    scipy_per = (time.perf_counter() - t) / n_scipy
+    scipy_rate = 1.0 / scipy_per
+
+    for n in sizes:
+        if n == 1:
+            per = steady
+            how = "`solve` (jit, one mouse)"
+        else:
+            chunk = min(args.chunk, n)
+            simulate_population(s, pop[: chunk * len(jax.devices())], opts, chunk=chunk)  # compile
+            dt, _ = timed(lambda n=n, chunk=chunk: simulate_population(s, pop[:n], opts, chunk=chunk)[1])
+            per = dt / n
+            how = f"`simulate_population` (cohort as one system, chunks of {chunk} over {len(jax.devices())} device(s))"
+        rows.append((n, how, 1.0 / per, scipy_rate, (1.0 / per) / scipy_rate))
+    # the plain vmap path (per-mouse step control), for reference
+    solve_batch(jnp.asarray(pop[:100]), ev, 40.0, **kw)
+    dt, _ = timed(lambda: solve_batch(jnp.asarray(pop[:100]), ev, 40.0, **kw))
+    rows.append((100, "`solve_batch` (vmap, per-mouse step control)", 100 / dt, scipy_rate, (100 / dt) / scipy_rate))
+
+    # gradient of an end point (log abscopal volume at the horizon) w.r.t. all parameters
+    names = ab.build_model().state_names
+    iv, idd = names.index("V_abs"), names.index("D_abs")
+
+    def endpoint(q):
+        _, ys, _ = solve(q, ev, 40.0, **kw)
+        return jnp.log(ys[-1, iv] + ys[-1, idd])
+
+    grad = jax.jit(jax.grad(endpoint))
+    fwd = jax.jit(endpoint)
+    t = time.perf_counter()
+    jax.block_until_ready(grad(pj))
+    grad_compile = time.perf_counter() - t
+    jax.block_until_ready(fwd(pj))
+    t_fwd, _ = timed(lambda: fwd(pj), repeat=20)
+    t_grad, _ = timed(lambda: grad(pj), repeat=20)
+
+    lines = [
+        "# Simulation benchmark",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}; "
+        f"JAX {jax.__version__} on {jax.devices()[0].platform} ({len(jax.devices())} device(s)); Python {platform.python_version()}.",
+        f"Model: {len(names)} states, {len(p.values)} parameters. Schedule: CT26, 5 x 2 Gy days 7-11 + anti-PD-L1 10 mg/kg x 6 "
+        f"from day 7, 40 days, {N_OUT} output days. Tolerances rtol {RTOL:g}, atol {ATOL:g} (both solvers). "
+        "Mice: inter-animal variability draws (`abscopal.population`).",
+        "",
+        "| virtual mice | abscopal path | abscopal solves/s | scipy solve_ivp (DOP853) solves/s, one at a time | ratio |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for n, how, rate, srate, ratio in rows:
+        lines.append(f"| {n} | {how} | {rate:,.0f} | {srate:.2f} | {ratio:,.0f}x |")
+    lines += [
+        "",
+        f"scipy's rate is measured on {n_scipy} mice solved one after another and applies per solve at every batch size "
+        "(solve_ivp has no batching: N mice cost N solves).",
+        "",
+        "| quantity | value |",
+        "|---|---:|",
+        f"| compile time, forward solve (first call minus a steady call) | {compile_s:.2f} s |",
+        f"| compile time, gradient | {grad_compile:.2f} s |",
+        f"| forward solve (one mouse, jit) | {1000 * t_fwd:.2f} ms |",
+        f"| gradient of log abscopal volume w.r.t. all {len(p.values)} parameters (reverse mode) | {1000 * t_grad:.2f} ms |",
+        f"| gradient / forward | {t_grad / t_fwd:.2f}x |",
+        "",
+        f"Generated by `benchmarks/bench_simulation.py{' --quick' if args.quick else ''}` on {time.strftime('%Y-%m-%d')}.",
+    ]
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(args.out, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
