@@ -28,7 +28,10 @@ def test_cohort_as_one_system_matches_single_solves():
 
 
 def test_vmap_over_schedules_matches_single_solves():
-    schedules = [canonical_schedules()[k].with_(tumour_line="CT26", horizon_days=30) for k in ("untreated", "rt_pdl1_concurrent", "sbrt_multi")]
+    schedules = [
+        canonical_schedules()[k].with_(tumour_line="CT26", horizon_days=30)
+        for k in ("untreated", "rt_pdl1_concurrent", "sbrt_multi")
+    ]
     p = ab.default_params("CT26")
     events, horizons = stack_schedules(schedules)
     _, ys, ok = solve_batch(jnp.asarray(p.values), events, jnp.asarray(horizons), batch_params=False, batch_events=True, **KW)

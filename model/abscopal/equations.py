@@ -176,8 +176,11 @@ def site_rates(s: dict[str, sp.Symbol], sysv: dict[str, sp.Symbol], p: _Symbols,
 
 
 @cache
-def build_model() -> Model:
-    """Assemble the two-site model with systemic immunity and per-agent PK."""
+def build_model(display: bool = False) -> Model:
+    """Assemble the two-site model with systemic immunity and per-agent PK.
+
+    ``display=True`` keeps the drug modifiers as named symbols (for printing; see
+    ``modifier_definitions``); the numerical model substitutes them."""
     p = _Symbols()
     site = {k: {n: _sym(f"{n}_{k}") for n in SITE_STATES} for k in SITES}
     sysv = {n: _sym(n) for n in SYSTEMIC_STATES}
@@ -186,6 +189,8 @@ def build_model() -> Model:
     conc = {a.key: _sym(f"C_{a.key}") for a in pk_agents}
 
     mod = drug_modifiers(p, conc)
+    if display:
+        mod = {k: _sym(k) for k in mod}
     rates, influx, release = {}, {}, {}
     for k in SITES:
         rates[k], influx[k], release[k] = site_rates(site[k], sysv, p, mod, injected=int(k == "irr"))
@@ -301,9 +306,16 @@ def build_model() -> Model:
     )
 
 
+def modifier_definitions() -> dict[str, sp.Expr]:
+    """The pharmacodynamic modifiers in terms of drug concentrations (what ``display`` names)."""
+    p = _Symbols()
+    conc = {a.key: _sym(f"C_{a.key}") for a in catalogue() if a.has_pk}
+    return drug_modifiers(p, conc)
+
+
 def equations_text(latex: bool = False) -> str:
-    """The model's equations, one line per state (plain text or LaTeX)."""
-    m = build_model()
+    """The model's equations, one line per state (plain text or LaTeX), drug modifiers named."""
+    m = build_model(display=True)
     lines = []
     for s, expr in zip(m.states, m.rhs):
         if latex:
@@ -311,8 +323,11 @@ def equations_text(latex: bool = False) -> str:
         else:
             lines.append(f"d{s.name}/dt = {sp.sstr(expr)}")
     header = "RT fraction (dose d, targeted site): V <- V*SF(d), D <- D + V*(1-SF(d)), in-field E, X, R killed (LQ)"
+    mods = modifier_definitions()
     if latex:
         ev = [rf"{sp.latex(s)}^{{+}} = {sp.latex(e)}" for s, e in zip(m.states, m.rt_event) if e != s]
-        return "\n".join(lines + ["% RT fraction event"] + ev)
+        md = [rf"\mathrm{{{k.replace('_', '\\_')}}} = {sp.latex(v)}" for k, v in mods.items()]
+        return "\n".join(lines + ["% RT fraction event"] + ev + ["% drug modifiers"] + md)
     ev = [f"{s.name}+ = {sp.sstr(e)}" for s, e in zip(m.states, m.rt_event) if e != s]
-    return "\n".join(lines + ["", header] + ev)
+    md = [f"{k} = {sp.sstr(v)}" for k, v in mods.items()]
+    return "\n".join(lines + ["", header] + ev + ["", "Drug modifiers (occupancy C/(C + ec50) of each agent):"] + md)

@@ -290,7 +290,11 @@ def simulate_population(
     for k, i in enumerate(range(0, padded.shape[0], chunk)):
         rows = jax.device_put(padded[i : i + chunk], devices[k % len(devices)])
         ev = jax.device_put(events, devices[k % len(devices)])
-        pending.append(solve_population(rows, ev, horizon, rtol=options.rtol, atol=options.atol, max_steps=options.max_steps, n_out=options.n_out))
+        pending.append(
+            solve_population(
+                rows, ev, horizon, rtol=options.rtol, atol=options.atol, max_steps=options.max_steps, n_out=options.n_out
+            )
+        )
     ys = [np.asarray(y) for _, y, _ in pending]
     oks = [np.full(chunk, bool(ok)) for _, _, ok in pending]
     ts = pending[0][0]
