@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from functools import partial
 
 import diffrax as dfx
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .codegen import functions, observable_function
-from .equations import SITE_NAMES, SITE_STATES, SITES, build_model
+from .equations import SITE_NAMES, SITES, build_model
 from .parameters import Params, default_params
 from .schedules import EVENT_DRUG, EVENT_RT, Schedule
 
@@ -228,25 +227,6 @@ def simulate(
     return Trajectory(np.asarray(ts), np.asarray(ys), params, schedule, ok)
 
 
-def final_state_names() -> tuple[str, ...]:
-    return build_model().state_names
-
-
-__all__ = [
-    "SITE_STATES",
-    "SolverOptions",
-    "SimulationError",
-    "Trajectory",
-    "simulate",
-    "solve",
-    "solve_batch",
-    "solve_core",
-    "stack_schedules",
-    "enable_x64",
-    "eqx",
-]
-
-
 @partial(jax.jit, static_argnames=("rtol", "atol", "max_steps", "n_out"))
 def solve_population(p, events, horizon, *, rtol=1e-6, atol=1e-9, max_steps=16384, n_out=121):
     """N mice (rows of ``p``, (N, n_params)) under ONE schedule, solved as one system: the fast path
@@ -270,7 +250,12 @@ def solve_grid(p, events, horizon, *, rtol=1e-6, atol=1e-9, max_steps=4096, n_ou
 
 
 def simulate_population(
-    schedule: Schedule, values: np.ndarray, options: SolverOptions = SolverOptions(), chunk: int = 64, throw: bool = True
+    schedule: Schedule,
+    values: np.ndarray,
+    options: SolverOptions = SolverOptions(),
+    chunk: int = 64,
+    throw: bool = True,
+    body_weight_g: float = 20.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A virtual cohort (rows of parameter ``values``) under one schedule, in chunks of ``chunk`` mice
     (one compilation; a chunk is solved as one system). Returns days, states (N, n_out, n_states),
@@ -279,7 +264,7 @@ def simulate_population(
     values = np.atleast_2d(np.asarray(values, dtype=np.float64))
     if not np.all(np.isfinite(values)):
         raise ValueError("values: parameter rows must be finite")
-    events, horizon = _events(schedule, 20.0)
+    events, horizon = _events(schedule, body_weight_g)
     n = values.shape[0]
     pad = (-n) % chunk
     padded = np.concatenate([values, np.repeat(values[-1:], pad, axis=0)]) if pad else values
