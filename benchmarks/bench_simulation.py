@@ -54,7 +54,7 @@ def main():
     p = ab.default_params("CT26")
     ev = {k: v for k, v in s.to_arrays().items() if k != "horizon"}
     opts = ab.SolverOptions(rtol=RTOL, atol=ATOL, n_out=N_OUT, max_steps=16384)
-    kw = dict(rtol=RTOL, atol=ATOL, n_out=N_OUT, max_steps=16384)
+    kw = opts.kwargs()
     pj = jnp.asarray(p.values)
 
     rows = []

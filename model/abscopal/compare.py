@@ -18,7 +18,7 @@ from .outcomes import volumes as site_volumes
 from .parameters import Params, default_params
 from .population import virtual_population
 from .schedules import Schedule, concurrent, fractionated, sequential
-from .simulate import SimulationError, SolverOptions, _require_x64, solve_grid, stack_schedules
+from .simulate import SimulationError, SolverOptions, _require_x64, pad_rows, solve_grid, stack_schedules
 
 CHUNK = 100  # draws per compiled batch (fixed, so every chunk reuses one compilation)
 
@@ -88,8 +88,7 @@ def compare(
     events, horizon = stack_schedules([untreated, *schedules], bw)
 
     n = draws.shape[0]
-    pad = (-n) % CHUNK
-    padded = np.concatenate([draws, np.repeat(draws[-1:], pad, axis=0)]) if pad else draws
+    padded = pad_rows(draws, CHUNK)
     chunks = range(0, padded.shape[0], CHUNK)
     if progress:
         from tqdm import tqdm
@@ -97,15 +96,7 @@ def compare(
         chunks = tqdm(chunks, desc="simulating draws", unit=f"x{CHUNK} mice")
     ys_all, ok_all = [], []
     for i in chunks:
-        ts, ys, ok = solve_grid(
-            padded[i : i + CHUNK],
-            events,
-            horizon,
-            rtol=options.rtol,
-            atol=options.atol,
-            max_steps=options.max_steps,
-            n_out=options.n_out,
-        )
+        ts, ys, ok = solve_grid(padded[i : i + CHUNK], events, horizon, **options.kwargs())
         ys_all.append(np.asarray(ys))
         ok_all.append(np.asarray(ok))
     ys = np.concatenate(ys_all, axis=1)[:, :n]

@@ -38,6 +38,10 @@ class SolverOptions:
     max_steps: int = 4096
     n_out: int = 121
 
+    def kwargs(self) -> dict:
+        """The options as the keyword arguments of the jitted solvers."""
+        return dict(rtol=self.rtol, atol=self.atol, max_steps=self.max_steps, n_out=self.n_out)
+
 
 # incremented each time the core is traced: lets tests prove that schedules share one compilation
 TRACE_COUNT = {"core": 0}
@@ -137,6 +141,12 @@ def solve_batch(p, events, horizon, *, batch_params=True, batch_events=False, rt
     return jax.vmap(core, in_axes=axes)(p, events, horizon)
 
 
+def pad_rows(values: np.ndarray, chunk: int) -> np.ndarray:
+    """Repeat the last row so the row count is a multiple of ``chunk`` (one compiled chunk size)."""
+    pad = (-values.shape[0]) % chunk
+    return np.concatenate([values, np.repeat(values[-1:], pad, axis=0)]) if pad else values
+
+
 def stack_schedules(schedules, body_weight_g: float = 20.0) -> tuple[dict, np.ndarray]:
     """Padded event arrays of several schedules stacked along a new axis 0, and their horizons."""
     arrays = [s.to_arrays(body_weight_g) for s in schedules]
@@ -209,15 +219,7 @@ def simulate(
     _require_x64()
     params = params if params is not None else default_params(schedule.tumour_line)
     events, horizon = _events(schedule, params.body_weight_g)
-    ts, ys, ok = solve(
-        jnp.asarray(params.values),
-        events,
-        horizon,
-        rtol=options.rtol,
-        atol=options.atol,
-        max_steps=options.max_steps,
-        n_out=options.n_out,
-    )
+    ts, ys, ok = solve(jnp.asarray(params.values), events, horizon, **options.kwargs())
     ok = bool(ok)
     if throw and not ok:
         raise SimulationError(
@@ -266,8 +268,7 @@ def simulate_population(
         raise ValueError("values: parameter rows must be finite")
     events, horizon = _events(schedule, body_weight_g)
     n = values.shape[0]
-    pad = (-n) % chunk
-    padded = np.concatenate([values, np.repeat(values[-1:], pad, axis=0)]) if pad else values
+    padded = pad_rows(values, chunk)
     # chunks go round-robin to every JAX device (CPU devices forced with XLA_FLAGS, or GPUs); JAX
     # dispatches asynchronously, so the devices work at the same time
     devices = jax.devices()
@@ -275,11 +276,7 @@ def simulate_population(
     for k, i in enumerate(range(0, padded.shape[0], chunk)):
         rows = jax.device_put(padded[i : i + chunk], devices[k % len(devices)])
         ev = jax.device_put(events, devices[k % len(devices)])
-        pending.append(
-            solve_population(
-                rows, ev, horizon, rtol=options.rtol, atol=options.atol, max_steps=options.max_steps, n_out=options.n_out
-            )
-        )
+        pending.append(solve_population(rows, ev, horizon, **options.kwargs()))
     ys = [np.asarray(y) for _, y, _ in pending]
     oks = [np.full(chunk, bool(ok)) for _, _, ok in pending]
     ts = pending[0][0]
