@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 from .agents import Agent, catalogue, get_agent  # noqa: E402
 from .compare import compare, default_scenario  # noqa: E402
 from .equations import build_model, equations_text  # noqa: E402
+from .export import ExportError, load_params, load_posterior  # noqa: E402
 from .outcomes import bed  # noqa: E402
 from .parameters import Params, default_params, parameter_table, tumour_lines  # noqa: E402
 from .schedules import (  # noqa: E402
@@ -29,6 +30,7 @@ from .simulate import SimulationError, SolverOptions, Trajectory, enable_x64, si
 __all__ = [
     "Agent",
     "DrugDose",
+    "ExportError",
     "Params",
     "RTFraction",
     "Schedule",
@@ -50,6 +52,8 @@ __all__ = [
     "equations_text",
     "fractionated",
     "get_agent",
+    "load_params",
+    "load_posterior",
     "load_schedule",
     "parameter_table",
     "schedule_from_dict",

@@ -111,6 +111,25 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from .export import export
+
+    fit = None
+    if args.fit is not None:
+        from .fitresult import load_fit
+
+        fit = load_fit(args.fit)
+    schedule = None
+    if args.schedule is not None:
+        from .schedules import load_schedule
+
+        schedule = load_schedule(args.schedule)
+    out = export(args.format, args.out, fit=fit, schedule=schedule, tumour_line=args.tumour_line)
+    what = f"fit {fit.name}" if fit is not None else "the default parameter table (no --fit: no intervals)"
+    print(f"wrote {args.format} export of {what} to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="abscopal", description="Radiotherapy + immunotherapy in two tumours (irradiated and abscopal)."
@@ -139,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv")
     p.add_argument("--plot")
     p.set_defaults(func=_cmd_compare)
+    p = sub.add_parser("export", help="export parameters (json, csv, netcdf) or the model (sbml, petab)")
+    p.add_argument("--fit", default=None, help="fit name or folder (default: the default parameter table)")
+    p.add_argument("--format", required=True, choices=["json", "csv", "netcdf", "sbml", "petab"])
+    p.add_argument("--out", required=True, help="output file (petab: a folder)")
+    p.add_argument("--schedule", default=None, help="sbml: a schedule TOML file whose RT fractions and doses become events")
+    p.add_argument("--tumour-line", default=None, help="sbml: parameter values of this line (default: the schedule's)")
+    p.set_defaults(func=_cmd_export)
     return ap
 
 
