@@ -20,7 +20,8 @@ from .population import virtual_population
 from .schedules import Schedule, concurrent, fractionated, sequential
 from .simulate import SimulationError, SolverOptions, _require_x64, pad_rows, solve_grid, stack_schedules
 
-CHUNK = 100  # draws per compiled batch (fixed, so every chunk reuses one compilation)
+CHUNK = 100  # at most this many draws per compiled batch (fixed, so every chunk reuses one compilation)
+BLOCK = 4  # schedules per compiled batch
 
 
 @dataclass(frozen=True)
@@ -47,16 +48,83 @@ def default_scenario(tumour_line: str = "CT26", horizon_days: float = 40.0) -> l
     ]
 
 
-def _draws(schedules, params, n_draws, seed, fit):
-    line = schedules[0].tumour_line
+def draw_parameters(tumour_line: str, n_draws: int, seed: int = 0, params: Params | None = None, fit=None):
+    """Parameter rows for ``n_draws`` virtual mice and a sentence saying where they came from: the
+    fit's posterior (with inter-animal variability) when ``fit`` is given, else the defaults of
+    ``tumour_line`` (or ``params``) with inter-animal variability only."""
+    if int(n_draws) != n_draws or n_draws < 1:
+        raise ValueError(f"n_draws: must be a positive integer, got {n_draws!r}")
     if fit is not None:
-        values = fit.draws(n_draws, seed=seed, tumour_line=line)
-        return values, fit.describe()
-    params = params if params is not None else default_params(line)
+        return fit.draws(int(n_draws), seed=seed, tumour_line=tumour_line), fit.describe()
+    params = params if params is not None else default_params(tumour_line)
     return (
-        virtual_population(params, n_draws, seed),
+        virtual_population(params, int(n_draws), seed),
         "default parameters (no fit loaded) with inter-animal variability only: intervals show between-mouse spread, not parameter uncertainty",
     )
+
+
+def check_same_setting(schedules: list[Schedule]) -> None:
+    """Schedules simulated together share horizon and tumour line, and have unique names."""
+    if not schedules:
+        raise ValueError("schedules: give at least one schedule")
+    names = [s.name for s in schedules]
+    if len(set(names)) != len(names):
+        raise ValueError(f"schedules: names must be unique, got {names}")
+    horizons = {s.horizon_days for s in schedules}
+    lines = {s.tumour_line for s in schedules}
+    if len(horizons) > 1 or len(lines) > 1:
+        raise ValueError(f"schedules compared must share horizon_days and tumor_line; got {sorted(horizons)} and {sorted(lines)}")
+
+
+def simulate_schedules(
+    schedules: list[Schedule],
+    draws: np.ndarray,
+    options: SolverOptions = SolverOptions(),
+    body_weight_g: float = 20.0,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every schedule for every parameter row: ``ts`` (n_out,) and ``ys`` (S, N, n_out, n_states).
+
+    Draws go in chunks of ``min(N, CHUNK)`` rows and schedules in blocks of ``BLOCK`` (the last
+    block padded with repeats), so any number of schedules reuses one compilation of ``solve_grid``.
+    Raises ``SimulationError`` if any solve fails."""
+    _require_x64()
+    n, n_s = draws.shape[0], len(schedules)
+    chunk = min(n, CHUNK)
+    padded = pad_rows(draws, chunk)
+    padded_schedules = list(schedules) + [schedules[-1]] * ((-n_s) % BLOCK)
+    blocks = [stack_schedules(padded_schedules[j : j + BLOCK], body_weight_g) for j in range(0, len(padded_schedules), BLOCK)]
+    jobs = [(i, b) for i in range(0, padded.shape[0], chunk) for b in range(len(blocks))]
+    if progress and len(jobs) > 1:
+        from tqdm import tqdm
+
+        jobs = tqdm(jobs, desc="simulating", unit="batch")
+    rows: dict[int, list] = {}
+    ts = None
+    for i, b in jobs:
+        events, horizon = blocks[b]
+        ts, ys, ok = solve_grid(padded[i : i + chunk], events, horizon, **options.kwargs())
+        if not bool(np.all(ok)):
+            bad = int((~np.asarray(ok)).sum())
+            raise SimulationError(f"{bad} solves failed (step limit or non-finite state); no table was produced")
+        rows.setdefault(i, []).append(np.asarray(ys))
+    ys = np.concatenate([np.concatenate(rows[i], axis=0) for i in sorted(rows)], axis=1)
+    return np.asarray(ts)[0], ys[:n_s, :n]
+
+
+def summarise(x: np.ndarray, unit: str) -> dict[str, float]:
+    """Median and 90 % interval of an end point over draws; for a probability end point the
+    estimate (mean of the 0/1 outcomes) and its 90 % Jeffreys interval (Monte Carlo uncertainty of
+    the estimate from the number of draws). ``inf`` (not reached within the horizon) is kept."""
+    x = np.asarray(x, dtype=float)
+    if unit == "probability":
+        from scipy.stats import beta
+
+        k, n = float(np.sum(x)), x.size
+        lo, hi = beta.ppf([0.05, 0.95], k + 0.5, n - k + 0.5)
+        return dict(median=float(np.mean(x)), lo=float(lo) if k > 0 else 0.0, hi=float(hi) if k < n else 1.0)
+    q = np.quantile(np.where(np.isfinite(x), x, np.inf), [0.5, 0.05, 0.95], method="inverted_cdf")
+    return dict(median=float(q[0]), lo=float(q[1]), hi=float(q[2]))
 
 
 def compare(
@@ -71,53 +139,21 @@ def compare(
 ) -> Comparison:
     """Simulate each schedule for the same parameter draws and summarise the end points."""
     _require_x64()
-    if not schedules:
-        raise ValueError("schedules: give at least one schedule")
-    names = [s.name for s in schedules]
-    if len(set(names)) != len(names):
-        raise ValueError(f"schedules: names must be unique, got {names}")
-    horizons = {s.horizon_days for s in schedules}
-    lines = {s.tumour_line for s in schedules}
-    if len(horizons) > 1 or len(lines) > 1:
-        raise ValueError(f"schedules compared must share horizon_days and tumor_line; got {sorted(horizons)} and {sorted(lines)}")
+    check_same_setting(schedules)
     if not np.isfinite(threshold_mm3) or threshold_mm3 <= 0:
         raise ValueError(f"threshold_mm3: must be a positive volume in mm^3, got {threshold_mm3}")
-    draws, source = _draws(schedules, params, n_draws, seed, fit)
+    draws, source = draw_parameters(schedules[0].tumour_line, n_draws, seed, params, fit)
     untreated = schedules[0].with_(rt=(), drugs=(), name="untreated")
     bw = params.body_weight_g if params is not None else 20.0
-    events, horizon = stack_schedules([untreated, *schedules], bw)
-
-    n = draws.shape[0]
-    padded = pad_rows(draws, CHUNK)
-    chunks = range(0, padded.shape[0], CHUNK)
-    if progress:
-        from tqdm import tqdm
-
-        chunks = tqdm(chunks, desc="simulating draws", unit=f"x{CHUNK} mice")
-    ys_all, ok_all = [], []
-    for i in chunks:
-        ts, ys, ok = solve_grid(padded[i : i + CHUNK], events, horizon, **options.kwargs())
-        ys_all.append(np.asarray(ys))
-        ok_all.append(np.asarray(ok))
-    ys = np.concatenate(ys_all, axis=1)[:, :n]
-    ok = np.concatenate(ok_all, axis=1)[:, :n]
-    ts = np.asarray(ts)[0]
-    if not ok.all():
-        bad = int((~ok).sum())
-        raise SimulationError(f"{bad} of {ok.size} solves failed (step limit or non-finite state); no table was produced")
+    ts, ys = simulate_schedules([untreated, *schedules], draws, options, bw, progress)
 
     ab = float(np.median(draws[:, default_params().index("ab_ratio")]))
     results = {s.name: endpoints(ts, ys[j + 1], ys[0], threshold_mm3) for j, s in enumerate(schedules)}
     rows = []
     for s in schedules:
         for key, (desc, unit, better) in ENDPOINTS.items():
-            x = results[s.name][key]
             row = {"schedule": s.name, "endpoint": key, "unit": unit, "better": better, "description": desc}
-            if unit == "probability":
-                row.update(median=float(np.mean(x)), lo=np.nan, hi=np.nan)
-            else:
-                q = np.quantile(np.where(np.isfinite(x), x, np.inf), [0.5, 0.05, 0.95], method="inverted_cdf")
-                row.update(median=float(q[0]), lo=float(q[1]), hi=float(q[2]))
+            row.update(summarise(results[s.name][key], unit))
             rows.append(row)
     summary = pd.DataFrame(rows)
     pair_rows = []
