@@ -11,12 +11,13 @@ Float64 is required (tiny viable volumes near cure): importing this module does 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 
 import diffrax as dfx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .codegen import functions, observable_function
 from .equations import SITE_NAMES, SITES, build_model
@@ -251,6 +252,31 @@ def solve_grid(p, events, horizon, *, rtol=1e-6, atol=1e-9, max_steps=4096, n_ou
     return jax.vmap(population)(events, horizon)
 
 
+@cache
+def population_mesh(devices: tuple | None = None) -> Mesh:
+    """A one-axis mesh ("mice") over ``devices`` (default: every JAX device: forced CPU host devices,
+    GPUs, or the devices of several hosts)."""
+    devices = tuple(jax.devices()) if devices is None else tuple(devices)
+    if not devices:
+        raise ValueError("devices: need at least one JAX device")
+    return Mesh(np.array(devices, dtype=object), ("mice",))
+
+
+@cache
+def _sharded_population(mesh: Mesh, rtol: float, atol: float, max_steps: int, n_out: int):
+    """``solve_population`` of one chunk per device: rows sharded along the mesh axis, the schedule
+    replicated; each device solves its own chunk as one system (no communication between devices).
+    Jitted once per mesh and solver options; the chunk size fixes the shapes."""
+
+    def local(p, events, horizon):
+        ts, ys, ok = solve_core(p.T, events, horizon, rtol=rtol, atol=atol, max_steps=max_steps, n_out=n_out)
+        return ts[None], jnp.moveaxis(ys, -1, 0), ok[None]
+
+    rows, same = PartitionSpec("mice"), PartitionSpec()
+    fn = jax.shard_map(local, mesh=mesh, in_specs=(rows, same, same), out_specs=(rows, rows, rows), check_vma=False)
+    return jax.jit(fn)
+
+
 def simulate_population(
     schedule: Schedule,
     values: np.ndarray,
@@ -258,29 +284,35 @@ def simulate_population(
     chunk: int = 64,
     throw: bool = True,
     body_weight_g: float = 20.0,
+    devices=None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A virtual cohort (rows of parameter ``values``) under one schedule, in chunks of ``chunk`` mice
     (one compilation; a chunk is solved as one system). Returns days, states (N, n_out, n_states),
-    and per-chunk success broadcast to each mouse."""
+    and per-chunk success broadcast to each mouse.
+
+    The chunks are sharded over ``devices`` (default: all JAX devices) with a ``jax.sharding`` mesh,
+    one chunk per device per step; the chunk boundaries depend only on ``chunk``, so the result is
+    the same on one device or many."""
     _require_x64()
+    if int(chunk) != chunk or chunk < 1:
+        raise ValueError(f"chunk: mice per chunk must be a positive integer, got {chunk!r}")
     values = np.atleast_2d(np.asarray(values, dtype=np.float64))
     if not np.all(np.isfinite(values)):
         raise ValueError("values: parameter rows must be finite")
     events, horizon = _events(schedule, body_weight_g)
     n = values.shape[0]
-    padded = pad_rows(values, chunk)
-    # chunks go round-robin to every JAX device (CPU devices forced with XLA_FLAGS, or GPUs); JAX
-    # dispatches asynchronously, so the devices work at the same time
-    devices = jax.devices()
-    pending = []
-    for k, i in enumerate(range(0, padded.shape[0], chunk)):
-        rows = jax.device_put(padded[i : i + chunk], devices[k % len(devices)])
-        ev = jax.device_put(events, devices[k % len(devices)])
-        pending.append(solve_population(rows, ev, horizon, **options.kwargs()))
-    ys = [np.asarray(y) for _, y, _ in pending]
-    oks = [np.full(chunk, bool(ok)) for _, _, ok in pending]
-    ts = pending[0][0]
-    ys_all, ok_all = np.concatenate(ys)[:n], np.concatenate(oks)[:n]
+    mesh = population_mesh(None if devices is None else tuple(devices))
+    n_dev = mesh.devices.size
+    step = int(chunk) * n_dev
+    padded = pad_rows(values, step)  # whole chunks of padding (copies of the last row) fill the last step
+    fn = _sharded_population(mesh, **options.kwargs())
+    rows_sharding = NamedSharding(mesh, PartitionSpec("mice"))
+    ev = jax.device_put(events, NamedSharding(mesh, PartitionSpec()))
+    # JAX dispatches asynchronously: every step is queued before the first result is read
+    pending = [fn(jax.device_put(padded[i : i + step], rows_sharding), ev, horizon) for i in range(0, padded.shape[0], step)]
+    ys_all = np.concatenate([np.asarray(y) for _, y, _ in pending])[:n]
+    ok_all = np.concatenate([np.repeat(np.asarray(ok), chunk) for _, _, ok in pending])[:n]
+    ts = np.asarray(pending[0][0])[0]
     if throw and not ok_all.all():
         raise SimulationError(f"ODE solve failed for {int((~ok_all).sum())} of {n} mice of schedule {schedule.name!r}")
-    return np.asarray(ts), ys_all, ok_all
+    return ts, ys_all, ok_all
