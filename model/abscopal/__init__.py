@@ -6,9 +6,10 @@
 __version__ = "0.1.0"
 
 from .agents import Agent, catalogue, get_agent  # noqa: E402
-from .compare import compare, default_scenario  # noqa: E402
+from .compare import compare, default_scenario, dovedi2014  # noqa: E402
 from .equations import build_model, equations_text  # noqa: E402
 from .export import ExportError, load_params, load_posterior  # noqa: E402
+from .optimize import OptimizeError, optimize  # noqa: E402
 from .outcomes import bed  # noqa: E402
 from .parameters import Params, default_params, parameter_table, tumour_lines  # noqa: E402
 from .schedules import (  # noqa: E402
@@ -26,6 +27,7 @@ from .schedules import (  # noqa: E402
     sequential,
 )
 from .simulate import SimulationError, SolverOptions, Trajectory, enable_x64, simulate  # noqa: E402
+from .sweeps import sweep_fractionation, sweep_gap  # noqa: E402
 
 __all__ = [
     "Agent",
@@ -43,6 +45,11 @@ __all__ = [
     "catalogue",
     "combined",
     "compare",
+    "dovedi2014",
+    "optimize",
+    "OptimizeError",
+    "sweep_fractionation",
+    "sweep_gap",
     "concurrent",
     "default_params",
     "default_scenario",

@@ -53,10 +53,12 @@ def _cmd_simulate(args) -> int:
     from .simulate import SolverOptions, simulate
 
     schedule = load_schedule(args.schedule)
+    out = Path(args.out)
+    if args.fit is not None:
+        return _simulate_fit(args, schedule, out)
     params = default_params(schedule.tumour_line)
     traj = simulate(schedule, params, SolverOptions(n_out=args.points))
     df = traj.to_frame()
-    out = Path(args.out)
     if out.suffix == ".json":
         text = json.dumps(
             {
@@ -76,17 +78,43 @@ def _cmd_simulate(args) -> int:
     return 0
 
 
+def _simulate_fit(args, schedule, out) -> int:
+    """``simulate --fit``: quantiles over posterior draws instead of one trajectory."""
+    from .compare import trajectory_quantiles
+    from .fitresult import load_fit
+    from .io import atomic_write_text
+    from .simulate import SolverOptions
+
+    if out.suffix not in (".csv", ".json"):
+        raise ValueError(f"--out: file extension must be .csv or .json, got {out.suffix!r}")
+    fit = load_fit(args.fit)
+    draws = fit.draws(args.draws, seed=args.seed, tumour_line=schedule.tumour_line)
+    df = trajectory_quantiles(schedule, draws, SolverOptions(n_out=args.points))
+    if out.suffix == ".json":
+        meta = {"schedule": schedule.name, "tumour_line": schedule.tumour_line, "parameters": fit.describe()}
+        atomic_write_text(out, json.dumps({**meta, "rows": df.to_dict(orient="records")}, indent=1))
+    else:
+        atomic_write_text(out, df.to_csv(index=False))
+    print(f"wrote {len(df)} rows (5/50/95 % quantiles over {args.draws} draws) to {out}; parameters: {fit.describe()}")
+    return 0
+
+
 def _cmd_compare(args) -> int:
     from .compare import compare, default_scenario, format_table, plot
     from .io import atomic_write_text
     from .schedules import load_schedule
 
-    schedules = [load_schedule(p) for p in args.schedules] if args.schedules else default_scenario()
+    fit = None
     if args.fit is not None:
-        raise ValueError(
-            f"--fit {args.fit!r}: no fit is shipped yet (the fit issue adds them); run without --fit to use the defaults"
-        )
-    c = compare(schedules, n_draws=args.draws, seed=args.seed, threshold_mm3=args.endpoint_mm3, progress=True)
+        from .fitresult import load_fit
+
+        fit = load_fit(args.fit)
+    if args.sweep_gap or args.sweep_fractionation or args.scenario == "dovedi2014":
+        from .sweeps import run_cli
+
+        return run_cli(args, fit)
+    schedules = [load_schedule(p) for p in args.schedules] if args.schedules else default_scenario()
+    c = compare(schedules, n_draws=args.draws, seed=args.seed, fit=fit, threshold_mm3=args.endpoint_mm3, progress=True)
     print(format_table(c))
     if args.json:
         atomic_write_text(
@@ -130,6 +158,48 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_optimize(args) -> int:
+    from .io import atomic_write_text
+    from .optimize import format_result, optimize
+
+    fit = None
+    if args.fit is not None:
+        from .fitresult import load_fit
+
+        fit = load_fit(args.fit)
+    try:
+        fractions = [int(x) for x in args.fractions.split(",")]
+    except ValueError:
+        raise ValueError(f"--fractions: comma-separated positive integers, got {args.fractions!r}") from None
+    r = optimize(
+        args.objective,
+        max_bed_gy=None if args.max_dose is not None else (args.max_bed if args.max_bed is not None else 60.0),
+        max_dose_gy=args.max_dose,
+        ab_ratio=args.ab_ratio,
+        fractions=fractions,
+        agent=args.agent,
+        dose=args.drug_dose,
+        unit=args.unit,
+        n_doses=args.n_doses,
+        every=args.every,
+        optimise_every=args.optimise_every,
+        quantile=args.quantile,
+        horizon_days=args.horizon,
+        n_draws=args.draws,
+        seed=args.seed,
+        fit=fit,
+        n_starts=args.starts,
+        steps=args.steps,
+        progress=True,
+    )
+    print(format_result(r))
+    atomic_write_text(args.out, r.toml())
+    print(f"\noptimal schedule: {args.out}")
+    if args.csv:
+        atomic_write_text(args.csv, r.candidates.to_csv(index=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="abscopal", description="Radiotherapy + immunotherapy in two tumours (irradiated and abscopal)."
@@ -147,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("schedule")
     p.add_argument("--out", required=True, help="output file (.csv or .json)")
     p.add_argument("--points", type=int, default=121, help="number of output days (default 121)")
+    p.add_argument("--fit", default=None, help="fit name or folder: write 5/50/95 %% quantiles over posterior draws")
+    p.add_argument("--draws", type=int, default=100, help="posterior draws with --fit (default 100)")
+    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_simulate)
     p = sub.add_parser("compare", help="compare schedules over a virtual population (default: concurrent vs sequential)")
     p.add_argument("schedules", nargs="*")
@@ -157,7 +230,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json")
     p.add_argument("--csv")
     p.add_argument("--plot")
+    p.add_argument(
+        "--scenario",
+        choices=["default", "dovedi2014"],
+        default="default",
+        help="dovedi2014: 5 x 2 Gy + anti-PD-L1, day 7 vs day 19",
+    )
+    p.add_argument("--sweep-gap", action="store_true", help="end points against the drug start relative to the first fraction")
+    p.add_argument("--sweep-fractionation", action="store_true", help="end points against the number of fractions at equal BED")
+    p.add_argument(
+        "--agent", action="append", help="agent(s) of a sweep (repeat; gap default: anti-PD-1, anti-PD-L1, anti-CTLA-4)"
+    )
+    p.add_argument("--gaps", help="gap sweep: days, comma-separated or START:STOP:STEP (default -7:29:3)")
+    p.add_argument("--fractions", default="1,2,3,5,8,10", help="fractionation sweep: numbers of fractions (default 1,2,3,5,8,10)")
+    p.add_argument("--bed", type=float, help="fractionation sweep: BED in Gy (default: that of 3 x 8 Gy)")
+    p.add_argument("--ab-ratio", type=float, help="alpha/beta in Gy for the BED (default: the tumour line's)")
+    p.add_argument("--horizon", type=float, default=60.0, help="sweeps and scenarios: days simulated (default 60)")
     p.set_defaults(func=_cmd_compare)
+    p = sub.add_parser("optimize", help="choose drug start, dose per fraction and fractions under a BED or dose cap")
+    p.add_argument(
+        "--objective", default="volume_abscopal", help="volume_abscopal, volume_irradiated, cure_abscopal or cure_irradiated"
+    )
+    cap = p.add_mutually_exclusive_group()
+    cap.add_argument("--max-bed", type=float, help="cap on total BED to the irradiated tumour, Gy (default 60)")
+    cap.add_argument("--max-dose", type=float, help="cap on total physical dose, Gy")
+    p.add_argument("--ab-ratio", type=float, help="alpha/beta in Gy for the BED (default: the tumour line's)")
+    p.add_argument("--fractions", default="1,2,3,5", help="numbers of fractions tried (default 1,2,3,5)")
+    p.add_argument("--agent", default="anti-PD-1")
+    p.add_argument("--drug-dose", type=float, default=10.0, help="dose per administration (default 10)")
+    p.add_argument("--unit", default="mg/kg")
+    p.add_argument("--n-doses", type=int, default=3)
+    p.add_argument("--every", type=float, default=3.0, help="days between drug doses (the start value with --optimise-every)")
+    p.add_argument("--optimise-every", action="store_true", help="also choose the days between drug doses (1-7)")
+    p.add_argument("--quantile", type=float, help="risk-averse: minimise this upper quantile of the volume (e.g. 0.9)")
+    p.add_argument("--horizon", type=float, default=40.0)
+    p.add_argument("--fit", default=None)
+    p.add_argument("--draws", type=int, default=16)
+    p.add_argument("--starts", type=int, default=3)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="abscopal_optimal.toml", help="the optimal schedule (TOML, loadable by simulate/compare)")
+    p.add_argument("--csv", help="all candidates as CSV")
+    p.set_defaults(func=_cmd_optimize)
     p = sub.add_parser("export", help="export parameters (json, csv, netcdf) or the model (sbml, petab)")
     p.add_argument("--fit", default=None, help="fit name or folder (default: the default parameter table)")
     p.add_argument("--format", required=True, choices=["json", "csv", "netcdf", "sbml", "petab"])
