@@ -55,7 +55,7 @@ OBJECTIVES = {
 }
 CONSTRAINTS = ("bed", "dose")
 RT_SLOTS, DRUG_SLOTS = 20, 16  # fixed event slots: at most 20 fractions and 16 drug doses
-BATCH = 8  # candidate schedules per compiled call
+BATCH = 4  # candidate schedules per compiled call
 N_OUT = 34  # output days for the objective (the cure surrogate takes the smallest viable volume over them)
 CURE_TAU = 0.5  # width (in log volume) of the smooth cure surrogate
 VARIABLES = ("gap_days", "dose_per_fraction_gy", "every_days")
@@ -167,7 +167,7 @@ class Problem:
     def schedule(self, n: int, x: np.ndarray, name: str = "optimised") -> Schedule:
         """The schedule of ``n`` fractions and natural variables ``x`` = (gap, dose per fraction, every)."""
         gap, d, every = (float(v) for v in x)
-        rt = fractionated(n, round(d, 4), self.rt_start, self.interval)
+        rt = fractionated(n, math.floor(d * 1e4) / 1e4, self.rt_start, self.interval)  # rounded down: the cap holds
         drugs = drug_course(self.agent, self.dose, self.unit, round(self.rt_start + gap, 4), self.n_doses, round(every, 4))
         return Schedule(rt, drugs, self.horizon_days, self.tumour_line, name)
 
