@@ -105,6 +105,10 @@ def test_impossible_cap_and_unknown_objective_are_clear_errors():
         optimize("cure_abscopal", quantile=0.9)
     with pytest.raises(OptimizeError, match="fractions"):
         optimize(fractions=(0, 2))
+    with pytest.raises(OptimizeError, match=r"agent: unknown agent .*allowed"):
+        optimize(agent="aPD1")
+    with pytest.raises(OptimizeError, match=r"unit: .*allowed \[.mg/kg., .ug.\]"):
+        optimize(unit="cells")
     with pytest.raises(OptimizeError, match="gap_bounds"):
         optimize(horizon_days=12.0, n_doses=6, every=3.0)
 

@@ -113,7 +113,12 @@ class Problem:
                 raise OptimizeError(
                     f"quantile: must be in [0.5, 1) (an upper quantile of the volume over draws), got {self.quantile}"
                 )
-        get_agent(self.agent).amount(self.dose, self.unit, 20.0)  # raises on a unit that does not fit
+        try:
+            agent = get_agent(self.agent)
+        except ValueError as e:
+            raise OptimizeError(f"agent: {e}") from None
+        if self.unit not in agent.units:
+            raise OptimizeError(f"unit: {self.unit!r} does not fit agent {self.agent!r}; allowed {list(agent.units)}")
         if int(self.n_doses) != self.n_doses or not 1 <= self.n_doses <= DRUG_SLOTS:
             raise OptimizeError(f"n_doses: must be an integer in [1, {DRUG_SLOTS}], got {self.n_doses!r}")
         ns = list(self.fractions)
