@@ -58,3 +58,39 @@ def test_compare_rejects_mismatched_schedules():
         ab.compare([a, b], n_draws=5)
     with pytest.raises(ValueError, match="threshold_mm3"):
         ab.compare([a], n_draws=5, threshold_mm3=-1)
+
+
+def test_compare_and_simulate_with_a_fit(tmp_path, capsys):
+    from abscopal.fitresult import toy_fit
+
+    fit = toy_fit(tmp_path / "toy")
+    assert main(["compare", "--fit", str(fit), "--draws", "8", "--plot", str(tmp_path / "c.png")]) == 0
+    text = capsys.readouterr().out
+    assert "fit 'toy'" in text and "no fit loaded" not in text
+    f = tmp_path / "s.toml"
+    f.write_text(GOOD)
+    out = tmp_path / "q.csv"
+    assert main(["simulate", str(f), "--fit", str(fit), "--draws", "8", "--points", "31", "--out", str(out)]) == 0
+    df = pd.read_csv(out)
+    assert {"day", "site", "quantity", "q05", "q50", "q95"} <= set(df.columns)
+    assert (df.q05 <= df.q50).all() and (df.q50 <= df.q95).all() and (df.q05 < df.q95).any()
+    assert main(["compare", "--fit", str(tmp_path / "nowhere")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_sweep_and_optimize_commands(tmp_path, capsys):
+    csv, png = tmp_path / "g.csv", tmp_path / "g.png"
+    args = ["compare", "--sweep-gap", "--agent", "anti-PD-L1", "--gaps", "0,7", "--draws", "8", "--horizon", "40"]
+    assert main([*args, "--csv", str(csv), "--plot", str(png)]) == 0
+    assert "anti-PD-L1" in capsys.readouterr().out and png.stat().st_size > 10_000
+    assert set(pd.read_csv(csv).gap_days.dropna()) == {0, 7}
+    out = tmp_path / "best.toml"
+    opt = ["optimize", "--fractions", "3", "--starts", "1", "--steps", "2", "--draws", "8", "--out", str(out)]
+    assert main(["optimize", "--objective", "size", "--out", str(out)]) == 2
+    assert "allowed ['volume_abscopal'" in capsys.readouterr().err
+    assert main([*opt, "--max-bed", "0.5"]) == 2
+    assert "impossible" in capsys.readouterr().err and not out.exists()
+    assert main(opt) == 0
+    assert "standard sequential" in capsys.readouterr().out
+    s = ab.load_schedule(out)
+    assert len(s.rt) == 3 and s.bed_gy(10.0) <= 60.0 + 1e-6
