@@ -278,8 +278,8 @@ def dovedi2014(
 def format_dovedi(r: DovediResult) -> str:
     lines = [format_table(r.comparison), "", "Dovedi 2014 (R29): survival = days until the irradiated tumour reaches 1000 mm^3"]
     for _, row in r.survival.iterrows():
-        fmt = lambda v: f"> {r.comparison.ts[-1]:g} (censored)" if not np.isfinite(v) else f"{v:.1f}"
-        lines.append(f"  {row.schedule:<40s} median {fmt(row['median'])} d  (90% interval {fmt(row.lo)} to {fmt(row.hi)})")
+        fmt = lambda v: f"> {r.comparison.ts[-1]:g} d (censored)" if not np.isfinite(v) else f"{v:.1f} d"
+        lines.append(f"  {row.schedule:<40s} median {fmt(row['median'])}  (90% interval {fmt(row.lo)} to {fmt(row.hi)})")
     lines.append(
         f"P(concurrent survives longer than sequential) = {r.p_concurrent_better:.2f}  "
         f"(ties, e.g. both censored: {r.p_tie:.2f}; {r.comparison.volumes[r.survival.schedule[0]].shape[0]} paired draws)"
