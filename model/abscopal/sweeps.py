@@ -25,7 +25,7 @@ from .simulate import SolverOptions
 GAP_AGENTS = ("anti-PD-1", "anti-PD-L1", "anti-CTLA-4")
 RT_ALONE = "RT alone"
 #: end points drawn in the sweep figures (all are in the tables)
-PLOTTED = ("volume_abscopal", "abscopal_response", "cure_abscopal", "time_to_endpoint")
+PLOTTED = tuple(ENDPOINTS)
 
 
 def _check_agents(agents) -> tuple[str, ...]:
@@ -223,7 +223,7 @@ def format_sweep(df: pd.DataFrame) -> str:
         rec.update({f"{r.endpoint} ({'%' if r.unit == 'probability' else r.unit})": cell(r) for _, r in g.iterrows()})
         records.append(rec)
     table = pd.DataFrame(records)
-    lines.append(table.reset_index().to_string(index=False))
+    lines.append(table.to_string(index=False))
     return "\n".join(lines)
 
 
@@ -240,27 +240,35 @@ def plot_sweep(df: pd.DataFrame, path, endpoints_shown=PLOTTED) -> None:
     gap = df.attrs.get("sweep") == "gap"
     x = "gap_days" if gap else "n_fractions"
     horizon = float(df.attrs.get("horizon_days", np.inf))
-    fig, axes = plt.subplots(1, len(endpoints_shown), figsize=(4.2 * len(endpoints_shown), 4.0))
-    for ax, e in zip(np.atleast_1d(axes), endpoints_shown):
+    n_cols = min(3, len(endpoints_shown))
+    n_rows = -(-len(endpoints_shown) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(5.5 * n_cols, 4.0 * n_rows), squeeze=False)
+    axes = axes.ravel()
+    for ax in axes[len(endpoints_shown) :]:
+        ax.set_visible(False)
+    for ax, e in zip(axes, endpoints_shown):
         desc, unit, better = ENDPOINTS[e]
         scale = 100.0 if unit == "probability" else 1.0
         sub = df[df.endpoint == e]
         for agent, g in sub.groupby("agent", sort=False):
             if gap and agent == RT_ALONE:
-                ax.axhline(scale * min(g["median"].iloc[0], horizon), color="grey", ls="--", label=RT_ALONE)
+                ax.axhline(
+                    scale * min(g["median"].iloc[0], horizon if unit == "days" else np.inf), color="grey", ls="--", label=RT_ALONE
+                )
                 continue
             g = g.sort_values(x)
-            med, lo, hi = (np.minimum(g[c].to_numpy(float), horizon) for c in ("median", "lo", "hi"))  # inf: censored
+            cap = horizon if unit == "days" else np.inf  # not reached within the horizon: drawn at the horizon
+            med, lo, hi = (np.minimum(g[c].to_numpy(float), cap) for c in ("median", "lo", "hi"))
             (line,) = ax.plot(g[x], scale * med, marker="o", ms=3, label=agent)
             ax.fill_between(g[x], scale * lo, scale * hi, alpha=0.15, color=line.get_color())
         if unit == "mm^3":
             ax.set_yscale("log")
         ax.set_xlabel("drug start - first RT fraction (days)" if gap else "number of fractions (equal BED)")
         ylabel = f"{e.replace('_', ' ')} ({'%' if unit == 'probability' else unit})"
-        ax.set_ylabel(ylabel + (" (top = censored at horizon)" if unit == "days" else ""))
+        ax.set_ylabel(ylabel + (" (horizon = not reached)" if unit == "days" else ""))
         ax.set_title(f"{desc}\n({better} is better)", fontsize=8)
         ax.grid(alpha=0.3)
-    np.atleast_1d(axes)[0].legend(fontsize=8)
+    axes[0].legend(fontsize=8)
     what = (
         "drug start relative to RT"
         if gap
