@@ -181,7 +181,7 @@ def format_table(c: Comparison) -> str:
         for _, r in df.iterrows():
             med, lo, hi = r["median"], r["lo"], r["hi"]
             if r.unit == "probability":
-                val = f"{100 * med:5.1f} %"
+                val = f"{100 * med:5.1f} %  (90% interval {100 * lo:.0f} to {100 * hi:.0f} %)"
             elif not np.isfinite(med):
                 val = f"not reached by day {c.ts[-1]:g} (censored)"
             else:

@@ -304,6 +304,8 @@ def run_cli(args, fit) -> int:
 
     from .io import atomic_write_text
 
+    if args.schedules:
+        raise ValueError("schedules: a sweep or --scenario builds its own schedules; give no schedule files with it")
     common = dict(
         n_draws=args.draws, seed=args.seed, fit=fit, threshold_mm3=args.endpoint_mm3, horizon_days=args.horizon, progress=True
     )
