@@ -121,3 +121,27 @@ def test_cap_keeps_only_feasible_fraction_numbers():
     assert set(prob.feasible) == {1, 5}
     for n, (lo, hi) in prob.feasible.items():
         assert lo == 1.0 and prob.bed(n, hi) == pytest.approx(10.0)
+
+
+def test_traced_schedule_matches_the_schedule_written(tmp_path):
+    """The events built inside jit for a candidate are the events of the Schedule written to TOML:
+    the objective equals the mean (or the quantile) of the volumes that compare's path simulates."""
+    from abscopal.compare import simulate_schedules
+    from abscopal.fitresult import load_fit, toy_fit
+    from abscopal.outcomes import volumes
+
+    fit = load_fit(toy_fit(tmp_path / "toy"))
+    draws = fit.draws(N_DRAWS, seed=3, tumour_line="CT26")
+    z = np.array([[0.37, 0.61, 0.5], [0.81, 0.23, 0.5]])
+    ns = np.array([2, 5])
+    for q in (None, 0.9):
+        prob = Problem(agent="anti-CTLA-4", fractions=(2, 5), quantile=q, optimise_every=True, horizon_days=35.0).check()
+        loss, grad = ModelObjective(prob, draws)(ns, z)
+        assert np.all(np.isfinite(grad)) and np.any(grad != 0)
+        for k, n in enumerate(ns):
+            s = prob.schedule(int(n), prob.to_natural(int(n), z[k]))
+            assert len(s.rt) == n and len(s.drugs) == prob.n_doses
+            _, ys = simulate_schedules([s], draws)
+            v = volumes(ys[0], "abs")[:, -1]
+            want = np.log(np.mean(v) if q is None else np.quantile(v, q))
+            assert loss[k] == pytest.approx(want, rel=1e-4)
