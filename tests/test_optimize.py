@@ -109,6 +109,10 @@ def test_impossible_cap_and_unknown_objective_are_clear_errors():
         optimize(agent="aPD1")
     with pytest.raises(OptimizeError, match=r"unit: .*allowed \[.mg/kg., .ug.\]"):
         optimize(unit="cells")
+    with pytest.raises(OptimizeError, match=r"tumour_line: unknown line 'CT-26'; allowed"):
+        optimize(tumour_line="CT-26")
+    with pytest.raises(OptimizeError, match=r"horizon_days: 400"):
+        optimize(horizon_days=400.0)
     with pytest.raises(OptimizeError, match="gap_bounds"):
         optimize(horizon_days=12.0, n_doses=6, every=3.0)
 

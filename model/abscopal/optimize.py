@@ -17,7 +17,7 @@ reported comparison uses the exact end points of ``compare``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import jax
@@ -30,13 +30,14 @@ from .agents import agent_index, get_agent
 from .compare import Comparison, compare, draw_parameters
 from .equations import build_model
 from .outcomes import CURE_VOLUME_MM3
-from .parameters import Params, default_params
+from .parameters import Params, default_params, tumour_lines
 from .schedules import (
     EVENT_DRUG,
     EVENT_NONE,
     EVENT_RT,
     MAX_DOSE_PER_FRACTION_GY,
     MAX_EVENTS,
+    MAX_HORIZON_DAYS,
     Schedule,
     concurrent,
     drug_course,
@@ -58,7 +59,6 @@ RT_SLOTS, DRUG_SLOTS = 20, 16  # fixed event slots: at most 20 fractions and 16 
 BATCH = 4  # candidate schedules per compiled call
 N_OUT = 34  # output days for the objective (the cure surrogate takes the smallest viable volume over them)
 CURE_TAU = 0.5  # width (in log volume) of the smooth cure surrogate
-VARIABLES = ("gap_days", "dose_per_fraction_gy", "every_days")
 
 
 class OptimizeError(ValueError):
@@ -88,7 +88,10 @@ class Problem:
     horizon_days: float = 40.0
     tumour_line: str = "CT26"
     quantile: float | None = None
-    feasible: dict = field(default_factory=dict, compare=False)  # n_fractions -> (d_min, d_max), filled by check()
+    # filled by check(): n_fractions -> (lowest, highest dose per fraction); the boxes of gap and every
+    feasible: dict = field(default_factory=dict, compare=False)
+    gap_range: tuple[float, float] = (0.0, 0.0)
+    every_range: tuple[float, float] = (0.0, 0.0)
 
     def check(self) -> Problem:
         """Validate every field and return the problem with the feasible dose range per number of fractions."""
@@ -102,6 +105,12 @@ class Problem:
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise OptimizeError(f"{name}: must be a positive finite number, got {v!r}")
+        if self.tumour_line not in tumour_lines():
+            raise OptimizeError(f"tumour_line: unknown line {self.tumour_line!r}; allowed {list(tumour_lines())}")
+        if not 0 < self.horizon_days <= MAX_HORIZON_DAYS:
+            raise OptimizeError(f"horizon_days: {self.horizon_days} is outside (0, {MAX_HORIZON_DAYS:g}]")
+        if not 0 <= self.rt_start < self.horizon_days:
+            raise OptimizeError(f"rt_start: day {self.rt_start} is outside [0, horizon_days = {self.horizon_days:g})")
         if self.min_dose_gy > MAX_DOSE_PER_FRACTION_GY:
             raise OptimizeError(
                 f"min_dose_gy: {self.min_dose_gy} Gy exceeds the {MAX_DOSE_PER_FRACTION_GY:g} Gy per fraction allowed"
@@ -156,14 +165,11 @@ class Problem:
                 f"({min(ns)} fraction(s) of min_dose_gy = {self.min_dose_gy:g} Gy) already needs {smallest:.3g} Gy; "
                 "raise the cap or lower min_dose_gy"
             )
-        object.__setattr__(self, "feasible", feasible)
-        object.__setattr__(self, "_bounds", dict(gap=(g_lo, g_hi), every=(lo_e, hi_e)))
-        return self
+        return replace(self, feasible=feasible, gap_range=(g_lo, g_hi), every_range=(lo_e, hi_e))
 
     def bounds(self, n: int) -> np.ndarray:
         """(3, 2) box of (gap, dose per fraction, every) for ``n`` fractions."""
-        b = self._bounds
-        return np.array([b["gap"], self.feasible[n], b["every"]], dtype=np.float64)
+        return np.array([self.gap_range, self.feasible[n], self.every_range], dtype=np.float64)
 
     def to_natural(self, n: int, z: np.ndarray) -> np.ndarray:
         b = self.bounds(n)
@@ -386,6 +392,8 @@ def optimize(
         raise OptimizeError(f"n_starts: must be a positive integer, got {n_starts!r}")
     if int(steps) != steps or steps < 0:
         raise OptimizeError(f"steps: must be a non-negative integer, got {steps!r}")
+    if tumour_line not in tumour_lines():
+        raise OptimizeError(f"tumour_line: unknown line {tumour_line!r}; allowed {list(tumour_lines())}")
     ab = float(ab_ratio) if ab_ratio is not None else float(default_params(tumour_line)["ab_ratio"])
     problem = Problem(
         objective=objective,
