@@ -149,3 +149,19 @@ def test_traced_schedule_matches_the_schedule_written(tmp_path):
             v = volumes(ys[0], "abs")[:, -1]
             want = np.log(np.mean(v) if q is None else np.quantile(v, q))
             assert loss[k] == pytest.approx(want, rel=1e-4)
+
+
+def test_cure_objective_has_useful_gradients():
+    """Far from cure the smooth cure probability is tiny; its log still has O(1) gradients, so the
+    search moves (more dose per fraction raises the chance of cure of the irradiated tumour)."""
+    draws, _ = draw_parameters("CT26", N_DRAWS, 0)
+    prob = Problem(objective="cure_irradiated", agent="anti-CTLA-4", fractions=(1, 3)).check()
+    f = ModelObjective(prob, draws)
+    ns = np.array([1, 3])
+    z0 = np.array([[0.5, 0.6, 0.0], [0.5, 0.6, 0.0]])
+    loss, grad = f(ns, z0)
+    p = f.objective_value(loss)
+    assert np.all((p > 0) & (p < 1)) and np.all(np.isfinite(grad))
+    assert np.all(grad[:, 1] < 0) and np.all(np.abs(grad[:, 1]) > 1e-3)
+    _, best, history = minimize_box(lambda z: f(ns, z), z0, steps=6, learning_rate=0.1)
+    assert np.all(best < history[0] - 1.0)

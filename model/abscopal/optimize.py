@@ -235,7 +235,10 @@ def _value_and_grad(z, lo, hi, n_frac, draws, c, obj, *, rtol, atol, max_steps):
         q = obj["q"]
         volume_loss = jnp.log(jnp.where(q > 0, jnp.quantile(v, jnp.clip(q, 0.0, 1.0), axis=1), jnp.mean(v, axis=1)))
         v_min = jnp.maximum(jnp.min(viable, axis=2), 1e-300)
-        cure_loss = -jnp.mean(jax.nn.sigmoid((jnp.log(CURE_VOLUME_MM3) - jnp.log(v_min)) / CURE_TAU), axis=1)
+        # minus the log of the smooth cure probability (log-mean-exp of log-sigmoids: gradients stay
+        # informative when every draw is far from cure)
+        x = (jnp.log(CURE_VOLUME_MM3) - jnp.log(v_min)) / CURE_TAU
+        cure_loss = -(jax.scipy.special.logsumexp(jax.nn.log_sigmoid(x), axis=1) - jnp.log(x.shape[1]))
         return jnp.where(obj["volume"] > 0, volume_loss, cure_loss)
 
     loss, vjp = jax.vjp(losses, z)
@@ -315,7 +318,7 @@ class ModelObjective:
 
     def objective_value(self, loss: np.ndarray) -> np.ndarray:
         """The loss in the objective's own units (mm^3, or a probability)."""
-        return np.exp(loss) if OBJECTIVES[self.problem.objective][3] == "volume" else -np.asarray(loss)
+        return np.exp(loss) if OBJECTIVES[self.problem.objective][3] == "volume" else np.exp(-np.asarray(loss))
 
 
 @dataclass(frozen=True)
