@@ -200,6 +200,29 @@ def _cmd_optimize(args) -> int:
     return 0
 
 
+def _cmd_fit(args) -> int:
+    from .fitting import run_fit
+    from .inference import FitSettings
+
+    if args.quick:
+        settings = FitSettings.quick_settings(seed=args.seed)
+    else:
+        settings = FitSettings(
+            seed=args.seed,
+            chains=args.chains,
+            warmup=args.warmup,
+            samples=args.samples,
+            map_starts=args.map_starts,
+            map_steps=args.map_steps,
+            max_tree_depth=args.max_tree_depth,
+        )
+    for field in ("chains", "warmup", "samples", "map_starts", "map_steps", "max_tree_depth"):
+        if getattr(settings, field) < 1:
+            raise ValueError(f"--{field.replace('_', '-')}: must be a positive integer, got {getattr(settings, field)}")
+    run_fit(args.out, settings, progress=not args.no_progress)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="abscopal", description="Radiotherapy + immunotherapy in two tumours (irradiated and abscopal)."
@@ -279,6 +302,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", default=None, help="sbml: a schedule TOML file whose RT fractions and doses become events")
     p.add_argument("--tumour-line", default=None, help="sbml: parameter values of this line (default: the schedule's)")
     p.set_defaults(func=_cmd_export)
+    p = sub.add_parser("fit", help="fit the model to the committed records (MAP, then NUTS); resumable")
+    p.add_argument("--out", default="fits/review", help="fit folder (default fits/review); an unfinished run there resumes")
+    p.add_argument("--quick", action="store_true", help="CI smoke run: 3 records, a few steps and draws (not a fit)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chains", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--samples", type=int, default=200)
+    p.add_argument("--map-starts", type=int, default=4)
+    p.add_argument("--map-steps", type=int, default=300)
+    p.add_argument("--max-tree-depth", type=int, default=6)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_fit)
     return ap
 
 

@@ -207,8 +207,9 @@ def build_model(display: bool = False) -> Model:
         # DC activation by antigen/DAMPs, amplified by type I IFN, Flt3L/GM-CSF, TLR and CD40 agonists
         "DC": p["k_DC"] * mod["dc_recruitment"] * mod["dc_activation"] * dc_drive * (1 + p["a_IFN"] * IFN / (IFN + p["K_IFN"]))
         - p["delta_DC"] * DC,
-        # priming in the lymph node (anti-CTLA-4 boosts), clonal expansion (IL-2, OX40, CD137), egress, recall
-        "Tp": p["k_prime"] * mod["priming"] * dc_sat + p["rho_T"] * mod["t_expansion"] * dc_sat * Tp - p["k_out"] * Tp + recall,
+        # priming in the lymph node (anti-CTLA-4 boosts), clonal expansion (IL-2, OX40, CD137; saturating at K_T),
+        # egress, recall
+        "Tp": p["k_prime"] * mod["priming"] * dc_sat + p["rho_T"] * mod["t_expansion"] * dc_sat * Tp / (1 + Tp / p["K_T"]) - p["k_out"] * Tp + recall,
         # circulating effectors leave into both tumours (abscopal coupling) or die
         "Tc": p["k_out"] * Tp * (1 - p["f_mem"]) - influx["irr"] - influx["abs"] - p["delta_c"] * Tc,
         "Tm": p["f_mem"] * p["k_out"] * Tp - recall - p["delta_m"] * Tm,

@@ -64,8 +64,8 @@ class Fit:
 
     name: str
     meta: dict
-    posterior: "object"  # xarray.Dataset of the posterior group
-    tree: "object" = None  # the whole xarray.DataTree (arviz InferenceData)
+    posterior: object  # xarray.Dataset of the posterior group
+    tree: object = None  # the whole xarray.DataTree (arviz InferenceData)
     path: Path | None = None
     _flat: dict = field(default_factory=dict, repr=False)
 

@@ -1,0 +1,386 @@
+"""``abscopal fit``: build the likelihood from the committed records, MAP, NUTS, and write the fit
+folder (posterior netCDF, fit.json, parameter summary, diagnostics, report with figures).
+
+The run is reproducible from the records and the seed, and resumable: MAP results and NUTS
+segments are checkpointed under ``<out>/work/`` (plain JSON and ``.npz``; nothing is pickled).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import likelihood as L
+from .inference import FitSettings, find_map, natural_values, run_nuts, write_json
+from .io import atomic_write_text
+
+#: records used by the quick (CI) fit: one of each observation kind
+QUICK_RECORDS = ("S01", "R29", "R17")
+
+REPRODUCED_AT = 0.8  # a record counts as reproduced when P(reproduced | data) >= this
+
+
+def _records(quick: bool):
+    from .records import load_records
+
+    recs = load_records()
+    if quick:
+        recs = tuple(r for r in recs if r.id in QUICK_RECORDS)
+    return recs
+
+
+def _predict(prob: L.Problem, nat: dict, idx: list[tuple[int, int]], progress: bool):
+    """Posterior predictive of every observation for the draws ``idx`` (chain, draw)."""
+    from tqdm.auto import tqdm
+
+    @jax.jit
+    def one(shared, lines, sig):
+        P = L.arm_values(prob, shared, lines)
+        obs, obs_pop, ok = L.solve_arms(prob, P)
+        qv = L.quantities(prob, obs, obs_pop)
+        out = {"ok": ok, "q": qv}
+        if prob.tc:
+            lp, model, sd = L.time_course_terms(prob, obs, sig)
+            out.update(tc_model=model, tc_sd=sd, tc_lp=lp)
+        if prob.cmp:
+            out["d"] = L.comparison_differences(prob, qv)
+        out["volume_irr"] = jnp.exp(obs[:, :, L.OBS.index("log_volume_irr")])
+        out["volume_abs"] = jnp.exp(obs[:, :, L.OBS.index("log_volume_abs")])
+        return out
+
+    res = []
+    for c, d in tqdm(idx, desc="posterior predictive", disable=not progress, leave=False):
+        shared, lines, sig = _unpack_one(prob, nat, c, d)
+        res.append(jax.tree.map(np.asarray, one(jnp.asarray(shared), jnp.asarray(lines), jnp.asarray(sig))))
+    return {k: np.stack([r[k] for r in res]) for k in res[0]}
+
+
+def _unpack_one(prob, nat, c, d):
+    shared = np.array([nat[n][c, d] for n in prob.shared]) if prob.shared else np.zeros(0)
+    lines = np.stack([nat[n][c, d] for n in prob.per_line], axis=-1) if prob.per_line else np.zeros((len(prob.lines), 0))
+    sig = nat["sigma_series"][c, d] if "sigma_series" in nat else 0.3
+    return shared, lines, sig
+
+
+def reproduction(prob: L.Problem, pred: dict) -> list[dict]:
+    """Per record: the posterior probability that the model reproduces it (over predictive draws).
+
+    * qualitative comparison: it holds exactly (margin, no softness) in the draw;
+    * count: the observed k lies in the central 90 % of Binomial(n, p_draw);
+    * time course: at least 80 % of its points lie within 2 SD (the likelihood's SD) of the model
+      (censored zeros: the model is below the detection limit).
+    A record is reproduced in a draw when all its observations are."""
+    from scipy.stats import binom
+
+    ok = {}
+    n = pred["ok"].shape[0]
+
+    def put(rec, arr):
+        ok.setdefault(rec, []).append(np.asarray(arr, dtype=bool))
+
+    if prob.cmp:
+        holds = np.asarray(L.comparison_holds(pred["d"], prob.cmp["op"][None], prob.cmp["margin"][None]))
+        for j, (rec, _label) in enumerate(prob.labels["cmp"]):
+            put(rec, holds[:, j])
+    if prob.cnt:
+        for j, rec in enumerate(prob.labels["cnt"]):
+            p = np.clip(pred["q"][:, prob.cnt["q"][j]], 1e-9, 1 - 1e-9)
+            k, nn = prob.cnt["k"][j], prob.cnt["n"][j]
+            lo, hi = binom.ppf(0.05, nn, p), binom.ppf(0.95, nn, p)
+            put(rec, (k >= lo) & (k <= hi))
+    if prob.tc:
+        recs = np.array(prob.labels["tc"])
+        obs_log = np.log(np.where(prob.tc["censored"], 1.0, prob.tc["mean"]))
+        within = np.abs(pred["tc_model"] - obs_log[None]) <= 2 * pred["tc_sd"]
+        within = np.where(prob.tc["censored"][None], pred["tc_model"] <= math.log(L.DETECTION_MM3) + 2 * pred["tc_sd"], within)
+        for rec in dict.fromkeys(recs):
+            put(rec, within[:, recs == rec].mean(axis=1) >= 0.8)
+    out = []
+    for rec in prob.records:
+        parts = ok.get(rec.id)
+        if parts is None:
+            continue
+        per_obs = np.stack(parts)  # (n_obs, draws)
+        all_ok = per_obs.all(axis=0) & pred["ok"].astype(bool)
+        out.append(
+            dict(
+                record=rec.id,
+                title=rec.title,
+                use=rec.use,
+                tumour_line=rec.tumour_line,
+                probability=float(all_ok.mean()),
+                per_observation=[float(x) for x in per_obs.mean(axis=1)],
+                n_draws=int(n),
+            )
+        )
+    return out
+
+
+def _diagnostics(tree, prob, stats) -> dict:
+    import arviz as az
+
+    post = tree["posterior"].to_dataset()
+    names = [v for v in post.data_vars]
+    rhat = az.rhat(tree["posterior"])
+    ess = az.ess(tree["posterior"], method="bulk")
+    per = {}
+    for v in names:
+        r = np.asarray(rhat[v].values if hasattr(rhat, "__getitem__") else rhat.to_dataset()[v].values).ravel()
+        e = np.asarray(ess[v].values).ravel()
+        per[v] = dict(max_rhat=float(np.nanmax(r)), min_ess_bulk=float(np.nanmin(e)))
+    div = np.asarray(stats["diverging"])
+    steps = np.asarray(stats["num_steps"])
+    d = dict(
+        max_rhat=max(x["max_rhat"] for x in per.values()),
+        min_ess_bulk=min(x["min_ess_bulk"] for x in per.values()),
+        divergent_fraction=float(div.mean()),
+        n_divergent=int(div.sum()),
+        mean_leapfrog_steps=float(steps.mean()),
+        max_tree_depth_hits=int((steps >= 2 ** stats.get("max_tree_depth", 99) - 1).sum()),
+        step_size=stats["step_size"],
+        warmup_seconds=stats["warmup_seconds"],
+        sample_seconds=stats["sample_seconds"],
+        per_variable=per,
+    )
+    d["converged"] = bool(d["max_rhat"] <= 1.01 and d["min_ess_bulk"] >= 400 and d["divergent_fraction"] < 0.01)
+    return d
+
+
+def run_fit(out: str | Path, settings: FitSettings = FitSettings(), progress: bool = True, log=print) -> Path:
+    """The whole fit; returns the fit folder. Re-running with the same ``out`` resumes."""
+    import arviz as az
+
+    from .fitresult import save_fit
+
+    out = Path(out)
+    work = out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    settings_path = work / "settings.json"
+    if settings_path.is_file():
+        old = json.loads(settings_path.read_text())
+        if old != asdict(settings):
+            raise ValueError(
+                f"{out}: an unfinished fit with other settings is there ({settings_path}); use another --out or delete {work}"
+            )
+    write_json(settings_path, asdict(settings))
+    t_start = time.time()
+    records = _records(settings.quick)
+    prob = L.build_problem(records, n_virtual=settings.n_virtual, seed=settings.seed)
+    log(
+        f"{len(prob.records)} records, {prob.n_arms} arms ({len(prob.pop_arms)} also over {settings.n_virtual} virtual mice), "
+        f"{len(prob.tc.get('day', []))} time-course points, {len(prob.cmp.get('op', []))} comparisons, {len(prob.cnt.get('q', []))} counts; "
+        f"{len(prob.shared)} shared + {len(prob.per_line)} x {len(prob.lines)} per-line parameters"
+    )
+
+    # ---- MAP (checkpointed as JSON)
+    map_path = work / "map.json"
+    if map_path.is_file():
+        m = json.loads(map_path.read_text())
+        init = {k: jnp.asarray(v) for k, v in m["init"].items()}
+        starts = m["starts"]
+        log(f"MAP: reusing {map_path}")
+    else:
+        t0 = time.time()
+        init, results = find_map(prob, settings, progress=progress, log=log)
+        starts = [dict(start=r["start"], log_posterior=r["log_posterior"]) for r in results]
+        write_json(
+            map_path, dict(init={k: np.asarray(v).tolist() for k, v in init.items()}, starts=starts, seconds=time.time() - t0)
+        )
+
+    # ---- NUTS (checkpointed per segment)
+    samples, stats = run_nuts(prob, init, settings, work, progress=progress, log=log)
+    stats["max_tree_depth"] = settings.max_tree_depth
+    nat = natural_values(prob, samples)
+
+    # ---- prior draws (for contraction) and the predictive
+    from .inference import prior_samples
+
+    n_prior = 200 if not settings.quick else 20
+    prior_nat = natural_values(prob, prior_samples(prob, n_prior, settings.seed + 99))
+    C, D = samples[next(iter(samples))].shape[:2]
+    rng = np.random.default_rng(settings.seed)
+    n_pred = min(C * D, 40 if settings.quick else 200)
+    flat = rng.choice(C * D, size=n_pred, replace=False)
+    idx = [(int(i // D), int(i % D)) for i in flat]
+    pred = _predict(prob, nat, idx, progress)
+
+    # ---- InferenceData
+    dims = {n: ["tumour_line"] for n in prob.per_line}
+    coords = {"tumour_line": prob.lines}
+    ppc = {}
+    if prob.tc:
+        ppc["log_volume_series"] = np.exp(pred["tc_model"])[None]
+        dims["log_volume_series"] = ["observation"]
+        coords["observation"] = np.arange(len(prob.tc["day"]))
+    if prob.cmp:
+        ppc["comparison_difference"] = pred["d"][None]
+        dims["comparison_difference"] = ["comparison"]
+        coords["comparison"] = [f"{r}: {lab}" for r, lab in prob.labels["cmp"]]
+    observed = {}
+    if prob.tc:
+        observed["log_volume_series"] = np.where(prob.tc["censored"], 0.0, prob.tc["mean"])
+    tree = az.from_dict(
+        {
+            "posterior": nat,
+            "prior": {k: v for k, v in prior_nat.items()},
+            "posterior_predictive": ppc,
+            "observed_data": observed,
+            "sample_stats": {
+                "diverging": stats["diverging"].astype(bool),
+                "n_steps": stats["num_steps"],
+                "lp": -stats["potential_energy"],
+            },
+        },
+        dims=dims,
+        coords=coords,
+    )
+    diag = _diagnostics(tree, prob, stats)
+    repro = reproduction(prob, pred)
+    n_rep = sum(r["probability"] >= REPRODUCED_AT for r in repro)
+    status = "converged" if diag["converged"] else "NOT CONVERGED (see diagnostics)"
+    if settings.quick:
+        status = "quick mode (CI smoke run): NOT a fit; " + status
+    meta = dict(
+        name=out.name,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        status=status,
+        settings=asdict(settings),
+        estimated=dict(shared=list(prob.shared), per_line=list(prob.per_line), lines=list(prob.lines)),
+        fixed={},
+        records=[r.id for r in prob.records],
+        likelihood=dict(
+            tau=L.TAU,
+            smooth_log=L.SMOOTH_LOG,
+            sigma_model=L.SIGMA_MODEL,
+            detection_mm3=L.DETECTION_MM3,
+            hyper_sigma_scale=L.HYPER_SIGMA_SCALE,
+            series_sigma_scale=L.SERIES_SIGMA_SCALE,
+            solver=__import__("abscopal.inference", fromlist=["SOLVER"]).SOLVER,
+        ),
+        map_starts=starts,
+        diagnostics={k: v for k, v in diag.items() if k != "per_variable"},
+        reproduced=dict(threshold=REPRODUCED_AT, n=n_rep, of=len(repro)),
+        wall_seconds=time.time() - t_start,
+    )
+    save_fit(out, tree, meta)
+    write_json(out / "diagnostics.json", diag)
+    write_json(out / "reproduction.json", repro)
+    from .fitresult import load_fit
+
+    fit = load_fit(out)
+    summ = fit.summary()
+    atomic_write_text(out / "summary.csv", summ.to_csv(index=False))
+    atomic_write_text(out / "summary.json", summ.to_json(orient="records", indent=1))
+    write_report(out, prob, fit, diag, repro, pred, meta)
+    log(f"fit written to {out}: {status}; {n_rep}/{len(repro)} records reproduced with P >= {REPRODUCED_AT}")
+    return out
+
+
+def write_report(out: Path, prob, fit, diag, repro, pred, meta):
+    """report.md with the diagnostics, every record's reproduction probability, and figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .io import atomic_write_figure
+
+    figs = []
+    if prob.tc:
+        recs = np.array(prob.labels["tc"])
+        tc = prob.tc
+        for rec in dict.fromkeys(recs):
+            sel = np.where(recs == rec)[0]
+            groups = {}
+            for i in sel:
+                groups.setdefault((int(tc["arm"][i]), int(tc["obs"][i]), float(tc["ref_day"][i])), []).append(i)
+            fig, ax = plt.subplots(figsize=(7, 4.5))
+            for j, ((a, o, ref), ii) in enumerate(groups.items()):
+                ii = np.array(ii)
+                order = np.argsort(tc["day"][ii])
+                ii = ii[order]
+                days = tc["day"][ii]
+                model = np.exp(pred["tc_model"][:, ii])
+                lo, med, hi = np.quantile(model, [0.05, 0.5, 0.95], axis=0)
+                color = f"C{j}"
+                label = f"{prob.arms[a].arm}, {L.OBS[o].split('_')[-1]}" + (" (relative)" if ref >= 0 else "")
+                ax.fill_between(days, lo, hi, color=color, alpha=0.2)
+                ax.plot(days, med, color=color, label=f"model: {label}")
+                mean = np.where(tc["censored"][ii], np.nan, tc["mean"][ii])
+                sem = np.nan_to_num(tc["sem"][ii])
+                ax.errorbar(days, mean, yerr=sem, fmt="o", color=color, ms=4, capsize=2, label=f"data: {label}")
+            ax.set_yscale("log")
+            ax.set_xlabel("day after inoculation")
+            ax.set_ylabel("tumour volume (mm$^3$) or relative volume")
+            ax.set_title(f"{rec}: posterior predictive (median, 90 % band) vs data (mean ± SEM)", fontsize=9)
+            ax.legend(fontsize=6, ncol=2)
+            fig.tight_layout()
+            name = f"ppc_{rec}.png"
+            atomic_write_figure(fig, out / name)
+            plt.close(fig)
+            figs.append(name)
+    # posterior vs prior of the shared parameters
+    summ = fit.summary()
+    fig, ax = plt.subplots(figsize=(7, max(3, 0.22 * len(summ))))
+    y = np.arange(len(summ))
+    ax.errorbar(
+        summ["median"] / summ["default"],
+        y,
+        xerr=[(summ["median"] - summ["q05"]) / summ["default"], (summ["q95"] - summ["median"]) / summ["default"]],
+        fmt="o",
+        ms=3,
+    )
+    ax.set_yticks(y, [f"{n} {ln}".strip() for n, ln in zip(summ["name"], summ["tumour_line"])], fontsize=6)
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="grey", lw=0.8)
+    ax.set_xlabel("posterior median and 90 % interval / table default")
+    ax.set_title("Estimated parameters relative to the parameter table's defaults")
+    fig.tight_layout()
+    atomic_write_figure(fig, out / "parameters.png")
+    plt.close(fig)
+    figs.append("parameters.png")
+
+    lines = [f"# Fit `{meta['name']}`", ""]
+    lines += [f"Status: **{meta['status']}**.", ""]
+    lines += [
+        f"Created {meta['created']} from {len(prob.records)} records (`fits/data/records`, use = fit) with seed "
+        f"{meta['settings']['seed']}; wall time {meta['wall_seconds'] / 60:.1f} min on this machine. Reproduce with "
+        f"`abscopal fit --out {out}`{' --quick' if meta['settings']['quick'] else ''} (resumes from `work/`).",
+        "",
+        "## Diagnostics",
+        "",
+        "| quantity | value | required |",
+        "|---|---:|---:|",
+        f"| max R-hat (all estimated parameters) | {diag['max_rhat']:.3f} | <= 1.01 |",
+        f"| min bulk ESS | {diag['min_ess_bulk']:.0f} | >= 400 |",
+        f"| divergent transitions | {diag['n_divergent']} ({100 * diag['divergent_fraction']:.1f} %) | < 1 % |",
+        f"| mean leapfrog steps per draw | {diag['mean_leapfrog_steps']:.1f} | |",
+        f"| step size | {diag['step_size']:.3g} | |",
+        f"| warm-up / sampling time | {diag['warmup_seconds']:.0f} s / {diag['sample_seconds']:.0f} s | |",
+        "",
+        f"Chains: {meta['settings']['chains']} (vectorized), warm-up {meta['settings']['warmup']}, draws {meta['settings']['samples']} per chain, "
+        f"max tree depth {meta['settings']['max_tree_depth']}.",
+        "",
+        "## Records",
+        "",
+        f"Posterior probability that the fitted model reproduces each record (over {repro[0]['n_draws'] if repro else 0} posterior "
+        f"predictive draws; rules in `abscopal.fitting.reproduction`). Reproduced (P >= {REPRODUCED_AT}): "
+        f"**{meta['reproduced']['n']} of {meta['reproduced']['of']}**.",
+        "",
+        "| record | line | title | P(reproduced) | per observation |",
+        "|---|---|---|---:|---|",
+    ]
+    for r in repro:
+        lines.append(
+            f"| {r['record']} | {r['tumour_line']} | {r['title']} | {r['probability']:.2f} | {', '.join(f'{x:.2f}' for x in r['per_observation'])} |"
+        )
+    lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figs]
+    lines += ["", "## Parameters", "", "See `summary.csv` (median, 90 % interval, unit, prior, source, contraction).", ""]
+    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")

@@ -1,0 +1,581 @@
+"""The likelihood of the curated records (``fits/data/records``) given the model.
+
+Every arm of every fitted record becomes one padded schedule; all arms are solved in one vmapped
+call (a "typical mouse" per arm), and the arms that a fraction end point needs (cure fractions,
+counts) are solved again over a small fixed virtual population (common random numbers, so the
+likelihood is a smooth deterministic function of the parameters). Observation kinds:
+
+* **time course** (mean +- SEM): log-normal, ``log y ~ N(log v_model(day), sqrt((sem/mean)^2 +
+  sigma_model^2))``; with ``lognormal_estimated_sigma`` the SD is the fitted ``sigma_series``;
+  zero means (``below_detection``) are censored: ``P(v_model < DETECTION_MM3)``;
+* **count** (k of n cured): binomial on the virtual population's (smoothed) cure fraction;
+* **qualitative** comparison ``lhs op rhs`` with a written margin ``m``: with ``d = f(lhs) -
+  f(rhs)`` on the end point's scale (log for volumes and immune read-outs, days for times,
+  fractions for fractions), the probit penalties (Mitra et al. 2018; Schmiester et al. 2020)
+
+  - ``>``: ``Phi((d - m) / tau)``,   ``<``: ``Phi((-d - m) / tau)``,
+  - ``~``: ``Phi((m - d) / tau) - Phi((-m - d) / tau)`` (d within +-m),
+
+  with the softness ``tau`` of the scale (``TAU``).
+
+Smooth end points: the time for a volume to reach a threshold is the integral over the output
+grid of ``sigmoid((log thr - max_{t'<=t} log v(t')) / s)`` (the first crossing, censored at the
+horizon); "cured" is ``sigmoid((log 1e-6 - min_t log viable) / s)``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import log_ndtr
+from jax.scipy.stats import norm
+
+from .equations import build_model
+from .parameters import default_params, spec
+from .population import variability
+from .records import Comparison, Count, Record, TimeCourse, load_records
+from .schedules import schedule_from_dict
+from .simulate import solve_core
+
+# ---------------------------------------------------------------- settings
+DETECTION_MM3 = 1.0  # a zero mean volume is read as "below 1 mm^3"
+CURE_MM3 = 1e-6  # one cell
+SMOOTH_LOG = 0.25  # softness (log units) of the smooth threshold crossings and cure indicator
+TAU = {"log_ratio": 0.1, "time": 1.0, "fraction": 0.05}  # softness of qualitative penalties
+SIGMA_MODEL = 0.1  # model-error floor on log volumes of time courses (added to sem/mean)
+LOG_FLOOR = 1e-12  # volumes and cell numbers are floored here before logs
+
+#: observables computed per arm and output day (index -> name); all logs
+OBS = (
+    "log_volume_irr",
+    "log_volume_abs",
+    "log_viable_irr",
+    "log_viable_abs",
+    "log_cd8_irr",
+    "log_cd8_abs",
+    "log_treg_irr",
+    "log_treg_abs",
+    "log_myeloid_irr",
+    "log_myeloid_abs",
+    "log_dc",
+    "log_memory",
+    "log_burden",
+)
+_SITE = {"irradiated": "irr", "abscopal": "abs"}
+
+#: end point -> observable stem (site suffix added) for the log-scale end points
+_LOG_ENDPOINTS = {
+    "volume_at_day": "log_volume",
+    "cd8_in_tumour": "log_cd8",
+    "treg_in_tumour": "log_treg",
+    "mdsc_in_tumour": "log_myeloid",
+    "tam_in_tumour": "log_myeloid",
+    "dc_in_tumour": "log_dc",  # no per-site DC compartment: systemic activated DCs
+    "memory_t_cells": "log_memory",
+}
+
+# ---------------------------------------------------------------- estimated parameters
+#: per-tumour-line parameters (hierarchical: drawn from a line population)
+PER_LINE = ("r", "alpha", "antigenicity")
+#: shared mechanism parameters (one value for all lines)
+SHARED = (
+    "e0",
+    "k_prime",
+    "k_kill",
+    "k_in",
+    "k_exh",
+    "k_ifn_rt",
+    "k_shed",
+    "delta_E",
+    "emax_pd1",
+    "emax_pdl1",
+    "emax_ctla4",
+    "emax_il2",
+    "kdep_csf1r",
+    "emax_cd137",
+    "emax_flt3l",
+    "vax_potency",
+    "emax_tlr7",
+    "emax_ox40",
+    "emax_tgfb",
+    "emax_gitr",
+    "f_dc_ln",
+    "f_engraft",
+    "emax_cd40",
+    "emax_sting",
+    "kdep_cy",
+)
+HYPER_SIGMA_SCALE = 0.5  # HalfNormal scale of the line-population SDs (log units)
+SERIES_SIGMA_SCALE = 0.5  # HalfNormal scale of the estimated series SD (log units)
+
+_PRIOR_RE = re.compile(r"lognormal\(median=([0-9.eE+-]+),\s*sigma=([0-9.eE+-]+)\)")
+
+
+def log_prior_spec(name: str) -> tuple[float, float]:
+    """(mean, SD) of log(parameter) from the table's prior string ``lognormal(median=m, sigma=s)``;
+    a parameter without such a prior gets median = its value and sigma = 1 (said in the table)."""
+    sp = spec(name)
+    m = _PRIOR_RE.search(sp.prior)
+    if m:
+        return math.log(float(m.group(1))), float(m.group(2))
+    return math.log(sp.value), 1.0
+
+
+# ---------------------------------------------------------------- problem
+@dataclass
+class ArmSpec:
+    record: str
+    arm: str
+    tumour_line: str
+    population: bool = False  # solved over the virtual population too
+
+
+@dataclass
+class Problem:
+    """Everything the likelihood needs, as plain arrays (built once from the records)."""
+
+    records: tuple[Record, ...]
+    arms: list[ArmSpec]
+    lines: list[str]
+    shared: tuple[str, ...]
+    per_line: tuple[str, ...]
+    events: dict  # stacked padded event arrays (A, MAX_EVENTS)
+    horizon: np.ndarray  # (A,)
+    base: np.ndarray  # (A, P) base parameter values (line defaults, modifiers, single-tumour)
+    line_of_arm: np.ndarray  # (A,) index into lines
+    abs_delay: np.ndarray  # (A,) days the abscopal tumour is inoculated after the first
+    pop_arms: np.ndarray  # (B,) indices of arms solved over the population
+    z: np.ndarray  # (K, n_var) standard normal draws of the virtual population
+    var_index: np.ndarray  # (n_var,) parameter indices that vary between mice
+    var_sd: np.ndarray  # (n_var,)
+    n_out: int
+    days: np.ndarray  # (n_out,) output days (common to all arms)
+    tc: dict = field(default_factory=dict)  # time-course arrays
+    cmp: dict = field(default_factory=dict)  # comparison arrays
+    cnt: dict = field(default_factory=dict)  # count arrays
+    labels: dict = field(default_factory=dict)  # human-readable labels per observation
+
+    @property
+    def n_arms(self) -> int:
+        return len(self.arms)
+
+
+def _quantity_key(ep: str, site, arm, day, threshold, ref_arm):
+    return (ep, site, arm, day, threshold, ref_arm)
+
+
+def build_problem(
+    records: tuple[Record, ...] | None = None,
+    use: str = "fit",
+    n_virtual: int = 8,
+    seed: int = 0,
+    shared: tuple[str, ...] = SHARED,
+    per_line: tuple[str, ...] = PER_LINE,
+    horizon_days: float = 60.0,
+    grid_step: float = 2.0,
+) -> Problem:
+    """Collect the arms and observations of the records with ``use`` ("fit", "check" or "all")."""
+    records = tuple(records if records is not None else load_records())
+    records = tuple(r for r in records if use == "all" or r.use == use)
+    if not records:
+        raise ValueError(f"use={use!r}: no records selected")
+    model = build_model()
+    pnames = model.param_names
+    n_out = int(round(horizon_days / grid_step)) + 1
+    days = np.linspace(0.0, horizon_days, n_out)
+
+    arms: list[ArmSpec] = []
+    arm_index: dict[tuple[str, str], int] = {}
+    schedules, bases, delays = [], [], []
+    lines = sorted({r.tumour_line for r in records})
+    for rec in records:
+        for name, arm in rec.arms.items():
+            if arm.horizon_days != horizon_days:
+                raise ValueError(
+                    f"record {rec.id} arm {name}: horizon_days {arm.horizon_days} differs from the fit's common horizon {horizon_days}"
+                )
+            sched = schedule_from_dict(rec.schedule_dict(name))
+            p = default_params(rec.tumour_line)
+            if "STING-deficient" in arm.modifiers:
+                p = p.replace(sting=0.0)
+            if rec.setting == "single-tumour":
+                p = p.replace(v0_abs=0.0)
+            delay = float(rec.inoculation_days.get("abscopal", 0.0)) - float(rec.inoculation_days.get("irradiated", 0.0))
+            arm_index[(rec.id, name)] = len(arms)
+            arms.append(ArmSpec(rec.id, name, rec.tumour_line))
+            schedules.append(sched)
+            bases.append(p.values)
+            delays.append(max(delay, 0.0))
+
+    # ---- observations
+    quantities: dict = {}  # key -> (position, spec dict)
+
+    def quantity(ep, site, arm_i, day=None, threshold=None, ref=None):
+        key = _quantity_key(ep, site, arm_i, day, threshold, ref)
+        if key not in quantities:
+            quantities[key] = len(quantities)
+        return quantities[key]
+
+    tc_rows: list[dict] = []
+    cmp_rows: list[dict] = []
+    cnt_rows: list[dict] = []
+    for rec in records:
+        for obs in rec.observations:
+            if isinstance(obs, TimeCourse):
+                a = arm_index[(rec.id, obs.arm)]
+                suffix = _SITE[obs.site]
+                for row in obs.rows:
+                    tc_rows.append(
+                        dict(
+                            record=rec.id,
+                            arm=a,
+                            obs=OBS.index(f"log_volume_{suffix}"),
+                            day=row.day,
+                            ref_day=obs.reference_day if obs.quantity == "relative_volume" else -1.0,
+                            mean=row.mean,
+                            sem=row.sem if row.sem is not None else float("nan"),
+                            estimated=obs.error_model == "lognormal_estimated_sigma",
+                            censored=row.mean <= 0.0,
+                        )
+                    )
+                    if row.mean <= 0.0 and obs.zero_means != "below_detection":
+                        raise ValueError(f"record {rec.id}: zero mean at day {row.day} not allowed")
+            elif isinstance(obs, Count):
+                a = arm_index[(rec.id, obs.arm)]
+                arms[a].population = True
+                cnt_rows.append(dict(record=rec.id, q=quantity("cure_fraction", obs.site, a, obs.day), k=obs.k, n=obs.n))
+            elif isinstance(obs, Comparison):
+                ep = obs.endpoint
+                sides = []
+                for side in (obs.lhs, obs.rhs):
+                    if not isinstance(side, str):
+                        sides.append(None)
+                        continue
+                    a = arm_index[(rec.id, side)]
+                    if ep in ("cure_fraction", "abscopal_probability"):
+                        arms[a].population = True
+                    ref = arm_index[(rec.id, obs.reference_arm)] if obs.reference_arm else None
+                    if ref is not None:
+                        arms[ref].population = True
+                    sides.append(quantity(ep, obs.site, a, obs.day, obs.threshold_mm3, ref))
+                scale = (
+                    "fraction"
+                    if ep in ("cure_fraction", "abscopal_probability")
+                    else ("time" if ep in ("time_to_volume", "survival_proxy") else "log_ratio")
+                )
+                const = float("nan")
+                if sides[1] is None:
+                    const = float(obs.rhs) if scale != "log_ratio" else math.log(float(obs.rhs))
+                cmp_rows.append(
+                    dict(
+                        record=rec.id,
+                        lhs=sides[0],
+                        rhs=sides[1] if sides[1] is not None else -1,
+                        const=const,
+                        op={"<": -1, ">": 1, "~": 0}[obs.op],
+                        margin=obs.margin,
+                        tau=TAU[scale],
+                        label=f"{obs.endpoint}({obs.site or 'total'}): {obs.lhs} {obs.op} {obs.rhs} (margin {obs.margin:g})",
+                    )
+                )
+            else:  # pragma: no cover - the loader only makes the three kinds
+                raise TypeError(type(obs))
+
+    pop_arms = np.array([i for i, a in enumerate(arms) if a.population], dtype=np.int64)
+    pop_pos = {int(a): j for j, a in enumerate(pop_arms)}
+    # ---- quantity table (vectorised by kind)
+    qkind, qarm, qobs, qday, qthr, qref = [], [], [], [], [], []
+    for (ep, site, a, day, threshold, ref), _pos in sorted(quantities.items(), key=lambda kv: kv[1]):
+        if ep in _LOG_ENDPOINTS:
+            stem = _LOG_ENDPOINTS[ep]
+            name = stem if stem in ("log_dc", "log_memory") else f"{stem}_{_SITE[site]}"
+            qkind.append(0)
+            qobs.append(OBS.index(name))
+        elif ep in ("time_to_volume", "survival_proxy"):
+            qkind.append(1)
+            qobs.append(OBS.index("log_burden" if ep == "survival_proxy" else f"log_volume_{_SITE[site]}"))
+        elif ep == "cure_fraction":
+            qkind.append(2)
+            qobs.append(OBS.index(f"log_viable_{_SITE[site]}"))
+        elif ep == "abscopal_probability":
+            qkind.append(3)
+            qobs.append(OBS.index("log_volume_abs"))
+        else:
+            raise ValueError(f"end point {ep!r}: not supported by the likelihood")
+        qarm.append(pop_pos[a] if qkind[-1] >= 2 else a)
+        qday.append(float(day) if day is not None else horizon_days)
+        qthr.append(math.log(threshold) if threshold is not None else 0.0)
+        qref.append(pop_pos[ref] if ref is not None else -1)
+
+    rng = np.random.default_rng(seed)
+    var = variability()
+    var_index = np.array([pnames.index(n) for n in var], dtype=np.int64)
+    var_sd = np.array([v[0] for v in var.values()])
+    z = rng.standard_normal((int(n_virtual), len(var)))
+
+    # pad every arm to the same, smallest multiple of 8 events (fewer no-op segments to solve)
+    n_events = max(8, -(-max(len(s.rt) + len(s.drugs) for s in schedules) // 8) * 8)
+    events_list = [s.to_arrays(20.0, n_events) for s in schedules]
+    events = {k: np.stack([e[k] for e in events_list]) for k in events_list[0] if k != "horizon"}
+    horizon = np.array([e["horizon"] for e in events_list])
+
+    def arr(rows, key, dtype=np.float64):
+        return np.array([r[key] for r in rows], dtype=dtype)
+
+    prob = Problem(
+        records=records,
+        arms=arms,
+        lines=lines,
+        shared=tuple(shared),
+        per_line=tuple(per_line),
+        events=events,
+        horizon=horizon,
+        base=np.stack(bases),
+        line_of_arm=np.array([lines.index(a.tumour_line) for a in arms], dtype=np.int64),
+        abs_delay=np.array(delays),
+        pop_arms=pop_arms,
+        z=z,
+        var_index=var_index,
+        var_sd=var_sd,
+        n_out=n_out,
+        days=days,
+    )
+    prob.q = dict(
+        kind=np.array(qkind, dtype=np.int64),
+        arm=np.array(qarm, dtype=np.int64),
+        obs=np.array(qobs, dtype=np.int64),
+        day=np.array(qday),
+        thr=np.array(qthr),
+        ref=np.array(qref, dtype=np.int64),
+    )
+    if tc_rows:
+        prob.tc = dict(
+            arm=arr(tc_rows, "arm", np.int64),
+            obs=arr(tc_rows, "obs", np.int64),
+            day=arr(tc_rows, "day"),
+            ref_day=arr(tc_rows, "ref_day"),
+            mean=arr(tc_rows, "mean"),
+            sem=arr(tc_rows, "sem"),
+            estimated=arr(tc_rows, "estimated", bool),
+            censored=arr(tc_rows, "censored", bool),
+        )
+    if cmp_rows:
+        prob.cmp = dict(
+            lhs=arr(cmp_rows, "lhs", np.int64),
+            rhs=arr(cmp_rows, "rhs", np.int64),
+            const=arr(cmp_rows, "const"),
+            op=arr(cmp_rows, "op", np.int64),
+            margin=arr(cmp_rows, "margin"),
+            tau=arr(cmp_rows, "tau"),
+        )
+    if cnt_rows:
+        prob.cnt = dict(q=arr(cnt_rows, "q", np.int64), k=arr(cnt_rows, "k"), n=arr(cnt_rows, "n"))
+    prob.labels = dict(
+        tc=[r["record"] for r in tc_rows],
+        cmp=[(r["record"], r["label"]) for r in cmp_rows],
+        cnt=[r["record"] for r in cnt_rows],
+    )
+    return prob
+
+
+# ---------------------------------------------------------------- parameters -> arm values
+def arm_values(prob: Problem, shared_vals, line_vals):
+    """Full parameter rows (A, P) from the shared values (S,) and per-line values (L, Q)."""
+    names = build_model().param_names
+    P = jnp.asarray(prob.base)
+    if len(prob.shared):
+        P = P.at[:, np.array([names.index(n) for n in prob.shared])].set(
+            jnp.broadcast_to(shared_vals, (P.shape[0], len(prob.shared)))
+        )
+    if len(prob.per_line):
+        P = P.at[:, np.array([names.index(n) for n in prob.per_line])].set(line_vals[prob.line_of_arm])
+    # a later inoculation of the abscopal tumour, as a smaller tumour on day 0 (same growth)
+    ir, iv = names.index("r"), names.index("v0_abs")
+    P = P.at[:, iv].multiply(jnp.exp(-P[:, ir] * prob.abs_delay))
+    return P
+
+
+# ---------------------------------------------------------------- observables
+def _observables(ys, p):
+    """(..., n_out, n_states) states -> (..., n_out, len(OBS)) log observables."""
+    names = build_model().state_names
+    pn = build_model().param_names
+
+    def s(n):
+        return ys[..., names.index(n)]
+
+    eps = p[..., pn.index("v_eps")]
+    fl = lambda x: jnp.log(jnp.maximum(x, LOG_FLOOR))
+    vol = {k: s(f"V_{k}") + s(f"D_{k}") for k in ("irr", "abs")}
+    cols = [
+        fl(vol["irr"]),
+        fl(vol["abs"]),
+        fl(s("V_irr")),
+        fl(s("V_abs")),
+        fl(s("E_irr") / (vol["irr"] + eps)),
+        fl(s("E_abs") / (vol["abs"] + eps)),
+        fl(s("R_irr") / (vol["irr"] + eps)),
+        fl(s("R_abs") / (vol["abs"] + eps)),
+        fl(s("M_irr") / (vol["irr"] + eps)),
+        fl(s("M_abs") / (vol["abs"] + eps)),
+        fl(s("DC")),
+        fl(s("Tm")),
+        fl(vol["irr"] + vol["abs"]),
+    ]
+    return jnp.stack(cols, axis=-1)
+
+
+def _interp(series, days, grid_step):
+    """Linear interpolation of series (..., n_out) at ``days`` (same leading shape), daily grid."""
+    x = days / grid_step
+    i0 = jnp.clip(jnp.floor(x).astype(jnp.int32), 0, series.shape[-1] - 2)
+    w = x - i0
+    a = jnp.take_along_axis(series, i0[..., None], -1)[..., 0]
+    b = jnp.take_along_axis(series, (i0 + 1)[..., None], -1)[..., 0]
+    return (1 - w) * a + w * b
+
+
+def _smooth_time(logv, logthr, days, s=SMOOTH_LOG):
+    """Smooth first-crossing time of log volume series (..., n_out) over log threshold (...,):
+    the integral of ``sigmoid((log thr - running max of log v) / s)`` over the grid (trapezoid),
+    i.e. the time "alive", censored at the horizon; independent of the grid's resolution."""
+    peak = jax.lax.cummax(logv, axis=logv.ndim - 1)
+    alive = jax.nn.sigmoid((logthr[..., None] - peak) / s)
+    dt = jnp.diff(days)
+    return jnp.sum(0.5 * (alive[..., 1:] + alive[..., :-1]) * dt, axis=-1)
+
+
+def solve_arms(prob: Problem, P, rtol=1e-5, atol=1e-8, max_steps=256):
+    """Typical mice of all arms (vmapped) and the virtual population of the population arms.
+    Returns (obs (A, n_out, n_obs), obs_pop (B, K, n_out, n_obs), ok)."""
+    kw = dict(rtol=rtol, atol=atol, max_steps=max_steps, n_out=prob.n_out)
+    core = lambda p, ev, h: solve_core(p, ev, h, **kw)
+    ev = {k: jnp.asarray(v) for k, v in prob.events.items()}
+    _, ys, ok = jax.vmap(core)(P, ev, jnp.asarray(prob.horizon))
+    obs = _observables(ys, P[:, None, :])
+    if len(prob.pop_arms):
+        B = prob.pop_arms
+        mult = jnp.exp(jnp.asarray(prob.z) * jnp.asarray(prob.var_sd))  # (K, n_var)
+        Pp = jnp.broadcast_to(P[B][:, None, :], (len(B), prob.z.shape[0], P.shape[1]))
+        Pp = Pp.at[:, :, prob.var_index].multiply(mult[None])
+        evp = {k: v[B] for k, v in ev.items()}
+
+        def pop(pk, e, h):  # mice as lanes of one system
+            _, y, o = solve_core(pk.T, e, h, **kw)
+            return jnp.moveaxis(y, -1, 0), o
+
+        ysp, okp = jax.vmap(pop)(Pp, evp, jnp.asarray(prob.horizon)[B])
+        obs_pop = _observables(ysp, Pp[:, :, None, :])
+        ok = jnp.all(ok) & jnp.all(okp)
+    else:
+        obs_pop = jnp.zeros((0, prob.z.shape[0], prob.n_out, len(OBS)))
+        ok = jnp.all(ok)
+    return obs, obs_pop, ok
+
+
+def quantities(prob: Problem, obs, obs_pop):
+    """Values of every comparison/count quantity (Q,), on the end point's scale."""
+    q = prob.q
+    if len(q["kind"]) == 0:
+        return jnp.zeros((0,))
+    step = prob.days[1] - prob.days[0]
+    kind, arm, o, day = q["kind"], q["arm"], q["obs"], jnp.asarray(q["day"])
+    nA, nB = obs.shape[0], obs_pop.shape[0]
+    # typical-mouse series
+    ser = obs[jnp.clip(arm, 0, nA - 1), :, o]  # (Q, n_out)
+    log_val = _interp(ser, day, step)
+    time_val = _smooth_time(ser, jnp.asarray(q["thr"]), jnp.asarray(prob.days))
+    if nB:
+        pser = obs_pop[jnp.clip(arm, 0, nB - 1), :, :, o]  # (Q, K, n_out)
+        mask = jnp.asarray(prob.days)[None, :] <= day[:, None] + 1e-9  # up to the day
+        minlog = jnp.min(jnp.where(mask[:, None, :], pser, jnp.inf), axis=-1)  # (Q, K)
+        cure = jnp.mean(jax.nn.sigmoid((math.log(CURE_MM3) - minlog) / SMOOTH_LOG), axis=-1)
+        rser = obs_pop[jnp.clip(q["ref"], 0, nB - 1), :, :, o]
+        at = _interp(pser, jnp.broadcast_to(day[:, None], pser.shape[:2]), step)
+        at_ref = _interp(rser, jnp.broadcast_to(day[:, None], pser.shape[:2]), step)
+        absc = jnp.mean(jax.nn.sigmoid((math.log(0.7) - (at - at_ref)) / SMOOTH_LOG), axis=-1)
+    else:
+        cure = absc = jnp.zeros_like(log_val)
+    return jnp.select([kind == 0, kind == 1, kind == 2], [log_val, time_val, cure], absc)
+
+
+def comparison_logp(d, op, margin, tau):
+    """Log-probability that the difference ``d`` satisfies ``op`` with ``margin`` (see module doc)."""
+    gt = log_ndtr((d - margin) / tau)
+    lt = log_ndtr((-d - margin) / tau)
+    hi = norm.cdf((margin - d) / tau)
+    lo = norm.cdf((-margin - d) / tau)
+    approx = jnp.log(jnp.maximum(hi - lo, 1e-300))
+    return jnp.where(op == 1, gt, jnp.where(op == -1, lt, approx))
+
+
+def comparison_holds(d, op, margin):
+    """Whether a comparison holds exactly (no softness): for reproduction probabilities."""
+    return jnp.where(op == 1, d > margin, jnp.where(op == -1, -d > margin, jnp.abs(d) <= margin))
+
+
+def comparison_differences(prob: Problem, qv):
+    c = prob.cmp
+    lhs = qv[c["lhs"]]
+    rhs = jnp.where(c["rhs"] >= 0, qv[jnp.clip(c["rhs"], 0, None)], jnp.asarray(c["const"]))
+    return lhs - rhs
+
+
+def time_course_terms(prob: Problem, obs, sigma_series):
+    """Per-point log-likelihood of the time courses, and the model's log values at the points."""
+    t = prob.tc
+    step = prob.days[1] - prob.days[0]
+    ser = obs[t["arm"], :, t["obs"]]  # (N, n_out)
+    model = _interp(ser, jnp.asarray(t["day"]), step)
+    rel = t["ref_day"] >= 0
+    ref = _interp(ser, jnp.asarray(np.where(rel, t["ref_day"], 0.0)), step)
+    model = jnp.where(rel, model - ref, model)
+    mean = np.where(t["censored"], 1.0, t["mean"])
+    sem_log = np.where(np.isfinite(t["sem"]) & (mean > 0), t["sem"] / mean, 0.0)
+    sd = jnp.where(
+        jnp.asarray(t["estimated"]),
+        jnp.sqrt(sigma_series**2 + SIGMA_MODEL**2),
+        jnp.sqrt(jnp.asarray(sem_log) ** 2 + SIGMA_MODEL**2),
+    )
+    obs_log = jnp.log(jnp.asarray(mean))
+    lp_point = norm.logpdf(obs_log, model, sd)
+    lp_cens = log_ndtr((math.log(DETECTION_MM3) - model) / sd)
+    return jnp.where(jnp.asarray(t["censored"]), lp_cens, lp_point), model, sd
+
+
+def count_logp(prob: Problem, qv):
+    c = prob.cnt
+    p = jnp.clip(qv[c["q"]], 1e-6, 1 - 1e-6)
+    k, n = jnp.asarray(c["k"]), jnp.asarray(c["n"])
+    logc = jax.scipy.special.gammaln(n + 1) - jax.scipy.special.gammaln(k + 1) - jax.scipy.special.gammaln(n - k + 1)
+    return logc + k * jnp.log(p) + (n - k) * jnp.log1p(-p)
+
+
+def log_likelihood_terms(prob: Problem, shared_vals, line_vals, sigma_series, solver=None):
+    """All log-likelihood terms: dict with 'tc', 'cmp', 'cnt' arrays, and 'ok' (solver success)."""
+    P = arm_values(prob, shared_vals, line_vals)
+    obs, obs_pop, ok = solve_arms(prob, P, **(solver or {}))
+    qv = quantities(prob, obs, obs_pop)
+    out = {"ok": ok}
+    out["tc"] = time_course_terms(prob, obs, sigma_series)[0] if prob.tc else jnp.zeros((0,))
+    if prob.cmp:
+        d = comparison_differences(prob, qv)
+        out["cmp"] = comparison_logp(
+            d, jnp.asarray(prob.cmp["op"]), jnp.asarray(prob.cmp["margin"]), jnp.asarray(prob.cmp["tau"])
+        )
+    else:
+        out["cmp"] = jnp.zeros((0,))
+    out["cnt"] = count_logp(prob, qv) if prob.cnt else jnp.zeros((0,))
+    return out
+
+
+def log_likelihood(prob: Problem, shared_vals, line_vals, sigma_series, solver=None):
+    """Total log-likelihood; ``-inf`` when any solve fails (step limit, non-finite state)."""
+    t = log_likelihood_terms(prob, shared_vals, line_vals, sigma_series, solver)
+    total = jnp.sum(t["tc"]) + jnp.sum(t["cmp"]) + jnp.sum(t["cnt"])
+    return jnp.where(t["ok"] & jnp.isfinite(total), total, -jnp.inf)
