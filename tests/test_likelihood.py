@@ -133,7 +133,17 @@ def test_map_recovers_known_parameters():
     prob = L.build_problem((rec,), shared=("r", "alpha"), per_line=(), n_virtual=1)
     settings = FitSettings(map_starts=1, map_steps=120, map_lr=0.05)
     z, starts = find_map(prob, settings, progress=False, log=lambda *a: None)
-    r_hat, alpha_hat = math.exp(float(z["log_r"])), math.exp(float(z["log_alpha"]))
+    r_hat, alpha_hat = math.exp(float(z[0])), math.exp(float(z[1]))  # layout: the shared parameters first
     # starts at the prior medians (0.4, 0.146): both must move to within 5 % of the truth
     assert r_hat == pytest.approx(true_r, rel=0.05)
     assert alpha_hat == pytest.approx(true_alpha, rel=0.05)
+
+
+def test_failed_solve_gives_minus_infinity_not_nan():
+    rec = _synthetic_record(0.3, 0.25)
+    prob = L.build_problem((rec,), shared=("r", "alpha"), per_line=(), n_virtual=1)
+    shared = jnp.array([0.3, 0.25])
+    ok = float(L.log_likelihood(prob, shared, jnp.zeros((1, 0)), 0.3))
+    assert np.isfinite(ok)
+    failed = float(L.log_likelihood(prob, shared, jnp.zeros((1, 0)), 0.3, dict(rtol=1e-5, atol=1e-8, max_steps=1)))
+    assert failed == -np.inf

@@ -9,6 +9,7 @@ from .agents import Agent, catalogue, get_agent  # noqa: E402
 from .compare import compare, default_scenario, dovedi2014  # noqa: E402
 from .equations import build_model, equations_text  # noqa: E402
 from .export import ExportError, load_params, load_posterior  # noqa: E402
+from .fitresult import Fit, FitError, load_fit  # noqa: E402
 from .optimize import OptimizeError, optimize  # noqa: E402
 from .outcomes import bed  # noqa: E402
 from .parameters import Params, default_params, parameter_table, tumour_lines  # noqa: E402
@@ -59,6 +60,9 @@ __all__ = [
     "equations_text",
     "fractionated",
     "get_agent",
+    "load_fit",
+    "Fit",
+    "FitError",
     "load_params",
     "load_posterior",
     "load_schedule",

@@ -215,8 +215,11 @@ def _cmd_fit(args) -> int:
             map_starts=args.map_starts,
             map_steps=args.map_steps,
             max_tree_depth=args.max_tree_depth,
+            segment=args.segment,
+            map_lr=args.map_lr,
+            lbfgs_steps=args.lbfgs_steps,
         )
-    for field in ("chains", "warmup", "samples", "map_starts", "map_steps", "max_tree_depth"):
+    for field in ("chains", "warmup", "samples", "map_starts", "map_steps", "max_tree_depth", "segment"):
         if getattr(settings, field) < 1:
             raise ValueError(f"--{field.replace('_', '-')}: must be a positive integer, got {getattr(settings, field)}")
     run_fit(args.out, settings, progress=not args.no_progress)
@@ -312,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--map-starts", type=int, default=4)
     p.add_argument("--map-steps", type=int, default=300)
     p.add_argument("--max-tree-depth", type=int, default=6)
+    p.add_argument("--segment", type=int, default=50, help="draws per chain between checkpoints")
+    p.add_argument("--lbfgs-steps", type=int, default=60, help="L-BFGS iterations after Adam, per MAP start")
+    p.add_argument("--map-lr", type=float, default=0.05, help="Adam learning rate of the MAP runs (log-parameter units)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_fit)
     return ap

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import likelihood as L
-from .inference import FitSettings, find_map, natural_values, run_nuts, write_json
+from .inference import FitSettings, find_map, layout_of, natural_values, prior_draws_z, run_nuts, write_json
 from .io import atomic_write_text
 
 #: records used by the quick (CI) fit: one of each observation kind
@@ -82,26 +82,31 @@ def reproduction(prob: L.Problem, pred: dict) -> list[dict]:
     ok = {}
     n = pred["ok"].shape[0]
 
-    def put(rec, arr):
+    what = {}
+
+    def put(rec, arr, text):
         ok.setdefault(rec, []).append(np.asarray(arr, dtype=bool))
+        what.setdefault(rec, []).append(text)
 
     if prob.cmp:
         holds = np.asarray(L.comparison_holds(pred["d"], prob.cmp["op"][None], prob.cmp["margin"][None]))
-        for j, (rec, _label) in enumerate(prob.labels["cmp"]):
-            put(rec, holds[:, j])
+        for j, (rec, label) in enumerate(prob.labels["cmp"]):
+            d = np.median(pred["d"][:, j])
+            put(rec, holds[:, j], f"{label}: model difference {d:+.3g} (median)")
     if prob.cnt:
         for j, rec in enumerate(prob.labels["cnt"]):
             p = np.clip(pred["q"][:, prob.cnt["q"][j]], 1e-9, 1 - 1e-9)
             k, nn = prob.cnt["k"][j], prob.cnt["n"][j]
             lo, hi = binom.ppf(0.05, nn, p), binom.ppf(0.95, nn, p)
-            put(rec, (k >= lo) & (k <= hi))
+            put(rec, (k >= lo) & (k <= hi), f"count {int(k)} of {int(nn)}: model cure probability {np.median(p):.2f} (median)")
     if prob.tc:
         recs = np.array(prob.labels["tc"])
         obs_log = np.log(np.where(prob.tc["censored"], 1.0, prob.tc["mean"]))
         within = np.abs(pred["tc_model"] - obs_log[None]) <= 2 * pred["tc_sd"]
         within = np.where(prob.tc["censored"][None], pred["tc_model"] <= math.log(L.DETECTION_MM3) + 2 * pred["tc_sd"], within)
         for rec in dict.fromkeys(recs):
-            put(rec, within[:, recs == rec].mean(axis=1) >= 0.8)
+            frac = within[:, recs == rec].mean(axis=1)
+            put(rec, frac >= 0.8, f"time course: {np.median(frac):.0%} of {int((recs == rec).sum())} points within 2 SD (median over draws; needs 80 %)")
     out = []
     for rec in prob.records:
         parts = ok.get(rec.id)
@@ -117,6 +122,8 @@ def reproduction(prob: L.Problem, pred: dict) -> list[dict]:
                 tumour_line=rec.tumour_line,
                 probability=float(all_ok.mean()),
                 per_observation=[float(x) for x in per_obs.mean(axis=1)],
+                observations=what[rec.id],
+                notes=list(rec.notes),
                 n_draws=int(n),
             )
         )
@@ -183,28 +190,35 @@ def run_fit(out: str | Path, settings: FitSettings = FitSettings(), progress: bo
     map_path = work / "map.json"
     if map_path.is_file():
         m = json.loads(map_path.read_text())
-        init = {k: jnp.asarray(v) for k, v in m["init"].items()}
+        init = np.asarray(m["z"])
+        inv_mass = np.asarray(m["inv_mass"])
         starts = m["starts"]
         log(f"MAP: reusing {map_path}")
     else:
         t0 = time.time()
         init, results = find_map(prob, settings, progress=progress, log=log)
-        starts = [dict(start=r["start"], log_posterior=r["log_posterior"]) for r in results]
+        starts = [dict(start=r["start"], log_posterior=r["log_posterior"], lbfgs=r["lbfgs_message"]) for r in results]
+        inv_mass = max(results, key=lambda r: r["log_posterior"])["inv_mass"]
         write_json(
-            map_path, dict(init={k: np.asarray(v).tolist() for k, v in init.items()}, starts=starts, seconds=time.time() - t0)
+            map_path,
+            dict(
+                z=np.asarray(init).tolist(),
+                inv_mass=np.asarray(inv_mass).tolist(),
+                names=layout_of(prob).names(),
+                starts=starts,
+                seconds=time.time() - t0,
+            ),
         )
 
     # ---- NUTS (checkpointed per segment)
-    samples, stats = run_nuts(prob, init, settings, work, progress=progress, log=log)
+    draws, stats = run_nuts(prob, init, settings, work, progress=progress, log=log, inv_mass=inv_mass)
     stats["max_tree_depth"] = settings.max_tree_depth
-    nat = natural_values(prob, samples)
+    nat = natural_values(prob, draws)
 
     # ---- prior draws (for contraction) and the predictive
-    from .inference import prior_samples
-
     n_prior = 200 if not settings.quick else 20
-    prior_nat = natural_values(prob, prior_samples(prob, n_prior, settings.seed + 99))
-    C, D = samples[next(iter(samples))].shape[:2]
+    prior_nat = natural_values(prob, prior_draws_z(prob, n_prior, settings.seed + 99)[None])
+    C, D = draws.shape[:2]
     rng = np.random.default_rng(settings.seed)
     n_pred = min(C * D, 40 if settings.quick else 200)
     flat = rng.choice(C * D, size=n_pred, replace=False)
@@ -381,6 +395,18 @@ def write_report(out: Path, prob, fit, diag, repro, pred, meta):
         lines.append(
             f"| {r['record']} | {r['tumour_line']} | {r['title']} | {r['probability']:.2f} | {', '.join(f'{x:.2f}' for x in r['per_observation'])} |"
         )
+    misses = [r for r in repro if r["probability"] < REPRODUCED_AT]
+    lines += ["", "## Misses", ""]
+    if not misses:
+        lines.append("None.")
+    for r in misses:
+        lines += [f"### {r['record']} ({r['tumour_line']}): P = {r['probability']:.2f}", "", r["title"], ""]
+        for p, text in zip(r["per_observation"], r["observations"]):
+            mark = "holds" if p >= REPRODUCED_AT else "MISSED"
+            lines.append(f"- {mark} in {p:.0%} of draws: {text}")
+        if r["notes"]:
+            lines += ["", "What the record itself says about its doubts:", ""] + [f"- {n}" for n in r["notes"]]
+        lines.append("")
     lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figs]
     lines += ["", "## Parameters", "", "See `summary.csv` (median, 90 % interval, unit, prior, source, contraction).", ""]
     atomic_write_text(out / "report.md", "\n".join(lines) + "\n")

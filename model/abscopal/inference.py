@@ -1,6 +1,9 @@
 """Bayesian inference: the hierarchical model in numpyro, multi-start MAP, then NUTS from the MAP.
 
-Parameters are sampled on the log scale (``log_<name>`` sites):
+The sampler moves a flat unconstrained vector ``z`` (``Layout``: log shared parameters, then the
+line population's log medians and log SDs, then the non-centred line effects, then the log SD of
+the estimated-SD series); its log density is written out in JAX (``make_log_density``) and given
+to numpyro's NUTS as ``potential_fn``, so MAP and NUTS use the same function:
 
 * shared mechanism parameters: ``log theta ~ Normal(log median, sigma)`` from the parameter
   table's prior (``likelihood.log_prior_spec``);
@@ -13,8 +16,8 @@ The likelihood is ``likelihood.log_likelihood``: a failed solve gives ``-inf`` (
 simulation mode), so a NUTS proposal that breaks the solver is rejected instead of crashing the run.
 
 Chains run ``vectorized`` (numpyro's ``parallel`` method breaks diffrax closures on this stack).
-Sampling is done in segments with a fixed step size and mass matrix (from the warm-up), so a run
-checkpoints after every segment (``checkpoint.npz``: plain arrays, no pickle) and resumes.
+Sampling runs in segments that continue the same chains, checkpointing after each
+(``checkpoint.npz``: plain arrays, no pickle), so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class FitSettings:
     map_starts: int = 4
     map_steps: int = 300
     map_lr: float = 0.05
+    lbfgs_steps: int = 60
     chains: int = 2
     warmup: int = 200
     samples: int = 200
@@ -68,97 +72,162 @@ class FitSettings:
         )
 
 
-def make_model(prob: L.Problem, solver: dict = SOLVER, with_likelihood: bool = True):
-    """The numpyro model (a closure over the problem); ``with_likelihood=False`` gives the prior."""
-    import numpyro
-    import numpyro.distributions as dist
+@dataclass(frozen=True)
+class Layout:
+    """Positions of the unconstrained coordinates in the flat vector ``z`` that NUTS moves."""
 
-    shared_prior = np.array([L.log_prior_spec(n) for n in prob.shared]).reshape(-1, 2)
-    line_prior = np.array([L.log_prior_spec(n) for n in prob.per_line]).reshape(-1, 2)
-    n_lines = len(prob.lines)
-    needs_series_sigma = bool(prob.tc) and bool(np.any(prob.tc["estimated"]))
+    shared: tuple[str, ...]
+    per_line: tuple[str, ...]
+    n_lines: int
+    series_sigma: bool
 
-    def model():
-        shared = []
-        for i, name in enumerate(prob.shared):
-            shared.append(numpyro.sample(f"log_{name}", dist.Normal(shared_prior[i, 0], shared_prior[i, 1])))
-        shared_vals = jnp.exp(jnp.stack(shared)) if shared else jnp.zeros((0,))
-        cols = []
-        for i, name in enumerate(prob.per_line):
-            mu = numpyro.sample(f"mu_log_{name}", dist.Normal(line_prior[i, 0], line_prior[i, 1]))
-            sd = numpyro.sample(f"sigma_{name}", dist.HalfNormal(L.HYPER_SIGMA_SCALE))
-            eta = numpyro.sample(f"eta_{name}", dist.Normal(jnp.zeros(n_lines), 1.0))
-            cols.append(mu + sd * eta)
-        line_vals = jnp.exp(jnp.stack(cols, axis=-1)) if cols else jnp.zeros((n_lines, 0))
-        sigma_series = numpyro.sample("sigma_series", dist.HalfNormal(L.SERIES_SIGMA_SCALE)) if needs_series_sigma else 0.3
-        if with_likelihood:
-            numpyro.factor("loglik", L.log_likelihood(prob, shared_vals, line_vals, sigma_series, solver))
+    @property
+    def size(self) -> int:
+        S, Q = len(self.shared), len(self.per_line)
+        return S + 2 * Q + Q * self.n_lines + int(self.series_sigma)
 
-    return model
+    def names(self) -> list[str]:
+        """A label per coordinate (the numpyro-style site names)."""
+        out = [f"log_{n}" for n in self.shared]
+        out += [f"mu_log_{n}" for n in self.per_line] + [f"log_sigma_{n}" for n in self.per_line]
+        out += [f"eta_{n}[{j}]" for n in self.per_line for j in range(self.n_lines)]
+        return out + (["log_sigma_series"] if self.series_sigma else [])
+
+    def split(self, z):
+        """z (..., size) -> (log shared (..., S), mu (..., Q), log sigma (..., Q), eta (..., Q, L), log sigma_series)."""
+        S, Q, Ln = len(self.shared), len(self.per_line), self.n_lines
+        i = 0
+        log_shared = z[..., i : i + S]
+        i += S
+        mu = z[..., i : i + Q]
+        i += Q
+        log_sd = z[..., i : i + Q]
+        i += Q
+        eta = z[..., i : i + Q * Ln].reshape(z.shape[:-1] + (Q, Ln))
+        i += Q * Ln
+        log_ss = z[..., i] if self.series_sigma else None
+        return log_shared, mu, log_sd, eta, log_ss
 
 
-def natural_values(prob: L.Problem, samples: dict) -> dict[str, np.ndarray]:
-    """Log-scale sites -> parameters in their units (arrays with the samples' leading dims)."""
-    out = {}
-    for name in prob.shared:
-        out[name] = np.exp(np.asarray(samples[f"log_{name}"]))
-    for name in prob.per_line:
-        mu = np.asarray(samples[f"mu_log_{name}"])
-        sd = np.asarray(samples[f"sigma_{name}"])
-        eta = np.asarray(samples[f"eta_{name}"])
-        out[name] = np.exp(mu[..., None] + sd[..., None] * eta)
-        out[f"mu_{name}"] = np.exp(mu)
-        out[f"sigma_{name}"] = sd
-    if "sigma_series" in samples:
-        out["sigma_series"] = np.asarray(samples["sigma_series"])
+def layout_of(prob: L.Problem) -> Layout:
+    return Layout(tuple(prob.shared), tuple(prob.per_line), len(prob.lines), bool(prob.tc) and bool(np.any(prob.tc["estimated"])))
+
+
+def _half_normal_log(log_x, scale):
+    """log density of log(x) when x ~ HalfNormal(scale) (with the Jacobian of x = exp(log_x))."""
+    x = jnp.exp(log_x)
+    return math.log(2.0) - 0.5 * math.log(2 * math.pi) - math.log(scale) - 0.5 * (x / scale) ** 2 + log_x
+
+
+def make_log_density(prob: L.Problem, solver: dict = SOLVER, with_likelihood: bool = True):
+    """``log p(z)`` (prior + likelihood) on the flat unconstrained vector of ``layout_of(prob)``.
+
+    shared: log theta ~ Normal(table prior); per line: log theta = mu + sigma * eta with
+    mu ~ Normal(table prior), sigma ~ HalfNormal(HYPER_SIGMA_SCALE), eta ~ Normal(0, 1);
+    sigma_series ~ HalfNormal(SERIES_SIGMA_SCALE). A failed solve gives -inf."""
+    lay = layout_of(prob)
+    sp_ = np.array([L.log_prior_spec(n) for n in prob.shared]).reshape(-1, 2)
+    lp_ = np.array([L.log_prior_spec(n) for n in prob.per_line]).reshape(-1, 2)
+
+    def normal(x, m, s):
+        return jnp.sum(-0.5 * ((x - m) / s) ** 2 - jnp.log(s) - 0.5 * math.log(2 * math.pi))
+
+    def log_density(z):
+        log_shared, mu, log_sd, eta, log_ss = lay.split(z)
+        lp = normal(log_shared, sp_[:, 0], sp_[:, 1]) + normal(mu, lp_[:, 0], lp_[:, 1])
+        lp += jnp.sum(_half_normal_log(log_sd, L.HYPER_SIGMA_SCALE)) + normal(eta, 0.0, 1.0)
+        sigma_series = 0.3
+        if lay.series_sigma:
+            lp += _half_normal_log(log_ss, L.SERIES_SIGMA_SCALE)
+            sigma_series = jnp.exp(log_ss)
+        if not with_likelihood:
+            return lp
+        shared_vals = jnp.exp(log_shared)
+        line_vals = jnp.exp(mu[:, None] + jnp.exp(log_sd)[:, None] * eta).T  # (L, Q)
+        return lp + L.log_likelihood(prob, shared_vals, line_vals, sigma_series, solver)
+
+    return log_density
+
+
+def natural_values(prob: L.Problem, z: np.ndarray) -> dict[str, np.ndarray]:
+    """Flat unconstrained draws (..., size) -> parameters in their units (per-line ones with a
+    trailing tumour-line axis; population hyperparameters mu_<name>, sigma_<name>)."""
+    lay = layout_of(prob)
+    z = np.asarray(z)
+    log_shared, mu, log_sd, eta, log_ss = lay.split(z)
+    out = {n: np.exp(log_shared[..., i]) for i, n in enumerate(prob.shared)}
+    for i, n in enumerate(prob.per_line):
+        out[n] = np.exp(mu[..., i, None] + np.exp(log_sd[..., i, None]) * eta[..., i, :])
+        out[f"mu_{n}"] = np.exp(mu[..., i])
+        out[f"sigma_{n}"] = np.exp(log_sd[..., i])
+    if lay.series_sigma:
+        out["sigma_series"] = np.exp(log_ss)
     return out
 
 
-def _unpack(prob: L.Problem, nat: dict, i=None):
-    """(shared_vals, line_vals, sigma_series) for one sample (index tuple ``i``) of natural values."""
-    pick = (lambda a: a) if i is None else (lambda a: a[i])
-    shared = np.array([pick(nat[n]) for n in prob.shared]) if prob.shared else np.zeros(0)
-    lines = np.stack([pick(nat[n]) for n in prob.per_line], axis=-1) if prob.per_line else np.zeros((len(prob.lines), 0))
-    sig = pick(nat["sigma_series"]) if "sigma_series" in nat else 0.3
-    return shared, lines, sig
+def prior_median_z(prob: L.Problem) -> np.ndarray:
+    """The start of the first MAP run: prior medians, line effects at 0, SDs at their scale / 2."""
+    lay = layout_of(prob)
+    z = np.zeros(lay.size)
+    S, Q = len(prob.shared), len(prob.per_line)
+    z[:S] = [L.log_prior_spec(n)[0] for n in prob.shared]
+    z[S : S + Q] = [L.log_prior_spec(n)[0] for n in prob.per_line]
+    z[S + Q : S + 2 * Q] = math.log(L.HYPER_SIGMA_SCALE / 2)
+    if lay.series_sigma:
+        z[-1] = math.log(L.SERIES_SIGMA_SCALE / 2)
+    return z
+
+
+def prior_draws_z(prob: L.Problem, n: int, seed: int) -> np.ndarray:
+    """``n`` draws of z from the prior (no solve)."""
+    lay = layout_of(prob)
+    rng = np.random.default_rng(seed)
+    S, Q = len(prob.shared), len(prob.per_line)
+    z = np.zeros((n, lay.size))
+    sp_ = np.array([L.log_prior_spec(x) for x in prob.shared]).reshape(-1, 2)
+    lp_ = np.array([L.log_prior_spec(x) for x in prob.per_line]).reshape(-1, 2)
+    z[:, :S] = sp_[:, 0] + sp_[:, 1] * rng.standard_normal((n, S))
+    z[:, S : S + Q] = lp_[:, 0] + lp_[:, 1] * rng.standard_normal((n, Q))
+    z[:, S + Q : S + 2 * Q] = np.log(np.abs(L.HYPER_SIGMA_SCALE * rng.standard_normal((n, Q))))
+    z[:, S + 2 * Q : S + 2 * Q + Q * lay.n_lines] = rng.standard_normal((n, Q * lay.n_lines))
+    if lay.series_sigma:
+        z[:, -1] = np.log(np.abs(L.SERIES_SIGMA_SCALE * rng.standard_normal(n)))
+    return z
 
 
 # ------------------------------------------------------------------ MAP
 def find_map(prob: L.Problem, settings: FitSettings, progress: bool = True, log=print):
-    """Multi-start MAP on the unconstrained space (Adam on numpyro's potential, JAX gradients).
-    Starts: the prior medians, then draws from the prior. Returns (best unconstrained params,
-    table of starts with their final log posterior)."""
+    """Multi-start MAP (Adam on the log posterior, then L-BFGS; JAX gradients). Start 1: prior
+    medians; the others: prior draws shrunk halfway towards the medians. Returns (best z, table of
+    starts, each with the diagonal of L-BFGS's inverse-Hessian estimate, used as NUTS's initial
+    inverse mass matrix)."""
     import optax
-    from jax.flatten_util import ravel_pytree
-    from numpyro.infer import init_to_median, init_to_sample
-    from numpyro.infer.util import initialize_model
+    from scipy.optimize import minimize
     from tqdm.auto import tqdm
 
-    model = make_model(prob)
-    key = jax.random.PRNGKey(settings.seed)
-    starts = []
-    for s in range(settings.map_starts):
-        key, sub = jax.random.split(key)
-        strategy = init_to_median(num_samples=15) if s == 0 else init_to_sample()
-        info = initialize_model(sub, model, init_strategy=strategy)
-        starts.append(info.param_info.z)
-    potential = info.potential_fn
-    flat0, unravel = ravel_pytree(starts[0])
-    f = jax.jit(jax.value_and_grad(lambda x: potential(unravel(x))))
+    f = jax.jit(jax.value_and_grad(lambda z: -make_log_density(prob)(z)))
+
+    def fun(x):
+        v, g = f(jnp.asarray(x))
+        v, g = float(v), np.asarray(g)
+        if not math.isfinite(v) or not np.all(np.isfinite(g)):
+            return 1e300, np.zeros_like(g)  # a failed solve: the line search backs off
+        return v, g
+    z0 = prior_median_z(prob)
+    draws = prior_draws_z(prob, max(settings.map_starts - 1, 0), settings.seed)
+    starts = [z0] + [0.5 * (z0 + d) for d in draws]
     opt = optax.adam(settings.map_lr)
     results = []
-    for s, z in enumerate(starts):
-        x = ravel_pytree(z)[0]
+    for s, x in enumerate(starts):
+        x = jnp.asarray(x)
         state = opt.init(x)
         best = (math.inf, x)
-        it = range(settings.map_steps)
-        bar = tqdm(it, desc=f"MAP start {s + 1}/{len(starts)}", disable=not progress, leave=False)
+        bar = tqdm(range(settings.map_steps), desc=f"MAP start {s + 1}/{len(starts)}", disable=not progress, leave=False)
         for _ in bar:
             v, g = f(x)
             v = float(v)
             if not math.isfinite(v) or not bool(jnp.all(jnp.isfinite(g))):
-                # a failed solve (or overflow): step back halfway towards the best point
-                x = 0.5 * (x + best[1])
+                x = 0.5 * (x + best[1])  # a failed solve: step back halfway towards the best point
                 state = opt.init(x)
                 continue
             if v < best[0]:
@@ -166,10 +235,15 @@ def find_map(prob: L.Problem, settings: FitSettings, progress: bool = True, log=
             upd, state = opt.update(g, state, x)
             x = optax.apply_updates(x, upd)
             bar.set_postfix(logpost=f"{-best[0]:.2f}")
-        results.append(dict(start=s, log_posterior=-best[0], x=np.asarray(best[1])))
-        log(f"MAP start {s + 1}: log posterior {-best[0]:.3f}")
+        # polish with L-BFGS (the posterior is sharp: Adam's fixed step cannot resolve its mode)
+        res = minimize(fun, np.asarray(best[1]), jac=True, method="L-BFGS-B", options=dict(maxiter=settings.lbfgs_steps))
+        if math.isfinite(res.fun) and res.fun < best[0]:
+            best = (float(res.fun), jnp.asarray(res.x))
+        inv_mass = np.clip(np.diag(res.hess_inv.todense()), 1e-6, 10.0)
+        results.append(dict(start=s, log_posterior=-best[0], z=np.asarray(best[1]), inv_mass=inv_mass, lbfgs_message=str(res.message)))
+        log(f"MAP start {s + 1}/{len(starts)}: log posterior {-best[0]:.3f} (Adam {settings.map_steps} steps, then L-BFGS: {res.message})")
     best = max(results, key=lambda r: r["log_posterior"])
-    return unravel(jnp.asarray(best["x"])), results
+    return np.asarray(best["z"]), results
 
 
 # ------------------------------------------------------------------ NUTS with checkpoints
@@ -187,105 +261,103 @@ def _save_npz(path: Path, arrays: dict):
         raise
 
 
-def run_nuts(prob: L.Problem, init: dict, settings: FitSettings, workdir: Path, progress: bool = True, log=print):
-    """NUTS from ``init`` (unconstrained values), ``settings.chains`` vectorized chains.
+EXTRA = ("diverging", "num_steps", "potential_energy")
 
-    Warm-up adapts the step size and a diagonal mass matrix; sampling then proceeds in segments of
-    ``settings.segment`` draws with those fixed, and after each segment ``checkpoint.npz`` (the
-    chains' last positions, the step size, the mass matrix, all draws so far, and the segment's
-    sample statistics) is written. Calling again with the same workdir resumes after the last
-    completed segment. Returns (samples dict with (chain, draw, ...) arrays, stats dict)."""
+
+def run_nuts(
+    prob: L.Problem,
+    init: np.ndarray,
+    settings: FitSettings,
+    workdir: Path,
+    progress: bool = True,
+    log=print,
+    inv_mass: np.ndarray | None = None,
+):
+    """NUTS (numpyro, ``potential_fn`` = minus the log density) from ``init``, vectorized chains.
+
+    The first call runs the warm-up (step size and diagonal mass matrix adaptation) and the first
+    segment of ``settings.segment`` draws; later segments continue the same chains
+    (``post_warmup_state``, no recompilation). After every segment ``checkpoint.npz`` holds the
+    chains' positions, the adapted step sizes and mass matrices, every draw so far and the
+    sample statistics (plain arrays; no pickle). A new call with the same workdir resumes after
+    the last completed segment. Returns (draws z (chain, draw, size), stats)."""
     from numpyro.infer import MCMC, NUTS
 
     workdir.mkdir(parents=True, exist_ok=True)
     ck_path = workdir / "checkpoint.npz"
-    model = make_model(prob)
-    key = jax.random.PRNGKey(settings.seed + 1)
-    names = sorted(init)
+    potential = (lambda f: (lambda z: -f(z)))(make_log_density(prob))
     C = settings.chains
+    key = jax.random.PRNGKey(settings.seed + 1)
+    ck = dict(np.load(ck_path, allow_pickle=False)) if ck_path.is_file() else None
 
-    if ck_path.is_file():
-        ck = dict(np.load(ck_path, allow_pickle=False))
-        log(f"resuming NUTS from {ck_path} ({int(ck['done'])} of {settings.samples} draws done)")
-    else:
-        t0 = time.time()
-        kernel = NUTS(model, target_accept_prob=settings.target_accept, max_tree_depth=settings.max_tree_depth)
-        mcmc = MCMC(
-            kernel,
-            num_warmup=settings.warmup,
-            num_samples=1,
-            num_chains=C,
-            chain_method="vectorized",
-            progress_bar=progress,
-        )
-        rng = jax.random.split(key, 1)[0]
-        init_c = {
-            k: jnp.broadcast_to(v, (C,) + jnp.shape(v))
-            + 0.01 * jax.random.normal(jax.random.fold_in(rng, i), (C,) + jnp.shape(v))
-            for i, (k, v) in enumerate(sorted(init.items()))
-        }
-        mcmc.warmup(rng, init_params=init_c, extra_fields=("diverging", "num_steps"), collect_warmup=False)
-        st = mcmc.last_state
-        step = np.asarray(st.adapt_state.step_size)
-        imm = st.adapt_state.inverse_mass_matrix
-        diag = np.asarray(list(imm.values())[0]) if isinstance(imm, dict) else np.asarray(imm)
-        ck = dict(
-            done=np.array(0),
-            step_size=np.array(np.median(step)),
-            inv_mass=diag.mean(axis=0) if diag.ndim == 2 else diag,
-            warmup_seconds=np.array(time.time() - t0),
-        )
-        for k in names:
-            ck[f"z_{k}"] = np.asarray(st.z[k])
-        _save_npz(ck_path, ck)
-        log(f"warm-up done in {time.time() - t0:.0f} s: step size {float(ck['step_size']):.3g}")
-
-    while int(ck["done"]) < settings.samples:
-        n = min(settings.segment, settings.samples - int(ck["done"]))
-        t0 = time.time()
-        kernel = NUTS(
-            model,
-            step_size=float(ck["step_size"]),
-            inverse_mass_matrix=jnp.asarray(ck["inv_mass"]),
-            adapt_step_size=False,
-            adapt_mass_matrix=False,
-            max_tree_depth=settings.max_tree_depth,
-        )
-        mcmc = MCMC(kernel, num_warmup=0, num_samples=n, num_chains=C, chain_method="vectorized", progress_bar=progress)
-        seg_key = jax.random.fold_in(key, 1000 + int(ck["done"]))
-        mcmc.run(
-            seg_key,
-            init_params={k: jnp.asarray(ck[f"z_{k}"]) for k in names},
-            extra_fields=("diverging", "num_steps", "potential_energy"),
-        )
-        s = mcmc.get_samples(group_by_chain=True)
+    def record(mcmc, t0):
+        nonlocal ck
+        z = np.asarray(mcmc.get_samples(group_by_chain=True))
         ex = mcmc.get_extra_fields(group_by_chain=True)
-        for k in names:
-            ck[f"z_{k}"] = np.asarray(s[k][:, -1])
-            prev = ck.get(f"s_{k}")
-            ck[f"s_{k}"] = np.asarray(s[k]) if prev is None else np.concatenate([prev, np.asarray(s[k])], axis=1)
-        for k in ("diverging", "num_steps", "potential_energy"):
-            prev = ck.get(f"x_{k}")
-            ck[f"x_{k}"] = np.asarray(ex[k]) if prev is None else np.concatenate([prev, np.asarray(ex[k])], axis=1)
-        ck["done"] = np.array(int(ck["done"]) + n)
-        ck["sample_seconds"] = np.array(float(ck.get("sample_seconds", 0.0)) + time.time() - t0)
+        st = mcmc.last_state
+        new = dict(
+            z_last=np.asarray(st.z),
+            step_size=np.asarray(st.adapt_state.step_size),
+            inv_mass=np.asarray(st.adapt_state.inverse_mass_matrix),
+        )
+        if ck is None:
+            new.update(draws=z, warmup_seconds=np.array(time.time() - t0), sample_seconds=np.array(0.0))
+            for k in EXTRA:
+                new[f"x_{k}"] = np.asarray(ex[k])
+        else:
+            new.update(
+                draws=np.concatenate([ck["draws"], z], axis=1),
+                warmup_seconds=ck["warmup_seconds"],
+                sample_seconds=np.array(float(ck["sample_seconds"]) + time.time() - t0),
+            )
+            for k in EXTRA:
+                new[f"x_{k}"] = np.concatenate([ck[f"x_{k}"], np.asarray(ex[k])], axis=1)
+        ck = new
         _save_npz(ck_path, ck)
-        log(f"NUTS: {int(ck['done'])}/{settings.samples} draws per chain ({time.time() - t0:.0f} s for this segment)")
+        log(f"NUTS: {ck['draws'].shape[1]}/{settings.samples} draws per chain ({time.time() - t0:.0f} s)")
 
-    samples = {k: ck[f"s_{k}"] for k in names}
-    stats = {k: ck[f"x_{k}"] for k in ("diverging", "num_steps", "potential_energy")}
-    stats["step_size"] = float(ck["step_size"])
+    t0 = time.time()
+    if ck is None:
+        n = min(settings.segment, settings.samples)
+        kernel = NUTS(
+            potential_fn=potential,
+            target_accept_prob=settings.target_accept,
+            max_tree_depth=settings.max_tree_depth,
+            inverse_mass_matrix=None if inv_mass is None else jnp.asarray(inv_mass),
+        )
+        mcmc = MCMC(kernel, num_warmup=settings.warmup, num_samples=n, num_chains=C, chain_method="vectorized", progress_bar=progress)
+        rng = np.random.default_rng(settings.seed + 2)
+        init_c = jnp.asarray(init[None] + 0.01 * rng.standard_normal((C, init.size)))
+        mcmc.run(key, init_params=init_c, extra_fields=EXTRA)
+        record(mcmc, t0)
+    else:
+        log(f"resuming NUTS from {ck_path} ({ck['draws'].shape[1]} of {settings.samples} draws per chain done)")
+        mcmc = None
+    while ck["draws"].shape[1] < settings.samples:
+        n = min(settings.segment, settings.samples - ck["draws"].shape[1])
+        t0 = time.time()
+        if mcmc is None or mcmc.num_samples != n:
+            # a resumed (or shorter last) segment: the adapted step size and mass matrix, fixed
+            kernel = NUTS(
+                potential_fn=potential,
+                step_size=float(np.median(ck["step_size"])),
+                inverse_mass_matrix=jnp.asarray(np.mean(np.atleast_2d(ck["inv_mass"]), axis=0)),
+                adapt_step_size=False,
+                adapt_mass_matrix=False,
+                max_tree_depth=settings.max_tree_depth,
+            )
+            mcmc = MCMC(kernel, num_warmup=0, num_samples=n, num_chains=C, chain_method="vectorized", progress_bar=progress)
+            mcmc.run(jax.random.fold_in(key, ck["draws"].shape[1]), init_params=jnp.asarray(ck["z_last"]), extra_fields=EXTRA)
+        else:
+            mcmc.post_warmup_state = mcmc.last_state
+            mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=EXTRA)
+        record(mcmc, t0)
+
+    stats = {k: ck[f"x_{k}"] for k in EXTRA}
+    stats["step_size"] = float(np.median(ck["step_size"]))
     stats["warmup_seconds"] = float(ck["warmup_seconds"])
-    stats["sample_seconds"] = float(ck.get("sample_seconds", 0.0))
-    return samples, stats
-
-
-def prior_samples(prob: L.Problem, n: int, seed: int) -> dict:
-    """``n`` draws of the latent sites from the prior (no solve), shaped (1, n, ...)."""
-    from numpyro.infer import Predictive
-
-    draws = Predictive(make_model(prob, with_likelihood=False), num_samples=int(n))(jax.random.PRNGKey(seed))
-    return {k: np.asarray(v)[None] for k, v in draws.items()}
+    stats["sample_seconds"] = float(ck["sample_seconds"])
+    return ck["draws"], stats
 
 
 def write_json(path: Path, obj):

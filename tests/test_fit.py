@@ -1,0 +1,74 @@
+"""`abscopal fit --quick` end to end (the CI smoke run), resumption from the checkpoints, and
+the fit folder that `load_fit` reads."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from abscopal.cli import main
+from abscopal.fitresult import FitError, load_fit
+from abscopal.fitting import QUICK_RECORDS
+
+ARGS = ["--quick", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def quick_fit(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fit") / "quick"
+    assert main(["fit", "--out", str(out), *ARGS]) == 0
+    return out
+
+
+def test_quick_fit_writes_a_complete_fit_folder(quick_fit):
+    fit = load_fit(quick_fit)
+    assert fit.meta["status"].startswith("quick mode") and "NOT" in fit.meta["status"]
+    assert fit.posterior.sizes["chain"] == 2 and fit.posterior.sizes["draw"] == 4
+    for name in fit.shared + fit.per_line:
+        assert np.all(np.isfinite(fit.posterior[name].values)) and np.all(fit.posterior[name].values > 0)
+    assert set(fit.tree.children) >= {"posterior", "prior", "posterior_predictive", "observed_data", "sample_stats"}
+    diag = json.loads((quick_fit / "diagnostics.json").read_text())
+    for key in ("max_rhat", "min_ess_bulk", "divergent_fraction"):
+        assert np.isfinite(diag[key])
+    report = (quick_fit / "report.md").read_text()
+    for rid in QUICK_RECORDS:
+        assert f"| {rid} |" in report
+    assert "max R-hat" in report and "NOT" in report
+    summary = pd.read_csv(quick_fit / "summary.csv")
+    assert set(fit.shared) <= set(summary["name"]) and {"unit", "q05", "q95", "contraction"} <= set(summary.columns)
+    repro = json.loads((quick_fit / "reproduction.json").read_text())
+    assert {r["record"] for r in repro} == set(QUICK_RECORDS)
+    assert all(0.0 <= r["probability"] <= 1.0 for r in repro)
+    # draws for any line: a fitted line and one the fit did not see (population predictive)
+    assert fit.draws(5, tumour_line="MC38").shape == (5, len(fit.params("MC38").values))
+    assert np.all(np.isfinite(fit.draws(5, tumour_line="RENCA")))
+
+
+def test_rerun_resumes_from_checkpoints_bit_for_bit(quick_fit):
+    before = {v: load_fit(quick_fit).posterior[v].values.copy() for v in ("k_kill", "r")}
+    assert main(["fit", "--out", str(quick_fit), *ARGS]) == 0
+    after = load_fit(quick_fit).posterior
+    for v, arr in before.items():
+        np.testing.assert_array_equal(after[v].values, arr)
+
+
+def test_rerun_with_other_settings_is_refused(quick_fit, capsys):
+    assert main(["fit", "--out", str(quick_fit), "--no-progress", "--samples", "3"]) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_damaged_fit_folder_fails_clearly(quick_fit, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(quick_fit, bad)
+    data = (bad / "posterior.nc").read_bytes()
+    (bad / "posterior.nc").write_bytes(data[: len(data) // 3])
+    with pytest.raises(FitError, match="posterior.nc"):
+        load_fit(bad)
+    (bad / "fit.json").write_text("{")
+    with pytest.raises(FitError, match="fit.json"):
+        load_fit(bad)
+    with pytest.raises(FitError, match="no such folder"):
+        load_fit(tmp_path / "missing")
