@@ -209,7 +209,10 @@ def build_model(display: bool = False) -> Model:
         - p["delta_DC"] * DC,
         # priming in the lymph node (anti-CTLA-4 boosts), clonal expansion (IL-2, OX40, CD137; saturating at K_T),
         # egress, recall
-        "Tp": p["k_prime"] * mod["priming"] * dc_sat + p["rho_T"] * mod["t_expansion"] * dc_sat * Tp / (1 + Tp / p["K_T"]) - p["k_out"] * Tp + recall,
+        "Tp": p["k_prime"] * mod["priming"] * dc_sat
+        + p["rho_T"] * mod["t_expansion"] * dc_sat * Tp / (1 + Tp / p["K_T"])
+        - p["k_out"] * Tp
+        + recall,
         # circulating effectors leave into both tumours (abscopal coupling) or die
         "Tc": p["k_out"] * Tp * (1 - p["f_mem"]) - influx["irr"] - influx["abs"] - p["delta_c"] * Tc,
         "Tm": p["f_mem"] * p["k_out"] * Tp - recall - p["delta_m"] * Tm,

@@ -106,7 +106,11 @@ def reproduction(prob: L.Problem, pred: dict) -> list[dict]:
         within = np.where(prob.tc["censored"][None], pred["tc_model"] <= math.log(L.DETECTION_MM3) + 2 * pred["tc_sd"], within)
         for rec in dict.fromkeys(recs):
             frac = within[:, recs == rec].mean(axis=1)
-            put(rec, frac >= 0.8, f"time course: {np.median(frac):.0%} of {int((recs == rec).sum())} points within 2 SD (median over draws; needs 80 %)")
+            put(
+                rec,
+                frac >= 0.8,
+                f"time course: {np.median(frac):.0%} of {int((recs == rec).sum())} points within 2 SD (median over draws; needs 80 %)",
+            )
     out = []
     for rec in prob.records:
         parts = ok.get(rec.id)

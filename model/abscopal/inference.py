@@ -213,6 +213,7 @@ def find_map(prob: L.Problem, settings: FitSettings, progress: bool = True, log=
         if not math.isfinite(v) or not np.all(np.isfinite(g)):
             return 1e300, np.zeros_like(g)  # a failed solve: the line search backs off
         return v, g
+
     z0 = prior_median_z(prob)
     draws = prior_draws_z(prob, max(settings.map_starts - 1, 0), settings.seed)
     starts = [z0] + [0.5 * (z0 + d) for d in draws]
@@ -240,8 +241,12 @@ def find_map(prob: L.Problem, settings: FitSettings, progress: bool = True, log=
         if math.isfinite(res.fun) and res.fun < best[0]:
             best = (float(res.fun), jnp.asarray(res.x))
         inv_mass = np.clip(np.diag(res.hess_inv.todense()), 1e-6, 10.0)
-        results.append(dict(start=s, log_posterior=-best[0], z=np.asarray(best[1]), inv_mass=inv_mass, lbfgs_message=str(res.message)))
-        log(f"MAP start {s + 1}/{len(starts)}: log posterior {-best[0]:.3f} (Adam {settings.map_steps} steps, then L-BFGS: {res.message})")
+        results.append(
+            dict(start=s, log_posterior=-best[0], z=np.asarray(best[1]), inv_mass=inv_mass, lbfgs_message=str(res.message))
+        )
+        log(
+            f"MAP start {s + 1}/{len(starts)}: log posterior {-best[0]:.3f} (Adam {settings.map_steps} steps, then L-BFGS: {res.message})"
+        )
     best = max(results, key=lambda r: r["log_posterior"])
     return np.asarray(best["z"]), results
 
@@ -285,7 +290,7 @@ def run_nuts(
 
     workdir.mkdir(parents=True, exist_ok=True)
     ck_path = workdir / "checkpoint.npz"
-    potential = (lambda f: (lambda z: -f(z)))(make_log_density(prob))
+    potential = (lambda f: lambda z: -f(z))(make_log_density(prob))
     C = settings.chains
     key = jax.random.PRNGKey(settings.seed + 1)
     ck = dict(np.load(ck_path, allow_pickle=False)) if ck_path.is_file() else None
@@ -325,7 +330,9 @@ def run_nuts(
             max_tree_depth=settings.max_tree_depth,
             inverse_mass_matrix=None if inv_mass is None else jnp.asarray(inv_mass),
         )
-        mcmc = MCMC(kernel, num_warmup=settings.warmup, num_samples=n, num_chains=C, chain_method="vectorized", progress_bar=progress)
+        mcmc = MCMC(
+            kernel, num_warmup=settings.warmup, num_samples=n, num_chains=C, chain_method="vectorized", progress_bar=progress
+        )
         rng = np.random.default_rng(settings.seed + 2)
         init_c = jnp.asarray(init[None] + 0.01 * rng.standard_normal((C, init.size)))
         mcmc.run(key, init_params=init_c, extra_fields=EXTRA)
