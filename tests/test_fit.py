@@ -51,10 +51,14 @@ def test_rerun_resumes_from_checkpoints_bit_for_bit(quick_fit):
     after = load_fit(quick_fit).posterior
     for v, arr in before.items():
         np.testing.assert_array_equal(after[v].values, arr)
+    work = quick_fit / "work"
+    assert (work / "map.json").is_file() and (work / "checkpoint.npz").is_file()
+    ck = np.load(work / "checkpoint.npz", allow_pickle=False)
+    assert ck["draws"].shape[:2] == (2, 4)
 
 
 def test_rerun_with_other_settings_is_refused(quick_fit, capsys):
-    assert main(["fit", "--out", str(quick_fit), "--no-progress", "--samples", "3"]) == 2
+    assert main(["fit", "--out", str(quick_fit), *ARGS, "--seed", "5"]) == 2
     assert "other settings" in capsys.readouterr().err
 
 

@@ -191,7 +191,9 @@ def run_fit(out: str | Path, settings: FitSettings = FitSettings(), progress: bo
     settings_path = work / "settings.json"
     if settings_path.is_file():
         old = json.loads(settings_path.read_text())
-        if old != asdict(settings):
+        # the number of draws may change on a resume (extend a run, or stop it early): not the rest
+        same = {k: v for k, v in old.items() if k not in ("samples", "segment")}
+        if same != {k: v for k, v in asdict(settings).items() if k not in ("samples", "segment")}:
             raise ValueError(
                 f"{out}: an unfinished fit with other settings is there ({settings_path}); use another --out or delete {work}"
             )

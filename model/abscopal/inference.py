@@ -360,6 +360,9 @@ def run_nuts(
             mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=EXTRA)
         record(mcmc, t0)
 
+    if ck["draws"].shape[1] > settings.samples:  # a resume that asks for fewer draws: the first ones
+        for k in ["draws"] + [f"x_{k}" for k in EXTRA]:
+            ck[k] = ck[k][:, : settings.samples]
     stats = {k: ck[f"x_{k}"] for k in EXTRA}
     stats["step_size"] = float(np.median(ck["step_size"]))
     stats["warmup_seconds"] = float(ck["warmup_seconds"])
