@@ -222,7 +222,7 @@ def _cmd_fit(args) -> int:
     for field in ("chains", "warmup", "samples", "map_starts", "map_steps", "max_tree_depth", "segment"):
         if getattr(settings, field) < 1:
             raise ValueError(f"--{field.replace('_', '-')}: must be a positive integer, got {getattr(settings, field)}")
-    run_fit(args.out, settings, progress=not args.no_progress)
+    run_fit(args.out, settings, progress=not args.no_progress, method="laplace" if args.laplace else "nuts")
     return 0
 
 
@@ -319,6 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lbfgs-steps", type=int, default=60, help="L-BFGS iterations after Adam, per MAP start")
     p.add_argument("--map-lr", type=float, default=0.05, help="Adam learning rate of the MAP runs (log-parameter units)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--laplace",
+        action="store_true",
+        help="fallback: draws from the Laplace approximation at the MAP instead of NUTS (labelled NOT CONVERGED)",
+    )
     p.set_defaults(func=_cmd_fit)
     return ap
 
