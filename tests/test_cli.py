@@ -45,8 +45,9 @@ def test_compare_small(tmp_path, capsys):
     assert main(["compare", "--draws", "20", "--json", str(js), "--plot", str(png)]) == 0
     text = capsys.readouterr().out
     assert "concurrent" in text and "sequential" in text and "no fit loaded" in text
-    data = json.loads(js.read_text())
+    data = json.loads(js.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     assert {r["endpoint"] for r in data["summary"]} >= {"volume_abscopal", "abscopal_response", "time_to_endpoint"}
+    assert data["n_draws"] == 20 and data["n_dropped"] == 0 and "censored" in data["note"]
     assert all(0 <= r["p_a_better"] <= 1 for r in data["pairwise"])
     assert png.stat().st_size > 10_000
 

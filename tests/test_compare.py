@@ -5,8 +5,9 @@ import pytest
 from scipy.stats import beta
 
 import abscopal as ab
-from abscopal.compare import BLOCK, draw_parameters, simulate_schedules, summarise
-from abscopal.simulate import simulate
+from abscopal.compare import BLOCK, draw_parameters, format_table, simulate_schedules, summarise
+from abscopal.io import strict_json
+from abscopal.simulate import SimulationError, SolverOptions, simulate
 
 
 def test_blocks_and_chunks_do_not_change_a_schedule_result():
@@ -33,3 +34,41 @@ def test_summarise_probabilities_and_censored_values():
     assert days["median"] == np.inf and days["lo"] == 5.0
     with pytest.raises(ValueError, match="n_draws"):
         draw_parameters("CT26", 0)
+
+
+class _FitWithAStiffDraw:
+    """A stand-in fit whose draws are CT26 mice, one of them with a growth rate 1000 times the
+    table's (a stiff parameter set, as a broad posterior can give)."""
+
+    def draws(self, n, seed=0, tumour_line="CT26"):
+        rows, _ = draw_parameters(tumour_line, n, seed=seed)
+        rows[1, ab.default_params().index("r")] *= 1e3
+        return rows
+
+    def describe(self):
+        return "stand-in fit"
+
+
+def test_a_failed_posterior_draw_is_left_out_and_counted():
+    schedules = ab.default_scenario(horizon_days=30.0)[:2]
+    opts = SolverOptions(max_steps=64, n_out=31)
+    c = ab.compare(schedules, n_draws=4, fit=_FitWithAStiffDraw(), options=opts)
+    assert c.n_draws == 4 and c.n_dropped == 1
+    assert all(v.shape[0] == 3 for v in c.volumes.values())
+    assert "1 of 4 draws were left out" in format_table(c)
+    # the kept draws are the same mice a run without the stiff one gives
+    rows = _FitWithAStiffDraw().draws(4)
+    ts, ys = simulate_schedules(schedules, rows[[0, 2, 3]], opts)
+    from abscopal.outcomes import volumes
+
+    np.testing.assert_allclose(c.volumes[schedules[1].name][..., 0], volumes(ys[1], "irr"), rtol=1e-4)
+    # without a fit a cohort is one system: a failure is an error, never a silent gap
+    with pytest.raises(SimulationError, match="failed"):
+        simulate_schedules(schedules, rows, opts)
+
+
+def test_strict_json_has_no_nan_or_infinity():
+    import json
+
+    text = strict_json({"a": float("inf"), "b": [np.float64("nan"), np.int64(3)], "c": np.array([1.5, -np.inf])})
+    assert json.loads(text) == {"a": None, "b": [None, 3], "c": [1.5, None]}

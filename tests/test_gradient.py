@@ -32,3 +32,32 @@ def test_gradient_of_end_point_matches_finite_differences():
     fd = np.array([(endpoint(x0.at[k].add(h)) - endpoint(x0.at[k].add(-h))) / (2 * h) for k in range(len(NAMES))])
     assert np.all(np.abs(grad) > 1e-6), "every chosen parameter should influence the end point"
     np.testing.assert_allclose(grad, fd, rtol=1e-4, atol=1e-7)
+
+
+def test_backsolve_adjoint_matches_the_checkpointed_gradient():
+    """The continuous adjoint (opt-in, cheaper) against the exact gradient of the discrete solve."""
+    s = canonical_schedules()["rt_pdl1_concurrent"]
+    p0 = ab.default_params(s.tumour_line)
+    events = {k: v for k, v in s.to_arrays(p0.body_weight_g).items() if k != "horizon"}
+    names = ab.build_model().state_names
+    i_v, i_d = names.index("V_abs"), names.index("D_abs")
+
+    def endpoint(p, adjoint):
+        _, ys, _ = solve(p, events, s.horizon_days, rtol=1e-8, atol=1e-11, max_steps=4096, n_out=31, adjoint=adjoint)
+        return jnp.log(ys[-1, i_v] + ys[-1, i_d])
+
+    p = jnp.asarray(p0.values)
+    exact = np.asarray(jax.grad(endpoint)(p, "checkpoint"))
+    back = np.asarray(jax.grad(endpoint)(p, "backsolve"))
+    scale = np.abs(exact).max()
+    np.testing.assert_allclose(back, exact, rtol=1e-3, atol=1e-6 * scale)
+
+
+def test_unknown_adjoint_is_a_clear_error():
+    import pytest
+
+    s = canonical_schedules()["rt_pdl1_concurrent"]
+    p0 = ab.default_params(s.tumour_line)
+    events = {k: v for k, v in s.to_arrays(p0.body_weight_g).items() if k != "horizon"}
+    with pytest.raises(ValueError, match="adjoint"):
+        solve(jnp.asarray(p0.values), events, s.horizon_days, adjoint="forward")

@@ -106,6 +106,22 @@ def test_every_fitted_observation_is_mapped():
         L.build_problem(recs, use="nothing")
 
 
+def test_a_variant_with_its_own_hierarchy_line_gets_its_own_per_line_parameters():
+    """S01-S03 (probably SIRPa-KO MC38) name hierarchy_line: their arms use that line's per-line
+    parameters, while their base parameters stay MC38's."""
+    recs = load_records()
+    prob = L.build_problem(recs)
+    assert "MC38 SIRPa-KO" in prob.lines and "MC38" in prob.lines
+    names = ab.build_model().param_names
+    mc38 = ab.default_params("MC38")
+    for i, a in enumerate(prob.arms):
+        rec = next(r for r in recs if r.id == a.record)
+        want = "MC38 SIRPa-KO" if a.record in ("S01", "S02", "S03") else rec.tumour_line
+        assert prob.lines[prob.line_of_arm[i]] == want
+        if a.record in ("S01", "S02", "S03"):
+            assert prob.base[i, names.index("r")] == mc38["r"]
+
+
 def _synthetic_record(true_r, true_alpha):
     """A two-arm MC38 record whose volumes are the model's at known r and alpha (SEM 5 %)."""
     control = {"horizon_days": 60.0}

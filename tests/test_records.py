@@ -173,6 +173,7 @@ MALFORMED = [
     ("string instead of a number", "R01", _set("arms.control.horizon_days", "60"), "arms.control.horizon_days"),
     ("boolean instead of a number", "R01", _set("arms.rt_flt3l.drug.0.dose", True), "arms.rt_flt3l.drug[0].dose"),
     ("unknown field (typo)", "R01", _set("stauts", "REVIEW"), "stauts"),
+    ("hierarchy line not a string", "S01", _set("hierarchy_line", 38), "hierarchy_line"),
     ("NaN mean", "S01", _inline_rows([[8.0, math.nan, 1.0]]), "time_course[0].rows[0].mean"),
     ("infinite sem", "S01", _inline_rows([[8.0, 40.0, math.inf]]), "time_course[0].rows[0].sem"),
     (

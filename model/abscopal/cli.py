@@ -82,26 +82,31 @@ def _simulate_fit(args, schedule, out) -> int:
     """``simulate --fit``: quantiles over posterior draws instead of one trajectory."""
     from .compare import trajectory_quantiles
     from .fitresult import load_fit
-    from .io import atomic_write_text
+    from .io import NONFINITE_NOTE, atomic_write_text, strict_json
     from .simulate import SolverOptions
 
     if out.suffix not in (".csv", ".json"):
         raise ValueError(f"--out: file extension must be .csv or .json, got {out.suffix!r}")
     fit = load_fit(args.fit)
     draws = fit.draws(args.draws, seed=args.seed, tumour_line=schedule.tumour_line)
-    df = trajectory_quantiles(schedule, draws, SolverOptions(n_out=args.points))
+    df = trajectory_quantiles(schedule, draws, SolverOptions(n_out=args.points, max_steps=512))
     if out.suffix == ".json":
         meta = {"schedule": schedule.name, "tumour_line": schedule.tumour_line, "parameters": fit.describe()}
-        atomic_write_text(out, json.dumps({**meta, "rows": df.to_dict(orient="records")}, indent=1))
+        meta["n_dropped"] = int(df.attrs.get("n_dropped", 0))
+        atomic_write_text(out, strict_json({**meta, "note": NONFINITE_NOTE, "rows": df.to_dict(orient="records")}, indent=1))
     else:
         atomic_write_text(out, df.to_csv(index=False))
-    print(f"wrote {len(df)} rows (5/50/95 % quantiles over {args.draws} draws) to {out}; parameters: {fit.describe()}")
+    dropped = df.attrs.get("n_dropped", 0)
+    note = f" ({dropped} draws left out: their solve hit the step limit)" if dropped else ""
+    print(
+        f"wrote {len(df)} rows (5/50/95 % quantiles over {args.draws - dropped} draws{note}) to {out}; parameters: {fit.describe()}"
+    )
     return 0
 
 
 def _cmd_compare(args) -> int:
     from .compare import compare, default_scenario, format_table, plot
-    from .io import atomic_write_text
+    from .io import NONFINITE_NOTE, atomic_write_text, strict_json
     from .schedules import load_schedule
 
     fit = None
@@ -119,15 +124,17 @@ def _cmd_compare(args) -> int:
     if args.json:
         atomic_write_text(
             args.json,
-            json.dumps(
+            strict_json(
                 {
                     "source": c.source,
+                    "n_draws": c.n_draws,
+                    "n_dropped": c.n_dropped,
+                    "note": NONFINITE_NOTE,
                     "summary": c.summary.to_dict(orient="records"),
                     "pairwise": c.pairwise.to_dict(orient="records"),
                     "bed_gy": c.bed,
                 },
                 indent=1,
-                default=str,
             ),
         )
     if args.csv:
@@ -218,6 +225,7 @@ def _cmd_fit(args) -> int:
             segment=args.segment,
             map_lr=args.map_lr,
             lbfgs_steps=args.lbfgs_steps,
+            refine_steps=args.refine_steps,
         )
     for field in ("chains", "warmup", "samples", "map_starts", "map_steps", "max_tree_depth", "segment"):
         if getattr(settings, field) < 1:
@@ -318,11 +326,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segment", type=int, default=50, help="draws per chain between checkpoints")
     p.add_argument("--lbfgs-steps", type=int, default=60, help="L-BFGS iterations after Adam, per MAP start")
     p.add_argument("--map-lr", type=float, default=0.05, help="Adam learning rate of the MAP runs (log-parameter units)")
+    p.add_argument(
+        "--refine-steps",
+        type=int,
+        default=0,
+        help="further L-BFGS iterations from the best MAP start (a rerun with a larger number continues)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.add_argument(
         "--laplace",
         action="store_true",
-        help="fallback: draws from the Laplace approximation at the MAP instead of NUTS (labelled NOT CONVERGED)",
+        help="fallback: draws from the Laplace approximation at the MAP (finite-difference Hessian, PSIS-checked) "
+        "instead of NUTS (labelled NOT CONVERGED)",
     )
     p.set_defaults(func=_cmd_fit)
     return ap

@@ -18,10 +18,13 @@ from .outcomes import volumes as site_volumes
 from .parameters import Params, default_params
 from .population import virtual_population
 from .schedules import Schedule, concurrent, fractionated, sequential
-from .simulate import SimulationError, SolverOptions, _require_x64, pad_rows, solve_grid, stack_schedules
+from .simulate import SimulationError, SolverOptions, _require_x64, pad_rows, solve_grid, solve_grid_each, stack_schedules
 
 CHUNK = 100  # at most this many draws per compiled batch (fixed, so every chunk reuses one compilation)
 BLOCK = 4  # schedules per compiled batch
+#: solver options for posterior draws: each draw its own step control, at most this many steps per
+#: output interval (a draw that needs more is stiff far outside the data: dropped and counted)
+FIT_OPTIONS = SolverOptions(max_steps=512)
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ class Comparison:
     source: str  # where the parameter draws came from
     bed: dict[str, float]
     ab_ratio: float
+    n_dropped: int = 0  # parameter draws left out because a solve of theirs failed (per-draw mode)
+    n_draws: int = 0  # parameter draws asked for
 
 
 def default_scenario(tumour_line: str = "CT26", horizon_days: float = 40.0) -> list[Schedule]:
@@ -88,6 +93,36 @@ def simulate_schedules(
     Draws go in chunks of ``min(N, CHUNK)`` rows and schedules in blocks of ``BLOCK`` (the last
     block padded with repeats), so any number of schedules reuses one compilation of ``solve_grid``.
     Raises ``SimulationError`` if any solve fails."""
+    ts, ys, ok = _solve_schedules(schedules, draws, options, body_weight_g, progress, per_draw=False)
+    if not bool(np.all(ok)):
+        bad = int((~np.asarray(ok)).sum())
+        raise SimulationError(f"{bad} solves failed (step limit or non-finite state); no table was produced")
+    return ts, ys
+
+
+def simulate_draws(
+    schedules: list[Schedule],
+    draws: np.ndarray,
+    options: SolverOptions = FIT_OPTIONS,
+    body_weight_g: float = 20.0,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Like ``simulate_schedules`` for heterogeneous rows (posterior draws): each row has its own
+    step control (``solve_grid_each``), and a row whose solve fails under any schedule (step
+    limit, non-finite state) is not an error but reported. Returns ``ts``, ``ys`` (S, N, ...) and
+    ``keep`` (N,): rows solved under every schedule."""
+    ts, ys, ok = _solve_schedules(schedules, draws, options, body_weight_g, progress, per_draw=True)
+    keep = np.all(ok, axis=0)
+    if not keep.any():
+        raise SimulationError(
+            f"every one of {len(keep)} parameter draws failed to solve (step limit {options.max_steps} per output interval); "
+            "no table was produced"
+        )
+    return ts, ys, keep
+
+
+def _solve_schedules(schedules, draws, options, body_weight_g, progress, per_draw):
+    """Shared loop of ``simulate_schedules`` and ``simulate_draws``: ts, ys (S, N, ...), ok (S, N)."""
     _require_x64()
     n, n_s = draws.shape[0], len(schedules)
     chunk = min(n, CHUNK)
@@ -100,16 +135,19 @@ def simulate_schedules(
 
         jobs = tqdm(jobs, desc="simulating", unit="batch")
     rows: dict[int, list] = {}
+    oks: dict[int, list] = {}
     ts = None
+    solver = solve_grid_each if per_draw else solve_grid
     for i, b in jobs:
         events, horizon = blocks[b]
-        ts, ys, ok = solve_grid(padded[i : i + chunk], events, horizon, **options.kwargs())
-        if not bool(np.all(ok)):
-            bad = int((~np.asarray(ok)).sum())
-            raise SimulationError(f"{bad} solves failed (step limit or non-finite state); no table was produced")
+        ts, ys, ok = solver(padded[i : i + chunk], events, horizon, **options.kwargs())
+        if not per_draw and not bool(np.all(ok)):  # a cohort solved as one system: stop at once
+            return np.asarray(ts)[0], None, np.asarray(ok)
         rows.setdefault(i, []).append(np.asarray(ys))
+        oks.setdefault(i, []).append(np.asarray(ok))
     ys = np.concatenate([np.concatenate(rows[i], axis=0) for i in sorted(rows)], axis=1)
-    return np.asarray(ts)[0], ys[:n_s, :n]
+    ok = np.concatenate([np.concatenate(oks[i], axis=0) for i in sorted(oks)], axis=1)
+    return np.asarray(ts)[0], ys[:n_s, :n], ok[:n_s, :n]
 
 
 def summarise(x: np.ndarray, unit: str) -> dict[str, float]:
@@ -134,10 +172,15 @@ def compare(
     params: Params | None = None,
     fit=None,
     threshold_mm3: float = 1000.0,
-    options: SolverOptions = SolverOptions(),
+    options: SolverOptions | None = None,
     progress: bool = False,
 ) -> Comparison:
-    """Simulate each schedule for the same parameter draws and summarise the end points."""
+    """Simulate each schedule for the same parameter draws and summarise the end points.
+
+    With a ``fit``, each posterior draw is solved on its own (``FIT_OPTIONS`` by default: at most
+    512 steps per output interval); a draw whose solve fails is left out of every schedule, and
+    ``n_dropped`` and the printed table say how many. Without a fit the cohort is solved as one
+    system per schedule (``SolverOptions()``), and any failure is an error."""
     _require_x64()
     check_same_setting(schedules)
     if not np.isfinite(threshold_mm3) or threshold_mm3 <= 0:
@@ -145,7 +188,12 @@ def compare(
     draws, source = draw_parameters(schedules[0].tumour_line, n_draws, seed, params, fit)
     untreated = schedules[0].with_(rt=(), drugs=(), name="untreated")
     bw = params.body_weight_g if params is not None else 20.0
-    ts, ys = simulate_schedules([untreated, *schedules], draws, options, bw, progress)
+    n_asked = draws.shape[0]
+    if fit is not None:
+        ts, ys, keep = simulate_draws([untreated, *schedules], draws, options or FIT_OPTIONS, bw, progress)
+        draws, ys = draws[keep], ys[:, keep]
+    else:
+        ts, ys = simulate_schedules([untreated, *schedules], draws, options or SolverOptions(), bw, progress)
 
     ab = float(np.median(draws[:, default_params().index("ab_ratio")]))
     results = {s.name: endpoints(ts, ys[j + 1], ys[0], threshold_mm3) for j, s in enumerate(schedules)}
@@ -170,12 +218,18 @@ def compare(
     labelled = {"untreated": ys[0], **{s.name: ys[j + 1] for j, s in enumerate(schedules)}}
     volumes = {name: np.stack([site_volumes(y, "irr"), site_volumes(y, "abs")], axis=-1) for name, y in labelled.items()}
     beds = {s.name: s.bed_gy(ab) for s in schedules}
-    return Comparison(summary, pairwise, ts, volumes, source, beds, ab)
+    return Comparison(summary, pairwise, ts, volumes, source, beds, ab, n_asked - draws.shape[0], n_asked)
 
 
 def format_table(c: Comparison) -> str:
     """A plain-text report a radiation oncologist can read."""
-    lines = [f"Parameter draws: {c.source}", f"BED uses alpha/beta = {c.ab_ratio:g} Gy (tumour).", ""]
+    lines = [f"Parameter draws: {c.source}", f"BED uses alpha/beta = {c.ab_ratio:g} Gy (tumour)."]
+    if c.n_dropped:
+        lines.append(
+            f"{c.n_dropped} of {c.n_draws} draws were left out: their solve hit the step limit (stiff parameter sets far "
+            "from the data); the table summarises the other draws."
+        )
+    lines.append("")
     for name, df in c.summary.groupby("schedule", sort=False):
         lines.append(f"== {name}  (BED {c.bed[name]:.1f} Gy)")
         for _, r in df.iterrows():
@@ -257,7 +311,7 @@ def dovedi2014(
     params: Params | None = None,
     fit=None,
     horizon_days: float = 60.0,
-    options: SolverOptions = SolverOptions(),
+    options: SolverOptions | None = None,
     progress: bool = False,
 ) -> DovediResult:
     """The Dovedi 2014 question: does anti-PD-L1 started with 5 x 2 Gy (day 7) beat starting it on
@@ -291,10 +345,12 @@ def trajectory_quantiles(
     schedule: Schedule, draws: np.ndarray, options: SolverOptions = SolverOptions(), quantiles=(0.05, 0.5, 0.95)
 ) -> pd.DataFrame:
     """Quantiles over parameter draws of each site's volume and immune read-outs, per output day:
-    columns day, site, quantity, and one column per quantile (q05, q50, q95)."""
+    columns day, site, quantity, and one column per quantile (q05, q50, q95). Each draw is solved on
+    its own; draws whose solve fails are left out, and ``attrs["n_dropped"]`` counts them."""
     from .equations import SITE_NAMES, SITES, build_model
 
-    ts, ys = simulate_schedules([schedule], draws, options)
+    ts, ys, keep = simulate_draws([schedule], draws, options)
+    ys = ys[:, keep]
     names = build_model().state_names
     frames = []
     for k in SITES:
@@ -309,4 +365,6 @@ def trajectory_quantiles(
             cols = {"day": ts, "site": SITE_NAMES[k], "quantity": q_name}
             cols.update({f"q{round(100 * q):02d}": v for q, v in zip(quantiles, qs)})
             frames.append(pd.DataFrame(cols))
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs["n_dropped"] = int((~keep).sum())
+    return out

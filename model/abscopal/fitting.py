@@ -18,7 +18,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import likelihood as L
-from .inference import FitSettings, find_map, layout_of, natural_values, prior_draws_z, run_nuts, write_json
+from .inference import (
+    FitSettings,
+    find_map,
+    importance_check,
+    laplace_covariance,
+    laplace_hessian,
+    layout_of,
+    make_log_density,
+    natural_values,
+    neg_log_density_and_grad,
+    prior_draws_z,
+    refine_map,
+    run_nuts,
+    write_json,
+)
 from .io import atomic_write_text
 
 #: records used by the quick (CI) fit: one of each observation kind
@@ -138,7 +152,7 @@ def reproduction(prob: L.Problem, pred: dict) -> list[dict]:
                 record=rec.id,
                 title=rec.title,
                 use=rec.use,
-                tumour_line=rec.tumour_line,
+                tumour_line=rec.fit_line,
                 probability=float(all_ok.mean()),
                 per_observation=[float(x) for x in per_obs.mean(axis=1)],
                 observations=what[rec.id],
@@ -179,14 +193,46 @@ def _diagnostics(tree, prob, stats) -> dict:
     return d
 
 
+def _map_lines(m: dict | None) -> list[str]:
+    """The report's account of the MAP search: each start and each refinement."""
+    if not m:
+        return []
+    out = ["### MAP search", ""] + ([m["note"], ""] if m.get("note") else [])
+    for st in m.get("starts", []):
+        out.append(f"- start {st['start'] + 1}: log posterior {st['log_posterior']:.2f} (L-BFGS: {st.get('lbfgs', '')})")
+    for r in m.get("refinements", []):
+        out.append(
+            f"- refinement, {r['steps']} more L-BFGS iterations: log posterior {r['log_posterior_before']:.2f} -> "
+            f"{r['log_posterior']:.2f}, gradient norm {r['grad_norm_before']:.3g} -> {r['grad_norm']:.3g} ({r['message']})"
+        )
+    return out + [""]
+
+
+def _laplace_text(lap: dict | None) -> str:
+    """What the report says about the quality of a Laplace approximation."""
+    if not lap:
+        return ""
+    e = lap["eigen"]
+    verdict = "reliable" if lap["khat"] <= 0.7 else "NOT reliable: the posterior is far from this Gaussian"
+    return (
+        f" The covariance is the inverse of a central-difference Hessian of the log posterior at the MAP; its eigenvalues "
+        f"run from {e['eigen_min']:.3g} to {e['eigen_max']:.3g} ({e['n_negative']} negative), and {e['n_raised']} directions "
+        f"were raised to a precision of {e['min_precision']:g} (SD 1 in log units: the data leave them flat, or the MAP is not "
+        f"a strict mode there). Pareto-smoothed importance sampling of the exact log posterior at the draws gives "
+        f"k-hat = {lap['khat']:.2f} ({verdict}; PSIS is trustworthy below 0.7) and an importance ESS of "
+        f"{lap['importance_ess']:.1f}; {lap['n_failed']} draws had a failed solve."
+    )
+
+
 def run_fit(
     out: str | Path, settings: FitSettings = FitSettings(), progress: bool = True, log=print, method: str = "nuts"
 ) -> Path:
     """The whole fit; returns the fit folder. Re-running with the same ``out`` resumes.
 
     ``method="laplace"`` replaces NUTS by independent draws from the Laplace approximation at the
-    MAP (the L-BFGS inverse-Hessian diagonal): a fallback for when NUTS cannot finish in the time
-    available, labelled as such (status NOT CONVERGED, "not MCMC") in fit.json and the report."""
+    MAP (covariance from a finite-difference Hessian, checked by Pareto-smoothed importance
+    sampling): a fallback for when NUTS cannot finish in the time available, labelled as such
+    (status NOT CONVERGED, "not MCMC", the PSIS k-hat) in fit.json and the report."""
     if method not in ("nuts", "laplace"):
         raise ValueError(f"method: must be 'nuts' or 'laplace', got {method!r}")
     import arviz as az
@@ -200,8 +246,10 @@ def run_fit(
     if settings_path.is_file():
         old = json.loads(settings_path.read_text())
         # the number of draws may change on a resume (extend a run, or stop it early): not the rest
-        same = {k: v for k, v in old.items() if k not in ("samples", "segment")}
-        if same != {k: v for k, v in asdict(settings).items() if k not in ("samples", "segment")}:
+        # (and the MAP refinement may be extended: it continues from the saved MAP)
+        free = ("samples", "segment", "refine_steps")
+        same = {k: v for k, v in old.items() if k not in free}
+        if same != {k: v for k, v in asdict(settings).items() if k not in free}:
             raise ValueError(
                 f"{out}: an unfinished fit with other settings is there ({settings_path}); use another --out or delete {work}"
             )
@@ -217,6 +265,7 @@ def run_fit(
 
     # ---- MAP (checkpointed as JSON)
     map_path = work / "map.json"
+    f = neg_log_density_and_grad(prob)
     if map_path.is_file():
         m = json.loads(map_path.read_text())
         init = np.asarray(m["z"])
@@ -225,7 +274,7 @@ def run_fit(
         log(f"MAP: reusing {map_path}")
     else:
         t0 = time.time()
-        init, results = find_map(prob, settings, progress=progress, log=log)
+        init, results = find_map(prob, settings, progress=progress, log=log, f=f)
         starts = [dict(start=r["start"], log_posterior=r["log_posterior"], lbfgs=r["lbfgs_message"]) for r in results]
         inv_mass = max(results, key=lambda r: r["log_posterior"])["inv_mass"]
         write_json(
@@ -239,17 +288,38 @@ def run_fit(
             ),
         )
 
+    m = json.loads(map_path.read_text())
+    done = sum(r["steps"] for r in m.get("refinements", []))
+    if settings.refine_steps > done:
+        init, rec = refine_map(prob, init, settings.refine_steps - done, f=f, log=log)
+        m["z"] = np.asarray(init).tolist()
+        m["refinements"] = m.get("refinements", []) + [rec]
+        write_json(map_path, m)
+    map_record = m
+
     # ---- NUTS (checkpointed per segment)
+    laplace = None
     if method == "nuts":
         draws, stats = run_nuts(prob, init, settings, work, progress=progress, log=log, inv_mass=inv_mass)
     else:
+        H = laplace_hessian(prob, init, f=f, checkpoint=work / "hessian.npz", progress=progress)
+        cov, eig = laplace_covariance(H)
+        log(
+            f"Laplace Hessian: eigenvalues {eig['eigen_min']:.3g} .. {eig['eigen_max']:.3g}; {eig['n_negative']} negative, "
+            f"{eig['n_raised']} raised to the floor {eig['min_precision']:g} (SD <= 1 log unit)"
+        )
         rng = np.random.default_rng(settings.seed + 3)
         shape = (settings.chains, settings.samples, init.size)
-        draws = init + np.sqrt(np.asarray(inv_mass)) * rng.standard_normal(shape)
+        draws = init + rng.standard_normal(shape) @ np.linalg.cholesky(cov).T
+        imp = importance_check(make_log_density(prob), draws, np.asarray(init), cov, progress=progress)
+        log(
+            f"importance check of the Laplace draws: Pareto k-hat {imp['khat']:.2f}, ESS {imp['ess']:.1f} of {imp['n']} ({imp['n_failed']} failed solves)"
+        )
+        laplace = dict(eigen=eig, khat=imp["khat"], importance_ess=imp["ess"], n_failed=imp["n_failed"])
         stats = dict(
             diverging=np.zeros(shape[:2], bool),
             num_steps=np.zeros(shape[:2], np.int64),
-            potential_energy=np.full(shape[:2], np.nan),
+            potential_energy=-imp["logp"].reshape(shape[:2]),
             step_size=float("nan"),
             warmup_seconds=0.0,
             sample_seconds=0.0,
@@ -308,14 +378,18 @@ def run_fit(
             pc = L.build_problem(checks, use="check", n_virtual=settings.n_virtual, seed=settings.seed)
             repro += reproduction(pc, _predict(pc, nat, idx, progress, fit_lines=list(prob.lines), seed=settings.seed))
     n_rep = sum(r["probability"] >= REPRODUCED_AT for r in repro if r["use"] == "fit")
+    diag["map"] = dict(
+        starts=map_record.get("starts", []), refinements=map_record.get("refinements", []), note=map_record.get("note", "")
+    )
     if method == "laplace":
         diag["converged"] = False
         diag["method"] = "laplace"
+        diag["laplace"] = laplace
     status = "converged" if diag["converged"] else "NOT CONVERGED (see diagnostics)"
     if method == "laplace":
         status = (
-            "NOT CONVERGED: Laplace approximation at the MAP (diagonal L-BFGS inverse Hessian), not MCMC; "
-            "NUTS did not finish in the time available (see report)"
+            "NOT CONVERGED: Laplace approximation at the MAP (finite-difference Hessian), not MCMC; "
+            f"PSIS k-hat {laplace['khat']:.2f} (reliable only below 0.7); NUTS did not finish in the time available (see report)"
         )
     if settings.quick:
         status = "quick mode (CI smoke run): NOT a fit; " + status
@@ -443,10 +517,12 @@ def write_report(out: Path, prob, fit, diag, repro, pred, meta):
         + (
             " **These are NOT NUTS draws**: independent draws of the Laplace approximation at the MAP, "
             "so R-hat and ESS above describe independent draws, not the convergence of a sampler."
+            + _laplace_text(diag.get("laplace"))
             if meta.get("method") == "laplace"
             else ""
         ),
         "",
+        *_map_lines(diag.get("map")),
         "## Records",
         "",
         f"Posterior probability that the fitted model reproduces each record (over {repro[0]['n_draws'] if repro else 0} posterior "

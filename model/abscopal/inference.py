@@ -54,6 +54,7 @@ class FitSettings:
     max_tree_depth: int = 6
     target_accept: float = 0.8
     quick: bool = False
+    refine_steps: int = 0  # further L-BFGS iterations from the best MAP start (resumable)
 
     @staticmethod
     def quick_settings(seed: int = 0) -> FitSettings:
@@ -196,7 +197,7 @@ def prior_draws_z(prob: L.Problem, n: int, seed: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ MAP
-def find_map(prob: L.Problem, settings: FitSettings, progress: bool = True, log=print):
+def find_map(prob: L.Problem, settings: FitSettings, progress: bool = True, log=print, f=None):
     """Multi-start MAP (Adam on the log posterior, then L-BFGS; JAX gradients). Start 1: prior
     medians; the others: prior draws shrunk halfway towards the medians. Returns (best z, table of
     starts, each with the diagonal of L-BFGS's inverse-Hessian estimate, used as NUTS's initial
@@ -205,7 +206,7 @@ def find_map(prob: L.Problem, settings: FitSettings, progress: bool = True, log=
     from scipy.optimize import minimize
     from tqdm.auto import tqdm
 
-    f = jax.jit(jax.value_and_grad(lambda z: -make_log_density(prob)(z)))
+    f = f or neg_log_density_and_grad(prob)
 
     def fun(x):
         v, g = f(jnp.asarray(x))
@@ -249,6 +250,136 @@ def find_map(prob: L.Problem, settings: FitSettings, progress: bool = True, log=
         )
     best = max(results, key=lambda r: r["log_posterior"])
     return np.asarray(best["z"]), results
+
+
+def neg_log_density_and_grad(prob: L.Problem):
+    """Jitted ``z -> (-log p(z), -grad log p(z))`` (one compilation, shared by MAP, refinement and
+    the Laplace Hessian)."""
+    return jax.jit(jax.value_and_grad(lambda z: -make_log_density(prob)(z)))
+
+
+def refine_map(prob: L.Problem, z, steps: int, f=None, log=print) -> tuple[np.ndarray, dict]:
+    """``steps`` more L-BFGS iterations from ``z``. Returns (z, record with the log posterior, the
+    gradient norm before and after, and scipy's message)."""
+    from scipy.optimize import minimize
+
+    f = f or neg_log_density_and_grad(prob)
+
+    def fun(x):
+        v, g = f(jnp.asarray(x))
+        v, g = float(v), np.asarray(g)
+        if not math.isfinite(v) or not np.all(np.isfinite(g)):
+            return 1e300, np.zeros_like(g)
+        return v, g
+
+    v0, g0 = fun(np.asarray(z))
+    res = minimize(fun, np.asarray(z), jac=True, method="L-BFGS-B", options=dict(maxiter=int(steps)))
+    z1 = np.asarray(res.x) if res.fun < v0 else np.asarray(z)
+    v1, g1 = fun(z1)
+    rec = dict(
+        steps=int(steps),
+        log_posterior_before=-v0,
+        log_posterior=-v1,
+        grad_norm_before=float(np.linalg.norm(g0)),
+        grad_norm=float(np.linalg.norm(g1)),
+        message=str(res.message),
+    )
+    log(
+        f"MAP refinement ({steps} L-BFGS iterations): log posterior {-v0:.3f} -> {-v1:.3f}, "
+        f"gradient norm {rec['grad_norm_before']:.3g} -> {rec['grad_norm']:.3g} ({res.message})"
+    )
+    return z1, rec
+
+
+#: central-difference step (unconstrained units) of the Laplace Hessian
+HESSIAN_STEP = 1e-3
+#: smallest precision allowed per eigen-direction of the Laplace covariance (SD <= 1 log unit):
+#: directions the data leave flat or curved the wrong way are set to this, and counted
+MIN_PRECISION = 1.0
+
+
+def laplace_hessian(prob: L.Problem, z, f=None, checkpoint: Path | None = None, progress: bool = True) -> np.ndarray:
+    """Hessian of ``-log p`` at ``z`` by central differences of the JAX gradient (2 x size gradients;
+    forward-over-reverse mode does not pass through diffrax's checkpointed adjoint). Rows are
+    checkpointed in ``checkpoint`` (npz, plain arrays) so an interrupted run resumes."""
+    from tqdm.auto import tqdm
+
+    f = f or neg_log_density_and_grad(prob)
+    z = np.asarray(z, dtype=np.float64)
+    n = z.size
+    H = np.full((n, n), np.nan)
+    if checkpoint is not None and checkpoint.is_file():
+        with np.load(checkpoint, allow_pickle=False) as d:
+            if d["z"].shape == z.shape and np.array_equal(d["z"], z):
+                H = d["H"].copy()
+    for i in tqdm(range(n), desc="Laplace Hessian", disable=not progress, leave=False):
+        if np.all(np.isfinite(H[i])):
+            continue
+        e = np.zeros(n)
+        e[i] = HESSIAN_STEP
+        gp = np.asarray(f(jnp.asarray(z + e))[1])
+        gm = np.asarray(f(jnp.asarray(z - e))[1])
+        if not (np.all(np.isfinite(gp)) and np.all(np.isfinite(gm))):
+            raise FloatingPointError(f"Laplace Hessian: a solve failed at coordinate {i} +- {HESSIAN_STEP}")
+        H[i] = (gp - gm) / (2 * HESSIAN_STEP)
+        if checkpoint is not None:
+            _save_npz(checkpoint, dict(z=z, H=H))
+    return 0.5 * (H + H.T)
+
+
+def laplace_covariance(H: np.ndarray, min_precision: float = MIN_PRECISION) -> tuple[np.ndarray, dict]:
+    """Covariance of the Laplace approximation from the Hessian of ``-log p``: eigenvalues below
+    ``min_precision`` (flat, or negative where the point is not a strict mode) are raised to it.
+    Returns (covariance, record of the eigenvalues and how many were raised)."""
+    w, V = np.linalg.eigh(H)
+    raised = w < min_precision
+    w2 = np.where(raised, min_precision, w)
+    cov = (V / w2) @ V.T
+    rec = dict(
+        eigen_min=float(w.min()),
+        eigen_max=float(w.max()),
+        n_negative=int(np.sum(w < 0)),
+        n_raised=int(np.sum(raised)),
+        min_precision=float(min_precision),
+    )
+    return 0.5 * (cov + cov.T), rec
+
+
+def importance_check(log_density, draws: np.ndarray, mean: np.ndarray, cov: np.ndarray, progress: bool = True) -> dict:
+    """How well the Gaussian ``N(mean, cov)`` stands for the posterior: PSIS (Pareto-smoothed
+    importance sampling) of the exact log density at its draws. ``khat`` > 0.7 means the
+    approximation is not reliable (Vehtari et al. 2024, Pareto smoothed importance sampling, JMLR);
+    the effective sample size of the smoothed weights says how many draws it is worth."""
+    from arviz_stats.base import array_stats
+    from tqdm.auto import tqdm
+
+    logp_f = jax.jit(log_density)
+    flat = draws.reshape(-1, draws.shape[-1])
+    logp = np.array(
+        [float(logp_f(jnp.asarray(x))) for x in tqdm(flat, desc="importance check", disable=not progress, leave=False)]
+    )
+    Lc = np.linalg.cholesky(cov)
+    dev = np.linalg.solve(Lc, (flat - mean).T).T
+    logq = -0.5 * np.sum(dev**2, axis=1) - np.sum(np.log(np.diag(Lc))) - 0.5 * mean.size * math.log(2 * math.pi)
+    ok = np.isfinite(logp)
+    ratio = np.where(ok, logp - logq, -np.inf)
+    if ok.sum() < 5:
+        return dict(khat=float("inf"), ess=0.0, n=int(flat.shape[0]), n_failed=int((~ok).sum()), logp=logp)
+    r = ratio[ok]
+    if np.ptp(r) <= 1e-9 * max(1.0, np.abs(r).max()):  # the target equals the proposal: equal weights
+        lw, khat = np.full(r.size, -math.log(r.size)), 0.0
+    else:
+        lw, khat = array_stats.psislw(-r)  # arviz-stats takes the LOO convention: minus the log ratios
+        khat = float(khat) if np.isfinite(khat) else math.inf  # a tail too short to fit: not trusted
+    w = np.exp(lw - np.max(lw))
+    w /= w.sum()
+    return dict(
+        khat=float(khat),
+        ess=float(1.0 / np.sum(w**2)),
+        n=int(flat.shape[0]),
+        n_failed=int((~ok).sum()),
+        logp=logp,
+    )
 
 
 # ------------------------------------------------------------------ NUTS with checkpoints

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -18,6 +19,40 @@ def atomic_write_text(path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+#: how results files spell a number that JSON cannot hold
+NONFINITE_NOTE = (
+    "null stands for a value that is not a finite number: an end point not reached by the horizon "
+    "(censored; e.g. time to a volume), or undefined"
+)
+
+
+def strict_json(obj, **kw) -> str:
+    """``json.dumps`` that writes standard JSON: NaN and +-Infinity become ``null`` (see
+    ``NONFINITE_NOTE``), NumPy scalars become numbers, anything else unknown a string."""
+    import math
+
+    import numpy as np
+
+    def clean(x):
+        if isinstance(x, dict):
+            return {str(k): clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        if isinstance(x, np.ndarray):
+            return clean(x.tolist())
+        if isinstance(x, (np.bool_, bool)):
+            return bool(x)
+        if isinstance(x, (np.integer, int)):
+            return int(x)
+        if isinstance(x, (np.floating, float)):
+            return float(x) if math.isfinite(x) else None
+        if x is None or isinstance(x, str):
+            return x
+        return str(x)
+
+    return json.dumps(clean(obj), allow_nan=False, **kw)
 
 
 def atomic_write_figure(fig, path) -> None:

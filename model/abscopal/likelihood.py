@@ -192,7 +192,7 @@ def build_problem(
     arms: list[ArmSpec] = []
     arm_index: dict[tuple[str, str], int] = {}
     schedules, bases, delays = [], [], []
-    lines = sorted({r.tumour_line for r in records})
+    lines = sorted({r.fit_line for r in records})
     for rec in records:
         for name, arm in rec.arms.items():
             if arm.horizon_days != horizon_days:
@@ -207,7 +207,7 @@ def build_problem(
                 p = p.replace(v0_abs=0.0)
             delay = float(rec.inoculation_days.get("abscopal", 0.0)) - float(rec.inoculation_days.get("irradiated", 0.0))
             arm_index[(rec.id, name)] = len(arms)
-            arms.append(ArmSpec(rec.id, name, rec.tumour_line))
+            arms.append(ArmSpec(rec.id, name, rec.fit_line))
             schedules.append(sched)
             bases.append(p.values)
             delays.append(max(delay, 0.0))
@@ -450,10 +450,11 @@ def _smooth_time(logv, logthr, days, s=SMOOTH_LOG):
     return jnp.sum(0.5 * (alive[..., 1:] + alive[..., :-1]) * dt, axis=-1)
 
 
-def solve_arms(prob: Problem, P, rtol=1e-5, atol=1e-8, max_steps=256):
+def solve_arms(prob: Problem, P, rtol=1e-5, atol=1e-8, max_steps=256, adjoint="checkpoint"):
     """Typical mice of all arms (vmapped) and the virtual population of the population arms.
-    Returns (obs (A, n_out, n_obs), obs_pop (B, K, n_out, n_obs), ok)."""
-    kw = dict(rtol=rtol, atol=atol, max_steps=max_steps, n_out=prob.n_out)
+    Returns (obs (A, n_out, n_obs), obs_pop (B, K, n_out, n_obs), ok). ``adjoint``: see
+    ``simulate._adjoint`` (only matters under ``jax.grad``)."""
+    kw = dict(rtol=rtol, atol=atol, max_steps=max_steps, n_out=prob.n_out, adjoint=adjoint)
     core = lambda p, ev, h: solve_core(p, ev, h, **kw)
     ev = {k: jnp.asarray(v) for k, v in prob.events.items()}
     _, ys, ok = jax.vmap(core)(P, ev, jnp.asarray(prob.horizon))

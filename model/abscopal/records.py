@@ -280,6 +280,7 @@ class Record:
     use_reason: str = ""
     tumour_line_note: str = ""
     tumour_variant: str = ""
+    hierarchy_line: str = ""
     other_tumour_lines: tuple[str, ...] = ()
     generic_ids: tuple[str, ...] = ()
     protocol_assumptions: tuple[str, ...] = ()
@@ -288,6 +289,14 @@ class Record:
     check_text: str = ""
     notes: tuple[str, ...] = ()
     source_path: str = ""
+
+    @property
+    def fit_line(self) -> str:
+        """The tumour line whose per-line parameters (growth, radiosensitivity, antigenicity) the
+        record informs in the hierarchical fit: ``hierarchy_line`` where the record names one (a
+        variant different enough to be its own line, drawn from the same line population), else
+        ``tumour_line``. The base parameters stay those of ``tumour_line``."""
+        return self.hierarchy_line or self.tumour_line
 
     @property
     def time_courses(self) -> tuple[TimeCourse, ...]:
@@ -438,6 +447,7 @@ _TOP_OPTIONAL = {
     "use_reason",
     "tumour_line_note",
     "tumour_variant",
+    "hierarchy_line",
     "other_tumour_lines",
     "generic_ids",
     "protocol_assumptions",
@@ -862,6 +872,7 @@ def _parse_record(raw, path: Path | None, root: Path, conventions) -> Record:
         use_reason=use_reason,
         tumour_line_note=line_note,
         tumour_variant=c.str_(raw.get("tumour_variant", ""), "tumour_variant", empty=True),
+        hierarchy_line=c.str_(raw.get("hierarchy_line", ""), "hierarchy_line", empty=True),
         other_tumour_lines=other_lines,
         generic_ids=generic_ids,
         protocol_assumptions=assumptions,

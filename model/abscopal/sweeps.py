@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .compare import draw_parameters, simulate_schedules, summarise
+from .compare import FIT_OPTIONS, draw_parameters, simulate_draws, simulate_schedules, summarise
 from .outcomes import ENDPOINTS, endpoints
 from .parameters import Params, default_params
 from .schedules import MAX_DOSE_PER_FRACTION_GY, Schedule, ScheduleError, combined, fractionated
@@ -43,10 +43,16 @@ def _check_agents(agents) -> tuple[str, ...]:
     return agents
 
 
-def _rows(schedules, keys, draws, source, threshold_mm3, options, body_weight_g, progress) -> pd.DataFrame:
+def _rows(schedules, keys, draws, source, threshold_mm3, options, body_weight_g, progress, per_draw=False) -> pd.DataFrame:
     """Simulate ``schedules`` (first: untreated) and make one row per schedule and end point,
-    prefixed by the matching dict of ``keys``."""
-    ts, ys = simulate_schedules(schedules, draws, options, body_weight_g, progress)
+    prefixed by the matching dict of ``keys``. ``per_draw`` (posterior draws): each draw solved on
+    its own, failed draws left out and counted in ``attrs["n_dropped"]``."""
+    n_asked = int(draws.shape[0])
+    if per_draw:
+        ts, ys, keep = simulate_draws(schedules, draws, options or FIT_OPTIONS, body_weight_g, progress)
+        draws, ys = draws[keep], ys[:, keep]
+    else:
+        ts, ys = simulate_schedules(schedules, draws, options or SolverOptions(), body_weight_g, progress)
     rows = []
     for j, key in enumerate(keys):
         res = endpoints(ts, ys[j + 1], ys[0], threshold_mm3)
@@ -55,7 +61,9 @@ def _rows(schedules, keys, draws, source, threshold_mm3, options, body_weight_g,
                 {**key, "endpoint": name, "unit": unit, "better": better, **summarise(res[name], unit), "description": desc}
             )
     df = pd.DataFrame(rows)
-    df.attrs.update(source=source, n_draws=int(draws.shape[0]), horizon_days=float(ts[-1]))
+    df.attrs.update(
+        source=source, n_draws=int(draws.shape[0]), n_dropped=n_asked - int(draws.shape[0]), horizon_days=float(ts[-1])
+    )
     return df
 
 
@@ -74,7 +82,7 @@ def sweep_gap(
     params: Params | None = None,
     fit=None,
     threshold_mm3: float = 1000.0,
-    options: SolverOptions = SolverOptions(),
+    options: SolverOptions | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
     """End points against the drug's start relative to the first RT fraction (``gap_days``; negative:
@@ -106,7 +114,7 @@ def sweep_gap(
             schedules.append(combined(rt, a, dose, unit, g, name=f"{a} {g:+g}", **kw))
             keys.append(dict(agent=a, gap_days=g, drug_start_day=first + g))
     bw = params.body_weight_g if params is not None else 20.0
-    df = _rows(schedules, keys, draws, source, threshold_mm3, options, bw, progress)
+    df = _rows(schedules, keys, draws, source, threshold_mm3, options, bw, progress, per_draw=fit is not None)
     df.attrs.update(
         sweep="gap",
         rt=", ".join(f"{f.dose_gy:g} Gy d{f.day:g}" for f in rt),
@@ -143,7 +151,7 @@ def sweep_fractionation(
     params: Params | None = None,
     fit=None,
     threshold_mm3: float = 1000.0,
-    options: SolverOptions = SolverOptions(),
+    options: SolverOptions | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
     """End points against the number of fractions (daily from ``rt_start``) at EQUAL BED to the
@@ -188,7 +196,7 @@ def sweep_fractionation(
                 dict(agent=a, n_fractions=n, dose_per_fraction_gy=d, total_dose_gy=n * d, bed_gy=s.bed_gy(ab), ab_ratio=ab)
             )
     bw = params.body_weight_g if params is not None else 20.0
-    df = _rows(schedules, keys, draws, source, threshold_mm3, options, bw, progress)
+    df = _rows(schedules, keys, draws, source, threshold_mm3, options, bw, progress, per_draw=fit is not None)
     df.attrs.update(
         sweep="fractionation", bed_gy=bed, ab_ratio=ab, drug=f"{dose:g} {unit} x {n_doses} every {every:g} d from {gap_days:+g} d"
     )
@@ -300,9 +308,7 @@ def _parse_gaps(text: str | None):
 
 def run_cli(args, fit) -> int:
     """``abscopal compare --sweep-gap / --sweep-fractionation / --scenario dovedi2014``."""
-    import json
-
-    from .io import atomic_write_text
+    from .io import NONFINITE_NOTE, atomic_write_text, strict_json
 
     if args.schedules:
         raise ValueError("schedules: a sweep or --scenario builds its own schedules; give no schedule files with it")
@@ -319,10 +325,12 @@ def run_cli(args, fit) -> int:
                 "source": r.comparison.source,
                 "p_concurrent_better": r.p_concurrent_better,
                 "p_tie": r.p_tie,
+                "n_draws": r.comparison.n_draws,
+                "n_dropped": r.comparison.n_dropped,
                 "survival": r.survival.to_dict(orient="records"),
                 "summary": r.comparison.summary.to_dict(orient="records"),
             }
-            atomic_write_text(args.json, json.dumps(data, indent=1, default=str))
+            atomic_write_text(args.json, strict_json({**data, "note": NONFINITE_NOTE}, indent=1))
         if args.csv:
             atomic_write_text(args.csv, r.comparison.summary.to_csv(index=False))
         path = args.plot or "abscopal_dovedi2014.png"
@@ -346,7 +354,9 @@ def run_cli(args, fit) -> int:
     if args.csv:
         atomic_write_text(args.csv, df.to_csv(index=False))
     if args.json:
-        atomic_write_text(args.json, json.dumps({**df.attrs, "rows": df.to_dict(orient="records")}, indent=1, default=str))
+        atomic_write_text(
+            args.json, strict_json({**df.attrs, "note": NONFINITE_NOTE, "rows": df.to_dict(orient="records")}, indent=1)
+        )
     path = args.plot or default_plot
     plot_sweep(df, path)
     print(f"\nfigure: {path}")
