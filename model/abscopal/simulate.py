@@ -75,8 +75,10 @@ def _adjoint(adjoint: str, rtol: float, atol: float):
 
     ``"checkpoint"``: differentiate through the solver's own steps (recursive checkpointing; exact
     gradient of the discrete solve). ``"backsolve"``: the continuous adjoint, integrated backwards
-    over each segment with the same solver and tolerances (about half the cost here; agrees with
-    the exact gradient to ~1e-5 relative on the canonical schedules, see ``tests/test_gradients.py``).
+    over each segment with the same solver and tolerances: about half the cost on a canonical
+    schedule (``benchmarks/results.md``) and within ~1e-5 of the exact gradient there
+    (``tests/test_gradient.py``), but integrating fast-decaying states backwards is unstable: at the
+    fit's MAP it gave an infinite gradient and took 9x longer. Opt-in only; the fit does not use it.
     """
     if adjoint == "checkpoint":
         return dfx.RecursiveCheckpointAdjoint()
