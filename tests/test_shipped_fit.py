@@ -39,3 +39,22 @@ def test_shipped_fit_status_matches_its_diagnostics():
     assert fit.meta["status"].startswith("converged") == converged
     assert ("NOT CONVERGED" in fit.meta["status"]) == (not converged)
     assert f"{d['max_rhat']:.3f}" in (REVIEW / "report.md").read_text()
+
+
+def test_shipped_fit_was_made_from_the_current_records():
+    """The fit's tumour lines are the hierarchy lines of the fitted records (a record that moves to
+    its own hierarchy line needs a new fit)."""
+    fit = load_fit("review")
+    fitted = [r for r in load_records() if r.use == "fit"]
+    assert fit.lines == sorted({r.fit_line for r in fitted})
+    assert sorted(fit.meta["records"]) == sorted(r.id for r in fitted)
+
+
+def test_laplace_draws_state_their_quality():
+    d = json.loads((REVIEW / "diagnostics.json").read_text())
+    if d.get("method", "nuts") != "laplace":
+        pytest.skip("NUTS fit")
+    lap = d["laplace"]
+    status = load_fit("review").meta["status"]
+    assert "not MCMC" in status and f"k-hat {lap['khat']:.2f}" in status
+    assert f"k-hat = {lap['khat']:.2f}" in (REVIEW / "report.md").read_text()

@@ -193,6 +193,17 @@ def _diagnostics(tree, prob, stats) -> dict:
     return d
 
 
+def _command(meta: dict, out) -> str:
+    """The command line that reproduces a fit: every setting that differs from the defaults."""
+    st = meta["settings"]
+    if st.get("quick"):
+        return f"abscopal fit --quick --out {out}"
+    default = asdict(FitSettings())
+    flags = [f"--{k.replace('_', '-')} {v}" for k, v in st.items() if k in default and k != "quick" and v != default[k]]
+    flags += ["--laplace"] if meta.get("method") == "laplace" else []
+    return " ".join(["abscopal fit --out", str(out), *flags])
+
+
 def _map_lines(m: dict | None) -> list[str]:
     """The report's account of the MAP search: each start and each refinement."""
     if not m:
@@ -499,7 +510,7 @@ def write_report(out: Path, prob, fit, diag, repro, pred, meta):
     lines += [
         f"Created {meta['created']} from {len(prob.records)} records (`fits/data/records`, use = fit) with seed "
         f"{meta['settings']['seed']}; wall time {meta['wall_seconds'] / 60:.1f} min on this machine. Reproduce with "
-        f"`abscopal fit --out {out}`{' --quick' if meta['settings']['quick'] else ''} (resumes from `work/`).",
+        f"`{_command(meta, out)}` (resumes from `work/`).",
         "",
         "## Diagnostics",
         "",
