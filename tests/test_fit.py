@@ -77,3 +77,31 @@ def test_damaged_fit_folder_fails_clearly(quick_fit, tmp_path):
         load_fit(bad)
     with pytest.raises(FitError, match="no such folder"):
         load_fit(tmp_path / "missing")
+
+
+def test_laplace_fallback_from_the_quick_map(quick_fit, tmp_path):
+    """--laplace: MAP refinement, finite-difference Hessian, PSIS check; labelled, and resumable."""
+    import shutil
+
+    out = tmp_path / "lap"
+    (out / "work").mkdir(parents=True)
+    shutil.copy(quick_fit / "work" / "map.json", out / "work" / "map.json")
+    args = ["fit", "--out", str(out), *ARGS, "--laplace", "--refine-steps", "2"]
+    assert main(args) == 0
+    fit = load_fit(out)
+    diag = json.loads((out / "diagnostics.json").read_text())
+    assert diag["method"] == "laplace" and diag["converged"] is False
+    lap = diag["laplace"]
+    assert lap["n_failed"] >= 0 and lap["eigen"]["n_raised"] >= 0 and lap["importance_ess"] >= 0
+    assert lap["khat"] == np.inf  # 2 x 4 quick draws are too few for PSIS: never called reliable
+    assert "not MCMC" in fit.meta["status"] and f"k-hat {lap['khat']:.2f}" in fit.meta["status"]
+    [ref] = diag["map"]["refinements"]
+    assert ref["steps"] == 2 and ref["log_posterior"] >= ref["log_posterior_before"]
+    assert f"k-hat = {lap['khat']:.2f}" in (out / "report.md").read_text()
+    assert "--quick --refine-steps 2 --laplace" in (out / "report.md").read_text()
+    # a rerun reuses the refined MAP and the Hessian: same draws, no second refinement
+    before = fit.posterior["k_kill"].values.copy()
+    assert main(args) == 0
+    np.testing.assert_array_equal(load_fit(out).posterior["k_kill"].values, before)
+    assert len(json.loads((out / "diagnostics.json").read_text())["map"]["refinements"]) == 1
+    assert main(["fit", "--out", str(out), *ARGS, "--refine-steps", "-1"]) == 2

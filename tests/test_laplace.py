@@ -84,3 +84,5 @@ def test_psis_check_passes_an_exact_gaussian_and_flags_a_poor_one():
     part = I.importance_check(failing, draws, mean, cov, progress=False)
     assert part["n_failed"] == int(np.sum(draws[..., 0] > 1.0)) > 0
     assert np.isfinite(part["khat"])
+    few = I.importance_check(gaussian, draws[:, :5], mean, cov, progress=False)  # 10 draws: no tail to fit
+    assert few["khat"] == np.inf and few["ess"] == 0.0

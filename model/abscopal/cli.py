@@ -212,7 +212,9 @@ def _cmd_fit(args) -> int:
     from .inference import FitSettings
 
     if args.quick:
-        settings = FitSettings.quick_settings(seed=args.seed)
+        from dataclasses import replace
+
+        settings = replace(FitSettings.quick_settings(seed=args.seed), refine_steps=args.refine_steps)
     else:
         settings = FitSettings(
             seed=args.seed,
@@ -230,6 +232,8 @@ def _cmd_fit(args) -> int:
     for field in ("chains", "warmup", "samples", "map_starts", "map_steps", "max_tree_depth", "segment"):
         if getattr(settings, field) < 1:
             raise ValueError(f"--{field.replace('_', '-')}: must be a positive integer, got {getattr(settings, field)}")
+    if settings.refine_steps < 0:
+        raise ValueError(f"--refine-steps: must be 0 or a positive integer, got {settings.refine_steps}")
     run_fit(args.out, settings, progress=not args.no_progress, method="laplace" if args.laplace else "nuts")
     return 0
 

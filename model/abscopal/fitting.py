@@ -196,10 +196,9 @@ def _diagnostics(tree, prob, stats) -> dict:
 def _command(meta: dict, out) -> str:
     """The command line that reproduces a fit: every setting that differs from the defaults."""
     st = meta["settings"]
-    if st.get("quick"):
-        return f"abscopal fit --quick --out {out}"
-    default = asdict(FitSettings())
-    flags = [f"--{k.replace('_', '-')} {v}" for k, v in st.items() if k in default and k != "quick" and v != default[k]]
+    default = asdict(FitSettings.quick_settings() if st.get("quick") else FitSettings())
+    flags = ["--quick"] if st.get("quick") else []
+    flags += [f"--{k.replace('_', '-')} {v}" for k, v in st.items() if k in default and k != "quick" and v != default[k]]
     flags += ["--laplace"] if meta.get("method") == "laplace" else []
     return " ".join(["abscopal fit --out", str(out), *flags])
 

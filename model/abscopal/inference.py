@@ -345,6 +345,10 @@ def laplace_covariance(H: np.ndarray, min_precision: float = MIN_PRECISION) -> t
     return 0.5 * (cov + cov.T), rec
 
 
+#: PSIS fits its Pareto tail to min(n/5, 3 sqrt(n)) draws and needs at least 5 of them
+PSIS_MIN_DRAWS = 25
+
+
 def importance_check(log_density, draws: np.ndarray, mean: np.ndarray, cov: np.ndarray, progress: bool = True) -> dict:
     """How well the Gaussian ``N(mean, cov)`` stands for the posterior: PSIS (Pareto-smoothed
     importance sampling) of the exact log density at its draws. ``khat`` > 0.7 means the
@@ -363,7 +367,7 @@ def importance_check(log_density, draws: np.ndarray, mean: np.ndarray, cov: np.n
     logq = -0.5 * np.sum(dev**2, axis=1) - np.sum(np.log(np.diag(Lc))) - 0.5 * mean.size * math.log(2 * math.pi)
     ok = np.isfinite(logp)
     ratio = np.where(ok, logp - logq, -np.inf)
-    if ok.sum() < 5:
+    if ok.sum() < PSIS_MIN_DRAWS:  # too few to fit a Pareto tail: never reported as reliable
         return dict(khat=float("inf"), ess=0.0, n=int(flat.shape[0]), n_failed=int((~ok).sum()), logp=logp)
     r = ratio[ok]
     if np.ptp(r) <= 1e-9 * max(1.0, np.abs(r).max()):  # the target equals the proposal: equal weights
