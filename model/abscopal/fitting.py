@@ -436,7 +436,8 @@ def run_fit(
     atomic_write_text(out / "summary.csv", summ.to_csv(index=False))
     atomic_write_text(out / "summary.json", summ.to_json(orient="records", indent=1))
     write_report(out, prob, fit, diag, repro, pred, meta)
-    log(f"fit written to {out}: {status}; {n_rep}/{len(repro)} records reproduced with P >= {REPRODUCED_AT}")
+    n_fit = sum(r["use"] == "fit" for r in repro)
+    log(f"fit written to {out}: {status}; {n_rep} of {n_fit} fitted records reproduced with P >= {REPRODUCED_AT}")
     return out
 
 
@@ -555,7 +556,7 @@ def write_report(out: Path, prob, fit, diag, repro, pred, meta):
         lines += [f"### {r['record']} ({r['tumour_line']}): P = {r['probability']:.2f}", "", r["title"], ""]
         for p, text in zip(r["per_observation"], r["observations"]):
             mark = "holds" if p >= REPRODUCED_AT else "MISSED"
-            lines.append(f"- {mark} in {p:.0%} of draws: {text}")
+            lines.append(f"- {mark} (reproduced in {p:.0%} of draws): {text}")
         if r["notes"]:
             lines += ["", "What the record itself says about its doubts:", ""] + [f"- {n}" for n in r["notes"]]
         lines.append("")
