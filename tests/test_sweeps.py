@@ -80,7 +80,7 @@ def test_sweep_errors_name_the_field():
 def test_dovedi2014_reports_a_probability():
     r = ab.dovedi2014(n_draws=N, horizon_days=40.0)
     assert 0.0 <= r.p_concurrent_better <= 1.0 and 0.0 <= r.p_tie <= 1.0
-    assert r.p_concurrent_better + r.p_tie <= 1.0
+    assert r.p_concurrent_better + r.p_tie + r.p_sequential_better == pytest.approx(1.0)
     names = list(r.survival.schedule)
     assert any("day 7" in n for n in names) and any("day 19" in n for n in names)
     seq = [s for s in dovedi2014_scenario() if "day 19" in s.name][0]

@@ -290,6 +290,7 @@ class DovediResult:
     survival: pd.DataFrame  # per schedule: median and 90 % interval of days to 1000 mm^3 (irradiated tumour)
     p_concurrent_better: float  # P(concurrent survives longer than sequential), paired draws, ties excluded
     p_tie: float  # both censored (or equal): neither reached the end point differently within the horizon
+    p_sequential_better: float = float("nan")  # the reverse: sequential survives longer
 
 
 def dovedi2014_scenario(tumour_line: str = "CT26", horizon_days: float = 60.0) -> list[Schedule]:
@@ -326,7 +327,7 @@ def dovedi2014(
     t_con, t_seq = surv[schedules[1].name], surv[schedules[2].name]
     p = float(np.mean(t_con > t_seq))
     tie = float(np.mean(t_con == t_seq))
-    return DovediResult(c, pd.DataFrame(rows), p, tie)
+    return DovediResult(c, pd.DataFrame(rows), p, tie, float(np.mean(t_seq > t_con)))
 
 
 def format_dovedi(r: DovediResult) -> str:
@@ -335,7 +336,7 @@ def format_dovedi(r: DovediResult) -> str:
         fmt = lambda v: f"> {r.comparison.ts[-1]:g} d (censored)" if not np.isfinite(v) else f"{v:.1f} d"
         lines.append(f"  {row.schedule:<40s} median {fmt(row['median'])}  (90% interval {fmt(row.lo)} to {fmt(row.hi)})")
     lines.append(
-        f"P(concurrent survives longer than sequential) = {r.p_concurrent_better:.2f}  "
+        f"P(concurrent survives longer than sequential) = {r.p_concurrent_better:.2f}, the reverse {r.p_sequential_better:.2f}  "
         f"(ties, e.g. both censored: {r.p_tie:.2f}; {r.comparison.volumes[r.survival.schedule[0]].shape[0]} paired draws)"
     )
     return "\n".join(lines)

@@ -325,6 +325,7 @@ def run_cli(args, fit) -> int:
                 "source": r.comparison.source,
                 "p_concurrent_better": r.p_concurrent_better,
                 "p_tie": r.p_tie,
+                "p_sequential_better": r.p_sequential_better,
                 "n_draws": r.comparison.n_draws,
                 "n_dropped": r.comparison.n_dropped,
                 "survival": r.survival.to_dict(orient="records"),
