@@ -148,3 +148,23 @@ def test_cli_export(fit, tmp_path, capsys):
     assert main(["export", "--format", "netcdf", "--out", str(tmp_path / "d.nc")]) == 2
     assert "needs --fit" in capsys.readouterr().err
     assert not (tmp_path / "d.nc").exists()
+
+
+def test_a_fitted_variant_line_exports_and_loads(tmp_path):
+    """A fit with a hierarchy line ('MC38 SIRPa-KO', records S01-S03) gives parameters for it: its
+    own fitted values on top of its parent line's (MC38) table values, in the fit and after export."""
+    from abscopal.parameters import base_tumour_line
+
+    assert base_tumour_line("MC38 SIRPa-KO") == "MC38" and base_tumour_line("CT26") == "CT26"
+    for bad in ("SIRPa-KO", "MC38 ", "MC99 KO"):
+        with pytest.raises(ValueError, match="unknown tumour_line"):
+            base_tumour_line(bad)
+    fit = load_fit(toy_fit(tmp_path / "toy", lines=("CT26", "MC38", "MC38 SIRPa-KO")))
+    variant, parent = fit.params("MC38 SIRPa-KO"), ab.default_params("MC38")
+    assert variant["r"] == pytest.approx(float(np.median(fit.posterior["r"].values[..., 2])))
+    for name in ab.default_params().names:
+        if name not in fit.shared + fit.per_line:
+            assert variant[name] == parent[name]
+    out = export("json", tmp_path / "p.json", fit=fit)
+    loaded = load_params(out)
+    np.testing.assert_array_equal(loaded.params("MC38 SIRPa-KO").values, fit.params("MC38 SIRPa-KO").values)

@@ -174,6 +174,8 @@ MALFORMED = [
     ("boolean instead of a number", "R01", _set("arms.rt_flt3l.drug.0.dose", True), "arms.rt_flt3l.drug[0].dose"),
     ("unknown field (typo)", "R01", _set("stauts", "REVIEW"), "stauts"),
     ("hierarchy line not a string", "S01", _set("hierarchy_line", 38), "hierarchy_line"),
+    ("hierarchy line not named after its line", "S01", _set("hierarchy_line", "SIRPa-KO"), "hierarchy_line"),
+    ("hierarchy line without a variant", "S01", _set("hierarchy_line", "MC38 "), "hierarchy_line"),
     ("NaN mean", "S01", _inline_rows([[8.0, math.nan, 1.0]]), "time_course[0].rows[0].mean"),
     ("infinite sem", "S01", _inline_rows([[8.0, 40.0, math.inf]]), "time_course[0].rows[0].sem"),
     (

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import atomic_write_text
-from .parameters import Params, default_params, parameter_table, spec, tumour_line_table, tumour_lines
+from .parameters import Params, base_tumour_line, default_params, parameter_table, spec, tumour_line_table, tumour_lines
 
 FORMAT_NAME = "abscopal-parameters"
 FORMAT_VERSION = 1
@@ -111,9 +111,10 @@ def _check_records(records: list[dict], where: str) -> None:
         base = name.removeprefix("mu_").removeprefix("sigma_") if r["tumour_line"] == POPULATION else name
         if base not in table:
             raise ExportError(f"{at}: name {name!r} is not a parameter of the model")
-        if r["tumour_line"] not in ("", POPULATION, *tumour_lines()):
+        if r["tumour_line"] not in ("", POPULATION) and not _is_line(r["tumour_line"]):
             raise ExportError(
-                f"{at} ({name}): tumour_line {r['tumour_line']!r}; allowed '', {POPULATION!r} or {list(tumour_lines())}"
+                f"{at} ({name}): tumour_line {r['tumour_line']!r}; allowed '', {POPULATION!r}, {list(tumour_lines())} "
+                "or a fitted variant '<line> <variant>'"
             )
         for k in ("value", "q05", "q95"):
             v = r[k]
@@ -239,13 +240,18 @@ class ParameterExport:
         """A full parameter set for ``tumour_line``: shared records, then that line's own records.
         A per-line estimated parameter without a record for this line takes the population median
         (``mu_<name>``), if the export has one."""
-        if tumour_line not in tumour_lines():
-            raise ExportError(f"tumour_line: unknown tumour line {tumour_line!r}; allowed {list(tumour_lines())}")
+        if not _is_line(tumour_line):
+            raise ExportError(
+                f"tumour_line: unknown tumour line {tumour_line!r}; allowed {list(tumour_lines())} or a fitted variant '<line> <variant>'"
+            )
+        parent = base_tumour_line(tumour_line)
         base = default_params("generic")
         values = base.values.copy()
         model_names = set(base.names)
         shared = {r["name"]: r["value"] for r in self.records if r["tumour_line"] == ""}
-        own = {r["name"]: r["value"] for r in self.records if r["tumour_line"] == tumour_line}
+        # a fitted variant ("MC38 SIRPa-KO") starts from its parent line's records, then its own
+        own = {r["name"]: r["value"] for r in self.records if r["tumour_line"] == parent}
+        own.update({r["name"]: r["value"] for r in self.records if r["tumour_line"] == tumour_line})
         population = {r["name"].removeprefix("mu_"): r["value"] for r in self.records if r["tumour_line"] == POPULATION}
         merged = dict(shared)
         merged.update({k: v for k, v in population.items() if not k.startswith("sigma_") and k not in own})
@@ -254,6 +260,14 @@ class ParameterExport:
             if name in model_names:  # table entries outside the equations (body weight) are kept apart
                 values[base.index(name)] = value
         return Params(values, tumour_line, float(merged.get("body_weight_g", base.body_weight_g)))
+
+
+def _is_line(line: str) -> bool:
+    try:
+        base_tumour_line(line)
+    except ValueError:
+        return False
+    return True
 
 
 def _verify(records: list[dict], n_records, digest, where: str) -> None:

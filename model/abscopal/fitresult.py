@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .parameters import Params, default_params, spec
+from .parameters import Params, base_tumour_line, default_params, spec
 from .population import variability
 
 FIT_FILES = ("posterior.nc", "fit.json")
@@ -103,7 +103,7 @@ class Fit:
         """Posterior parameter vectors (rows, in the model's parameter order) for a tumour line,
         without inter-animal variability. All samples when ``n`` is None, else ``n`` drawn with
         replacement."""
-        base = default_params(tumour_line, self.fixed_overrides())
+        base = default_params(base_tumour_line(tumour_line), self.fixed_overrides())
         rng = np.random.default_rng(seed)
         idx = np.arange(self.n_samples) if n is None else rng.integers(0, self.n_samples, int(n))
         out = np.tile(base.values, (len(idx), 1))
@@ -142,7 +142,7 @@ class Fit:
     def params(self, tumour_line: str = "generic") -> Params:
         """The posterior median of every estimated parameter (other parameters at their defaults)."""
         samples = self.parameter_samples(tumour_line)
-        base = default_params(tumour_line, self.fixed_overrides())
+        base = default_params(base_tumour_line(tumour_line), self.fixed_overrides())
         return Params(np.median(samples, axis=0), tumour_line, base.body_weight_g)
 
     # ------------------------------------------------------------------ reporting
@@ -263,23 +263,23 @@ def save_fit(path: str | os.PathLike, tree, meta: dict) -> Path:
     return path
 
 
-def toy_fit(path: str | os.PathLike, n_chains: int = 2, n_draws: int = 50, seed: int = 0) -> Path:
+def toy_fit(path: str | os.PathLike, n_chains: int = 2, n_draws: int = 50, seed: int = 0, lines=("CT26", "MC38")) -> Path:
     """A small synthetic fit folder (log-normal draws around the defaults of r, alpha, k_kill and
-    antigenicity for CT26 and MC38), for tests and examples of code that consumes fits. It is not a
-    fit of anything and says so in its metadata."""
+    antigenicity for ``lines``: shipped lines or variants '<line> <variant>'), for tests and
+    examples of code that consumes fits. It is not a fit of anything and says so in its metadata."""
     import arviz as az
 
     rng = np.random.default_rng(seed)
     shared = ["alpha", "k_kill"]
     per_line = ["r", "antigenicity"]
-    lines = ["CT26", "MC38"]
+    lines = list(lines)
     post, prior = {}, {}
     for name in shared:
         v = spec(name).value
         post[name] = v * np.exp(0.1 * rng.standard_normal((n_chains, n_draws)))
         prior[name] = v * np.exp(0.5 * rng.standard_normal((1, n_draws)))
     for name in per_line:
-        vals = np.array([default_params(line)[name] for line in lines])
+        vals = np.array([default_params(base_tumour_line(line))[name] for line in lines])
         post[name] = vals * np.exp(0.1 * rng.standard_normal((n_chains, n_draws, len(lines))))
         prior[name] = vals * np.exp(0.5 * rng.standard_normal((1, n_draws, len(lines))))
         post[f"mu_{name}"] = vals.mean() * np.exp(0.1 * rng.standard_normal((n_chains, n_draws)))

@@ -92,6 +92,21 @@ def tumour_lines() -> tuple[str, ...]:
     return tuple(_line_overrides())
 
 
+def base_tumour_line(line: str) -> str:
+    """The shipped tumour line that ``line`` stands for: ``line`` itself when it is shipped, else
+    the shipped line a fit's hierarchy line is a variant of, named ``"<line> <variant>"``
+    (``"MC38 SIRPa-KO"`` -> ``"MC38"``: the record field ``hierarchy_line``)."""
+    known = tumour_lines()
+    if line in known:
+        return line
+    head, _, variant = line.partition(" ")
+    if head in known and variant.strip():
+        return head
+    raise ValueError(
+        f"unknown tumour_line {line!r}: allowed {list(known)}, or a variant named '<line> <variant>' (e.g. 'MC38 SIRPa-KO')"
+    )
+
+
 def tumour_line_table(line: str) -> dict[str, tuple[float, str]]:
     """The overrides (value, source) that define a tumour line."""
     lines = _line_overrides()

@@ -798,6 +798,12 @@ def _parse_record(raw, path: Path | None, root: Path, conventions) -> Record:
     line_note = c.str_(raw.get("tumour_line_note", ""), "tumour_line_note", empty=True)
     if line == "generic" and not line_note.strip():
         c.fail("tumour_line_note", "missing: say why the tumour line is 'generic'")
+    hierarchy_line = c.str_(raw.get("hierarchy_line", ""), "hierarchy_line", empty=True)
+    if hierarchy_line and (not hierarchy_line.startswith(f"{line} ") or not hierarchy_line[len(line) + 1 :].strip()):
+        c.fail(
+            "hierarchy_line",
+            f"must be '{line} <variant>' (the record's tumour_line, a space, a variant name), got {hierarchy_line!r}",
+        )
     other_lines = c.strs(raw.get("other_tumour_lines", []), "other_tumour_lines", TUMOUR_LINES)
     setting = c.str_(raw["setting"], "setting", SETTINGS)
     kind = c.str_(raw["kind"], "kind", KINDS)
@@ -872,7 +878,7 @@ def _parse_record(raw, path: Path | None, root: Path, conventions) -> Record:
         use_reason=use_reason,
         tumour_line_note=line_note,
         tumour_variant=c.str_(raw.get("tumour_variant", ""), "tumour_variant", empty=True),
-        hierarchy_line=c.str_(raw.get("hierarchy_line", ""), "hierarchy_line", empty=True),
+        hierarchy_line=hierarchy_line,
         other_tumour_lines=other_lines,
         generic_ids=generic_ids,
         protocol_assumptions=assumptions,
