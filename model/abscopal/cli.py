@@ -80,16 +80,17 @@ def _cmd_simulate(args) -> int:
 
 def _simulate_fit(args, schedule, out) -> int:
     """``simulate --fit``: quantiles over posterior draws instead of one trajectory."""
-    from .compare import trajectory_quantiles
+    from dataclasses import replace
+
+    from .compare import FIT_OPTIONS, trajectory_quantiles
     from .fitresult import load_fit
     from .io import NONFINITE_NOTE, atomic_write_text, strict_json
-    from .simulate import SolverOptions
 
     if out.suffix not in (".csv", ".json"):
         raise ValueError(f"--out: file extension must be .csv or .json, got {out.suffix!r}")
     fit = load_fit(args.fit)
     draws = fit.draws(args.draws, seed=args.seed, tumour_line=schedule.tumour_line)
-    df = trajectory_quantiles(schedule, draws, SolverOptions(n_out=args.points, max_steps=512))
+    df = trajectory_quantiles(schedule, draws, replace(FIT_OPTIONS, n_out=args.points))
     if out.suffix == ".json":
         meta = {"schedule": schedule.name, "tumour_line": schedule.tumour_line, "parameters": fit.describe()}
         meta["n_dropped"] = int(df.attrs.get("n_dropped", 0))

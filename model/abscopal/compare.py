@@ -121,6 +121,25 @@ def simulate_draws(
     return ts, ys, keep
 
 
+def simulate_cohort(
+    schedules: list[Schedule],
+    draws: np.ndarray,
+    options: SolverOptions | None,
+    body_weight_g: float,
+    progress: bool,
+    per_draw: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The one switch between the two paths: ``per_draw`` (posterior draws) solves each row on its
+    own and leaves failed rows out (``simulate_draws``, default options ``FIT_OPTIONS``); otherwise
+    the cohort is one system per schedule and any failure raises (``simulate_schedules``, default
+    ``SolverOptions()``). Returns ``ts``, ``ys`` (S, kept rows, ...) and the kept rows of ``draws``."""
+    if per_draw:
+        ts, ys, keep = simulate_draws(schedules, draws, options or FIT_OPTIONS, body_weight_g, progress)
+        return ts, ys[:, keep], draws[keep]
+    ts, ys = simulate_schedules(schedules, draws, options or SolverOptions(), body_weight_g, progress)
+    return ts, ys, draws
+
+
 def _solve_schedules(schedules, draws, options, body_weight_g, progress, per_draw):
     """Shared loop of ``simulate_schedules`` and ``simulate_draws``: ts, ys (S, N, ...), ok (S, N)."""
     _require_x64()
@@ -189,11 +208,7 @@ def compare(
     untreated = schedules[0].with_(rt=(), drugs=(), name="untreated")
     bw = params.body_weight_g if params is not None else 20.0
     n_asked = draws.shape[0]
-    if fit is not None:
-        ts, ys, keep = simulate_draws([untreated, *schedules], draws, options or FIT_OPTIONS, bw, progress)
-        draws, ys = draws[keep], ys[:, keep]
-    else:
-        ts, ys = simulate_schedules([untreated, *schedules], draws, options or SolverOptions(), bw, progress)
+    ts, ys, draws = simulate_cohort([untreated, *schedules], draws, options, bw, progress, per_draw=fit is not None)
 
     ab = float(np.median(draws[:, default_params().index("ab_ratio")]))
     results = {s.name: endpoints(ts, ys[j + 1], ys[0], threshold_mm3) for j, s in enumerate(schedules)}

@@ -240,11 +240,12 @@ class ParameterExport:
         """A full parameter set for ``tumour_line``: shared records, then that line's own records.
         A per-line estimated parameter without a record for this line takes the population median
         (``mu_<name>``), if the export has one."""
-        if not _is_line(tumour_line):
+        try:
+            parent = base_tumour_line(tumour_line)
+        except ValueError:
             raise ExportError(
                 f"tumour_line: unknown tumour line {tumour_line!r}; allowed {list(tumour_lines())} or a fitted variant '<line> <variant>'"
-            )
-        parent = base_tumour_line(tumour_line)
+            ) from None
         base = default_params("generic")
         values = base.values.copy()
         model_names = set(base.names)

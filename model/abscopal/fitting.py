@@ -277,35 +277,28 @@ def run_fit(
     map_path = work / "map.json"
     f = neg_log_density_and_grad(prob)
     if map_path.is_file():
-        m = json.loads(map_path.read_text())
-        init = np.asarray(m["z"])
-        inv_mass = np.asarray(m["inv_mass"])
-        starts = m["starts"]
+        map_record = json.loads(map_path.read_text())
         log(f"MAP: reusing {map_path}")
     else:
         t0 = time.time()
         init, results = find_map(prob, settings, progress=progress, log=log, f=f)
-        starts = [dict(start=r["start"], log_posterior=r["log_posterior"], lbfgs=r["lbfgs_message"]) for r in results]
-        inv_mass = max(results, key=lambda r: r["log_posterior"])["inv_mass"]
-        write_json(
-            map_path,
-            dict(
-                z=np.asarray(init).tolist(),
-                inv_mass=np.asarray(inv_mass).tolist(),
-                names=layout_of(prob).names(),
-                starts=starts,
-                seconds=time.time() - t0,
-            ),
+        best_inv_mass = max(results, key=lambda r: r["log_posterior"])["inv_mass"]
+        map_record = dict(
+            z=np.asarray(init).tolist(),
+            inv_mass=np.asarray(best_inv_mass).tolist(),
+            names=layout_of(prob).names(),
+            starts=[dict(start=r["start"], log_posterior=r["log_posterior"], lbfgs=r["lbfgs_message"]) for r in results],
+            seconds=time.time() - t0,
         )
-
-    m = json.loads(map_path.read_text())
-    done = sum(r["steps"] for r in m.get("refinements", []))
+        write_json(map_path, map_record)
+    init = np.asarray(map_record["z"])
+    inv_mass = np.asarray(map_record["inv_mass"])
+    done = sum(r["steps"] for r in map_record.get("refinements", []))
     if settings.refine_steps > done:
         init, rec = refine_map(prob, init, settings.refine_steps - done, f=f, log=log)
-        m["z"] = np.asarray(init).tolist()
-        m["refinements"] = m.get("refinements", []) + [rec]
-        write_json(map_path, m)
-    map_record = m
+        map_record["z"] = np.asarray(init).tolist()
+        map_record["refinements"] = map_record.get("refinements", []) + [rec]
+        write_json(map_path, map_record)
 
     # ---- NUTS (checkpointed per segment)
     laplace = None
@@ -420,7 +413,7 @@ def run_fit(
             series_sigma_scale=L.SERIES_SIGMA_SCALE,
             solver=__import__("abscopal.inference", fromlist=["SOLVER"]).SOLVER,
         ),
-        map_starts=starts,
+        map_starts=map_record["starts"],
         diagnostics={k: v for k, v in diag.items() if k != "per_variable"},
         reproduced=dict(threshold=REPRODUCED_AT, n=n_rep, of=sum(r["use"] == "fit" for r in repro)),
         wall_seconds=time.time() - t_start,

@@ -197,6 +197,20 @@ def prior_draws_z(prob: L.Problem, n: int, seed: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ MAP
+def _scipy_objective(f):
+    """``f`` (jitted value and gradient of -log p) as scipy's ``fun(x) -> (float, ndarray)``; a
+    failed solve returns a huge value and a zero gradient, so the line search backs off."""
+
+    def fun(x):
+        v, g = f(jnp.asarray(x))
+        v, g = float(v), np.asarray(g)
+        if not math.isfinite(v) or not np.all(np.isfinite(g)):
+            return 1e300, np.zeros_like(g)
+        return v, g
+
+    return fun
+
+
 def find_map(prob: L.Problem, settings: FitSettings, progress: bool = True, log=print, f=None):
     """Multi-start MAP (Adam on the log posterior, then L-BFGS; JAX gradients). Start 1: prior
     medians; the others: prior draws shrunk halfway towards the medians. Returns (best z, table of
@@ -207,13 +221,7 @@ def find_map(prob: L.Problem, settings: FitSettings, progress: bool = True, log=
     from tqdm.auto import tqdm
 
     f = f or neg_log_density_and_grad(prob)
-
-    def fun(x):
-        v, g = f(jnp.asarray(x))
-        v, g = float(v), np.asarray(g)
-        if not math.isfinite(v) or not np.all(np.isfinite(g)):
-            return 1e300, np.zeros_like(g)  # a failed solve: the line search backs off
-        return v, g
+    fun = _scipy_objective(f)
 
     z0 = prior_median_z(prob)
     draws = prior_draws_z(prob, max(settings.map_starts - 1, 0), settings.seed)
@@ -263,15 +271,7 @@ def refine_map(prob: L.Problem, z, steps: int, f=None, log=print) -> tuple[np.nd
     gradient norm before and after, and scipy's message)."""
     from scipy.optimize import minimize
 
-    f = f or neg_log_density_and_grad(prob)
-
-    def fun(x):
-        v, g = f(jnp.asarray(x))
-        v, g = float(v), np.asarray(g)
-        if not math.isfinite(v) or not np.all(np.isfinite(g)):
-            return 1e300, np.zeros_like(g)
-        return v, g
-
+    fun = _scipy_objective(f or neg_log_density_and_grad(prob))
     v0, g0 = fun(np.asarray(z))
     res = minimize(fun, np.asarray(z), jac=True, method="L-BFGS-B", options=dict(maxiter=int(steps)))
     z1 = np.asarray(res.x) if res.fun < v0 else np.asarray(z)

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .compare import FIT_OPTIONS, draw_parameters, simulate_draws, simulate_schedules, summarise
+from .compare import draw_parameters, simulate_cohort, summarise
 from .outcomes import ENDPOINTS, endpoints
 from .parameters import Params, default_params
 from .schedules import MAX_DOSE_PER_FRACTION_GY, Schedule, ScheduleError, combined, fractionated
@@ -48,11 +48,7 @@ def _rows(schedules, keys, draws, source, threshold_mm3, options, body_weight_g,
     prefixed by the matching dict of ``keys``. ``per_draw`` (posterior draws): each draw solved on
     its own, failed draws left out and counted in ``attrs["n_dropped"]``."""
     n_asked = int(draws.shape[0])
-    if per_draw:
-        ts, ys, keep = simulate_draws(schedules, draws, options or FIT_OPTIONS, body_weight_g, progress)
-        draws, ys = draws[keep], ys[:, keep]
-    else:
-        ts, ys = simulate_schedules(schedules, draws, options or SolverOptions(), body_weight_g, progress)
+    ts, ys, draws = simulate_cohort(schedules, draws, options, body_weight_g, progress, per_draw)
     rows = []
     for j, key in enumerate(keys):
         res = endpoints(ts, ys[j + 1], ys[0], threshold_mm3)
