@@ -81,13 +81,19 @@ def test_damaged_fit_folder_fails_clearly(quick_fit, tmp_path):
 
 def test_laplace_fallback_from_the_quick_map(quick_fit, tmp_path):
     """--laplace: MAP refinement, finite-difference Hessian, PSIS check; labelled, and resumable."""
-    import shutil
 
     out = tmp_path / "lap"
     (out / "work").mkdir(parents=True)
-    shutil.copy(quick_fit / "work" / "map.json", out / "work" / "map.json")
+    # a MAP found for other records (another data fingerprint) is refused as a MAP...
+    saved = json.loads((quick_fit / "work" / "map.json").read_text())
+    assert len(saved["data_sha256"]) == 64
+    (out / "work" / "map.json").write_text(json.dumps(dict(saved, data_sha256="0" * 64)))
+    assert main(["fit", "--out", str(out), *ARGS, "--laplace"]) == 2
+    # ...and is a warm start for a refinement on the current records
     args = ["fit", "--out", str(out), *ARGS, "--laplace", "--refine-steps", "2"]
     assert main(args) == 0
+    warm = json.loads((out / "work" / "map.json").read_text())
+    assert warm["data_sha256"] == saved["data_sha256"] and warm["note"].startswith("Warm start")
     fit = load_fit(out)
     diag = json.loads((out / "diagnostics.json").read_text())
     assert diag["method"] == "laplace" and diag["converged"] is False
@@ -105,3 +111,13 @@ def test_laplace_fallback_from_the_quick_map(quick_fit, tmp_path):
     np.testing.assert_array_equal(load_fit(out).posterior["k_kill"].values, before)
     assert len(json.loads((out / "diagnostics.json").read_text())["map"]["refinements"]) == 1
     assert main(["fit", "--out", str(out), *ARGS, "--refine-steps", "-1"]) == 2
+    # importance sampling from a Student-t around the same Laplace fit (MAP and Hessian reused)
+    assert main([*args, "--importance-draws", "4"]) == 2  # fewer than chains x samples
+    assert main([*args, "--importance-draws", "30"]) == 0
+    lap = json.loads((out / "diagnostics.json").read_text())["laplace"]
+    prop = lap["proposal"]
+    assert prop["kind"] == "student_t" and prop["n"] == 30 and np.isfinite(lap["khat"])
+    assert prop["resampled"] == (lap["khat"] < 0.7)
+    status = load_fit(out).meta["status"]
+    assert f"k-hat {lap['khat']:.2f}" in status and "not MCMC" in status
+    assert ("importance-resampled" in status) == prop["resampled"]

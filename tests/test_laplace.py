@@ -26,9 +26,9 @@ def test_hessian_of_a_quadratic_is_exact_and_resumes(tmp_path):
     np.testing.assert_allclose(H, A, rtol=1e-8, atol=1e-8)
     # a resumed run reads the finished rows and calls the gradient only for the missing ones
     with np.load(ck) as d:
-        partial = d["H"].copy()
+        partial, fp = d["H"].copy(), d["data_sha256"]
     partial[2:] = np.nan
-    np.savez(ck, z=z, H=partial)
+    np.savez(ck, z=z, H=partial, data_sha256=fp)
     calls = []
 
     def counting(x):
@@ -42,6 +42,26 @@ def test_hessian_of_a_quadratic_is_exact_and_resumes(tmp_path):
     calls.clear()
     I.laplace_hessian(None, z + 1.0, f=counting, checkpoint=ck, progress=False)
     assert len(calls) == 2 * 4
+    # nor one made for other data (another problem's fingerprint), at the same point
+    np.savez(ck, z=z, H=partial, data_sha256=np.array("0" * 64))
+    calls.clear()
+    I.laplace_hessian(None, z, f=counting, checkpoint=ck, progress=False)
+    assert len(calls) == 2 * 4
+
+
+@pytest.mark.parametrize("batch", [2, 4, 16])
+def test_batched_hessian_matches_the_row_by_row_one(batch, tmp_path):
+    rng = np.random.default_rng(2)
+    M = rng.standard_normal((5, 5))
+    A = M @ M.T + np.eye(5)
+    f = _quadratic(A, np.ones(5))
+    z = rng.standard_normal(5)
+    H1 = I.laplace_hessian(None, z, f=f, progress=False)
+    Hb = I.laplace_hessian(None, z, f=f, checkpoint=tmp_path / "h.npz", progress=False, batch=batch)
+    np.testing.assert_allclose(Hb, H1, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(Hb, A, rtol=1e-8, atol=1e-8)
+    with pytest.raises(ValueError, match="batch"):
+        I.laplace_hessian(None, z, f=f, progress=False, batch=0)
 
 
 def test_failed_gradient_in_the_hessian_is_an_error():
@@ -86,3 +106,49 @@ def test_psis_check_passes_an_exact_gaussian_and_flags_a_poor_one():
     assert np.isfinite(part["khat"])
     few = I.importance_check(gaussian, draws[:, :5], mean, cov, progress=False)  # 10 draws: no tail to fit
     assert few["khat"] == np.inf and few["ess"] == 0.0
+
+
+def test_student_t_proposal_density_and_resampling():
+    from scipy.stats import multivariate_t
+
+    mean = np.array([1.0, -2.0, 0.5])
+    M = np.array([[2.0, 0.3, 0.0], [0.3, 1.0, 0.2], [0.0, 0.2, 0.5]])
+    x, logq = I.t_proposal(mean, M, 500, seed=4)
+    np.testing.assert_allclose(logq, multivariate_t(loc=mean, shape=M, df=I.PROPOSAL_DF).logpdf(x), rtol=1e-10)
+    # heavier tails than the Gaussian of the same scale
+    assert np.mean(np.abs(x[:, 0] - 1.0) > 3 * np.sqrt(2.0)) > 0.01
+    w = np.array([0.5, 0.0, 0.25, 0.25])
+    idx = I.importance_resample(w, 8, seed=0)
+    assert sorted(np.bincount(idx, minlength=4).tolist()) == [0, 2, 2, 4] and np.bincount(idx, minlength=4)[0] == 4
+    with pytest.raises(ValueError, match="weights"):
+        I.importance_resample(np.array([0.5, 0.6]), 4, seed=0)
+
+
+def test_importance_draws_on_a_known_target_and_resume(tmp_path):
+    """Target = a Gaussian narrower than the proposal's scale: PSIS reliable, the weighted mean is
+    the target's; a resumed run evaluates only the missing rows; batched = row by row."""
+    mean = np.array([0.5, -1.0])
+    cov = np.array([[1.0, 0.2], [0.2, 0.8]])
+    target_mean = mean + np.array([0.2, -0.1])
+    A = np.linalg.inv(0.5 * cov)
+
+    def log_density(z):
+        d = z - jnp.asarray(target_mean)
+        return -0.5 * d @ jnp.asarray(A) @ d
+
+    ck = tmp_path / "importance.npz"
+    out = I.importance_draws(log_density, None, mean, cov, 2000, seed=1, checkpoint=ck, progress=False)
+    assert out["khat"] < 0.5 and out["ess"] > 300 and out["n_failed"] == 0
+    np.testing.assert_allclose(out["weights"] @ out["draws"], target_mean, atol=0.06)
+    with np.load(ck) as d:
+        saved = {k: d[k].copy() for k in d.files}
+    saved["logp"][:7] = np.nan
+    saved["logp"][7:] = 123.0  # a sentinel: rows already done must not be evaluated again
+    np.savez(ck, **saved)
+    again = I.importance_draws(log_density, None, mean, cov, 2000, seed=1, checkpoint=ck, progress=False, batch=4)
+    np.testing.assert_allclose(again["logp"][:7], out["logp"][:7], rtol=1e-12)  # batched = row by row
+    assert np.all(again["logp"][7:] == 123.0)
+    np.testing.assert_array_equal(again["draws"], out["draws"])
+    # a checkpoint for another covariance is not reused: new draws
+    other = I.importance_draws(log_density, None, mean, 2 * cov, 2000, seed=1, checkpoint=ck, progress=False)
+    assert not np.array_equal(other["draws"], out["draws"])

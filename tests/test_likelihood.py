@@ -37,7 +37,7 @@ def test_count_binomial_by_hand():
     np.testing.assert_allclose(got, [binom.logpmf(3, 5, 0.37), binom.logpmf(0, 8, 0.05)], rtol=1e-10)
 
 
-def _tc_problem(rows, estimated=False, ref_day=-1.0):
+def _tc_problem(rows, estimated=False, ref_day=-1.0, use_sem=None):
     days = np.linspace(0.0, 60.0, 31)
     n = len(rows)
     tc = dict(
@@ -48,6 +48,7 @@ def _tc_problem(rows, estimated=False, ref_day=-1.0):
         mean=np.array([r[1] for r in rows], dtype=float),
         sem=np.array([r[2] for r in rows], dtype=float),
         estimated=np.full(n, estimated),
+        use_sem=np.full(n, not estimated if use_sem is None else use_sem),
         censored=np.array([r[1] <= 0 for r in rows]),
     )
     return SimpleNamespace(tc=tc, days=days)
@@ -75,6 +76,12 @@ def test_time_course_lognormal_and_censored_by_hand():
     m = 0.2 * (20.0 - 12.0)
     assert float(model[0]) == pytest.approx(m, rel=1e-12)
     assert float(lp[0]) == pytest.approx(norm.logpdf(math.log(2.5), m, math.sqrt(0.3**2 + L.SIGMA_MODEL**2)), rel=1e-10)
+    # error bars plus an estimated discrepancy (lognormal_sem_plus_estimated)
+    prob = _tc_problem([(11.0, 50.0, 5.0)], estimated=True, use_sem=True)
+    lp, model, sd = L.time_course_terms(prob, jnp.asarray(obs), 0.3)
+    s = math.sqrt(0.1**2 + 0.3**2 + L.SIGMA_MODEL**2)
+    assert float(sd[0]) == pytest.approx(s, rel=1e-12)
+    assert float(lp[0]) == pytest.approx(norm.logpdf(math.log(50.0), math.log(5.0) + 0.2 * 11.0, s), rel=1e-10)
 
 
 def test_smooth_crossing_time_matches_exact_crossing():

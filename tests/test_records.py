@@ -186,6 +186,8 @@ MALFORMED = [
     ),
     ("zero mean not declared", "S01", _inline_rows([[8.0, 0.0, 1.0]]), "time_course[0].rows[0].mean"),
     ("missing sem without error note", "S01", _inline_rows([[8.0, 40.0]]), "time_course[0].error_model"),
+    ("unknown error model", "S01", _set("time_course.0.error_model", "normal"), "time_course[0].error_model"),
+    ("estimated discrepancy without a note", "S01", _set("time_course.0.error_note", _DELETE), "time_course[0].error_note"),
     ("abscopal site in a single-tumour record", "S03", _set("time_course.0.site", "abscopal"), "time_course[0].site"),
     ("k above n", "R17", _set("count.0.k", 6), "count[0].k"),
     ("bad op", "R01", _set("comparison.0.op", "<="), "comparison[0].op"),

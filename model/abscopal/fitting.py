@@ -19,9 +19,13 @@ import numpy as np
 
 from . import likelihood as L
 from .inference import (
+    KHAT_RELIABLE,
+    PROPOSAL_DF,
     FitSettings,
     find_map,
     importance_check,
+    importance_draws,
+    importance_resample,
     laplace_covariance,
     laplace_hessian,
     layout_of,
@@ -103,8 +107,9 @@ def reproduction(prob: L.Problem, pred: dict) -> list[dict]:
 
     * qualitative comparison: it holds exactly (margin, no softness) in the draw;
     * count: the observed k lies in the central 90 % of Binomial(n, p_draw);
-    * time course: at least 80 % of its points lie within 2 SD (the likelihood's SD) of the model
-      (censored zeros: the model is below the detection limit).
+    * time course: at least 80 % of its points lie within 2 SD (the likelihood's SD, which with an
+      estimated discrepancy includes it) of the model (censored zeros: the model is below the
+      detection limit); the fraction within 2 published error bars is reported beside it.
     A record is reproduced in a draw when all its observations are."""
     from scipy.stats import binom
 
@@ -133,13 +138,21 @@ def reproduction(prob: L.Problem, pred: dict) -> list[dict]:
         obs_log = np.log(np.where(prob.tc["censored"], 1.0, prob.tc["mean"]))
         within = np.abs(pred["tc_model"] - obs_log[None]) <= 2 * pred["tc_sd"]
         within = np.where(prob.tc["censored"][None], pred["tc_model"] <= math.log(L.DETECTION_MM3) + 2 * pred["tc_sd"], within)
+        # the published error bars alone (log scale, 2 SEM), where a point has one: reported, not required
+        mean = np.where(prob.tc["censored"], 1.0, prob.tc["mean"])
+        has_bar = np.isfinite(prob.tc["sem"]) & (prob.tc["sem"] > 0) & ~prob.tc["censored"]
+        sem_log = np.where(has_bar, prob.tc["sem"] / mean, np.nan)
+        in_bars = np.abs(pred["tc_model"] - obs_log[None]) <= 2 * sem_log[None]
         for rec in dict.fromkeys(recs):
-            frac = within[:, recs == rec].mean(axis=1)
-            put(
-                rec,
-                frac >= 0.8,
-                f"time course: {np.median(frac):.0%} of {int((recs == rec).sum())} points within 2 SD (median over draws; needs 80 %)",
-            )
+            sel = recs == rec
+            frac = within[:, sel].mean(axis=1)
+            text = f"time course: {np.median(frac):.0%} of {int(sel.sum())} points within 2 SD (median over draws; needs 80 %)"
+            if (sel & has_bar).any():
+                bars = in_bars[:, sel & has_bar].mean(axis=1)
+                text += (
+                    f"; {np.median(bars):.0%} of the {int((sel & has_bar).sum())} with error bars within 2 published error bars"
+                )
+            put(rec, frac >= 0.8, text)
     out = []
     for rec in prob.records:
         parts = ok.get(rec.id)
@@ -218,18 +231,35 @@ def _map_lines(m: dict | None) -> list[str]:
     return out + [""]
 
 
+def _draws_kind(lap: dict | None) -> str:
+    prop = (lap or {}).get("proposal", {"kind": "gaussian"})
+    if prop["kind"] == "gaussian":
+        return "independent draws of the Laplace approximation at the MAP"
+    if prop["resampled"]:
+        return (
+            f"{prop['n']} independent draws of a Student-t (df {prop['df']:g}) with the Laplace covariance, "
+            f"weighted by Pareto-smoothed importance sampling and resampled ({prop['n_distinct']} distinct draws kept)"
+        )
+    return (
+        f"independent draws of a Student-t (df {prop['df']:g}) with the Laplace covariance, kept UNWEIGHTED because "
+        f"importance sampling of {prop['n']} of them was not reliable"
+    )
+
+
 def _laplace_text(lap: dict | None) -> str:
     """What the report says about the quality of a Laplace approximation."""
     if not lap:
         return ""
     e = lap["eigen"]
-    verdict = "reliable" if lap["khat"] <= 0.7 else "NOT reliable: the posterior is far from this Gaussian"
+    prop = lap.get("proposal", {"kind": "gaussian"})
+    verdict = "reliable" if lap["khat"] <= KHAT_RELIABLE else "NOT reliable: the posterior is far from this proposal"
+    at = "at the draws" if prop["kind"] == "gaussian" else f"at {prop['n']} Student-t proposal draws"
     return (
         f" The covariance is the inverse of a central-difference Hessian of the log posterior at the MAP; its eigenvalues "
         f"run from {e['eigen_min']:.3g} to {e['eigen_max']:.3g} ({e['n_negative']} negative), and {e['n_raised']} directions "
         f"were raised to a precision of {e['min_precision']:g} (SD 1 in log units: the data leave them flat, or the MAP is not "
-        f"a strict mode there). Pareto-smoothed importance sampling of the exact log posterior at the draws gives "
-        f"k-hat = {lap['khat']:.2f} ({verdict}; PSIS is trustworthy below 0.7) and an importance ESS of "
+        f"a strict mode there). Pareto-smoothed importance sampling of the exact log posterior {at} gives "
+        f"k-hat = {lap['khat']:.2f} ({verdict}; PSIS is trustworthy below {KHAT_RELIABLE}) and an importance ESS of "
         f"{lap['importance_ess']:.1f}; {lap['n_failed']} draws had a failed solve."
     )
 
@@ -257,7 +287,7 @@ def run_fit(
         old = json.loads(settings_path.read_text())
         # the number of draws may change on a resume (extend a run, or stop it early): not the rest
         # (and the MAP refinement may be extended: it continues from the saved MAP)
-        free = ("samples", "segment", "refine_steps")
+        free = ("samples", "segment", "refine_steps", "hessian_batch", "importance_draws")
         same = {k: v for k, v in old.items() if k not in free}
         if same != {k: v for k, v in asdict(settings).items() if k not in free}:
             raise ValueError(
@@ -276,9 +306,35 @@ def run_fit(
     # ---- MAP (checkpointed as JSON)
     map_path = work / "map.json"
     f = neg_log_density_and_grad(prob)
+    fingerprint = L.problem_fingerprint(prob)
     if map_path.is_file():
         map_record = json.loads(map_path.read_text())
-        log(f"MAP: reusing {map_path}")
+        if map_record.get("data_sha256") == fingerprint:
+            log(f"MAP: reusing {map_path}")
+        else:
+            # the records (or the problem built from them) changed since this MAP: its point is a
+            # warm start for the refinement, not a MAP of these data
+            if settings.refine_steps <= 0:
+                raise ValueError(
+                    f"{map_path}: this MAP was found for other records (data fingerprint differs); give "
+                    f"--refine-steps N to continue from it on the current records, or delete {work} to start afresh"
+                )
+            old_note = map_record.get("note", "")
+            map_record = dict(
+                z=map_record["z"],
+                inv_mass=map_record["inv_mass"],
+                names=map_record["names"],
+                starts=[],
+                seconds=0.0,
+                note=(
+                    f"Warm start: the refinement began at a MAP found for earlier records "
+                    f"(data fingerprint {str(map_record.get('data_sha256', 'not recorded'))[:12]}); the records changed since. "
+                    f"Before that: {old_note}"
+                ).strip(),
+                data_sha256=fingerprint,
+            )
+            write_json(map_path, map_record)
+            log(f"MAP: the records changed since {map_path}; its point starts the refinement (warm start)")
     else:
         t0 = time.time()
         init, results = find_map(prob, settings, progress=progress, log=log, f=f)
@@ -289,6 +345,7 @@ def run_fit(
             names=layout_of(prob).names(),
             starts=[dict(start=r["start"], log_posterior=r["log_posterior"], lbfgs=r["lbfgs_message"]) for r in results],
             seconds=time.time() - t0,
+            data_sha256=fingerprint,
         )
         write_json(map_path, map_record)
     init = np.asarray(map_record["z"])
@@ -305,20 +362,56 @@ def run_fit(
     if method == "nuts":
         draws, stats = run_nuts(prob, init, settings, work, progress=progress, log=log, inv_mass=inv_mass)
     else:
-        H = laplace_hessian(prob, init, f=f, checkpoint=work / "hessian.npz", progress=progress)
+        H = laplace_hessian(prob, init, f=f, checkpoint=work / "hessian.npz", progress=progress, batch=settings.hessian_batch)
         cov, eig = laplace_covariance(H)
         log(
             f"Laplace Hessian: eigenvalues {eig['eigen_min']:.3g} .. {eig['eigen_max']:.3g}; {eig['n_negative']} negative, "
             f"{eig['n_raised']} raised to the floor {eig['min_precision']:g} (SD <= 1 log unit)"
         )
-        rng = np.random.default_rng(settings.seed + 3)
         shape = (settings.chains, settings.samples, init.size)
-        draws = init + rng.standard_normal(shape) @ np.linalg.cholesky(cov).T
-        imp = importance_check(make_log_density(prob), draws, np.asarray(init), cov, progress=progress)
-        log(
-            f"importance check of the Laplace draws: Pareto k-hat {imp['khat']:.2f}, ESS {imp['ess']:.1f} of {imp['n']} ({imp['n_failed']} failed solves)"
-        )
-        laplace = dict(eigen=eig, khat=imp["khat"], importance_ess=imp["ess"], n_failed=imp["n_failed"])
+        n_keep = shape[0] * shape[1]
+        if settings.importance_draws > 0:
+            if settings.importance_draws < n_keep:
+                raise ValueError(f"--importance-draws: at least chains x samples = {n_keep}, got {settings.importance_draws}")
+            imp = importance_draws(
+                make_log_density(prob),
+                prob,
+                np.asarray(init),
+                cov,
+                settings.importance_draws,
+                settings.seed + 5,
+                checkpoint=work / "importance.npz",
+                progress=progress,
+                batch=settings.hessian_batch,
+            )
+            resampled = bool(imp["khat"] < KHAT_RELIABLE)
+            if resampled:  # PSIS says the weighted draws stand for the posterior: resample them
+                keep = importance_resample(imp["weights"], n_keep, settings.seed + 6)
+            else:  # not reliable: keep the proposal's own (unweighted, broad) draws, labelled
+                keep = np.arange(n_keep)
+            draws = imp["draws"][keep].reshape(shape)
+            imp["logp"] = imp["logp"][keep]
+            log(
+                f"importance sampling from a Student-t (df {PROPOSAL_DF:g}) around the Laplace fit: {imp['n']} draws, "
+                f"Pareto k-hat {imp['khat']:.2f}, ESS {imp['ess']:.1f} ({imp['n_failed']} failed solves); "
+                + (
+                    f"resampled to {n_keep} ({np.unique(keep).size} distinct)"
+                    if resampled
+                    else "NOT reliable: draws kept unweighted"
+                )
+            )
+            proposal = dict(
+                kind="student_t", df=PROPOSAL_DF, n=imp["n"], resampled=resampled, n_distinct=int(np.unique(keep).size)
+            )
+        else:
+            rng = np.random.default_rng(settings.seed + 3)
+            draws = init + rng.standard_normal(shape) @ np.linalg.cholesky(cov).T
+            imp = importance_check(make_log_density(prob), draws, np.asarray(init), cov, progress=progress)
+            log(
+                f"importance check of the Laplace draws: Pareto k-hat {imp['khat']:.2f}, ESS {imp['ess']:.1f} of {imp['n']} ({imp['n_failed']} failed solves)"
+            )
+            proposal = dict(kind="gaussian", n=imp["n"], resampled=False, n_distinct=n_keep)
+        laplace = dict(eigen=eig, khat=imp["khat"], importance_ess=imp["ess"], n_failed=imp["n_failed"], proposal=proposal)
         stats = dict(
             diverging=np.zeros(shape[:2], bool),
             num_steps=np.zeros(shape[:2], np.int64),
@@ -390,9 +483,14 @@ def run_fit(
         diag["laplace"] = laplace
     status = "converged" if diag["converged"] else "NOT CONVERGED (see diagnostics)"
     if method == "laplace":
+        what = (
+            "importance-resampled Laplace approximation (Student-t proposal around the MAP, finite-difference Hessian)"
+            if laplace["proposal"]["resampled"]
+            else "Laplace approximation at the MAP (finite-difference Hessian)"
+        )
         status = (
-            "NOT CONVERGED: Laplace approximation at the MAP (finite-difference Hessian), not MCMC; "
-            f"PSIS k-hat {laplace['khat']:.2f} (reliable only below 0.7); NUTS did not finish in the time available (see report)"
+            f"NOT CONVERGED: {what}, not MCMC; PSIS k-hat {laplace['khat']:.2f} (reliable only below 0.7); "
+            "NUTS did not finish in the time available (see report)"
         )
     if settings.quick:
         status = "quick mode (CI smoke run): NOT a fit; " + status
@@ -519,8 +617,9 @@ def write_report(out: Path, prob, fit, diag, repro, pred, meta):
         f"Chains: {meta['settings']['chains']} (vectorized), warm-up {meta['settings']['warmup']}, draws {meta['settings']['samples']} per chain, "
         f"max tree depth {meta['settings']['max_tree_depth']}."
         + (
-            " **These are NOT NUTS draws**: independent draws of the Laplace approximation at the MAP, "
-            "so R-hat and ESS above describe independent draws, not the convergence of a sampler."
+            " **These are NOT NUTS draws**: "
+            + _draws_kind(diag.get("laplace"))
+            + ", so R-hat and ESS above describe independent draws, not the convergence of a sampler."
             + _laplace_text(diag.get("laplace"))
             if meta.get("method") == "laplace"
             else ""

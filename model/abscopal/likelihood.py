@@ -6,7 +6,11 @@ counts) are solved again over a small fixed virtual population (common random nu
 likelihood is a smooth deterministic function of the parameters). Observation kinds:
 
 * **time course** (mean +- SEM): log-normal, ``log y ~ N(log v_model(day), sqrt((sem/mean)^2 +
-  sigma_model^2))``; with ``lognormal_estimated_sigma`` the SD is the fitted ``sigma_series``;
+  sigma_model^2))``; with ``lognormal_estimated_sigma`` the SD is ``sqrt(sigma_series^2 +
+  sigma_model^2)`` with the fitted ``sigma_series`` (no error bars); with
+  ``lognormal_sem_plus_estimated`` it is ``sqrt((sem/mean)^2 + sigma_series^2 + sigma_model^2)``:
+  the error bars plus a fitted model discrepancy (for group means whose SEMs are far smaller
+  than any mechanistic model's structural error);
   zero means (``below_detection``) are censored: ``P(v_model < DETECTION_MM3)``;
 * **count** (k of n cured): binomial on the virtual population's (smoothed) cure fraction;
 * **qualitative** comparison ``lhs op rhs`` with a written margin ``m``: with ``d = f(lhs) -
@@ -239,7 +243,8 @@ def build_problem(
                             ref_day=obs.reference_day if obs.quantity == "relative_volume" else -1.0,
                             mean=row.mean,
                             sem=row.sem if row.sem is not None else float("nan"),
-                            estimated=obs.error_model == "lognormal_estimated_sigma",
+                            estimated=obs.error_model != "lognormal_sem",
+                            use_sem=obs.error_model != "lognormal_estimated_sigma",
                             censored=row.mean <= 0.0,
                         )
                     )
@@ -362,6 +367,7 @@ def build_problem(
             mean=arr(tc_rows, "mean"),
             sem=arr(tc_rows, "sem"),
             estimated=arr(tc_rows, "estimated", bool),
+            use_sem=arr(tc_rows, "use_sem", bool),
             censored=arr(tc_rows, "censored", bool),
         )
     if cmp_rows:
@@ -381,6 +387,34 @@ def build_problem(
         cnt=[r["record"] for r in cnt_rows],
     )
     return prob
+
+
+def problem_fingerprint(prob: Problem) -> str:
+    """SHA-256 of everything the likelihood sees (arms, schedules, observations, virtual mice): a
+    saved MAP or Hessian is only reused for the problem it was computed on."""
+    import hashlib
+
+    h = hashlib.sha256()
+    parts = dict(
+        base=prob.base,
+        line_of_arm=prob.line_of_arm,
+        abs_delay=prob.abs_delay,
+        pop_arms=prob.pop_arms,
+        z=prob.z,
+        var_index=prob.var_index,
+        var_sd=prob.var_sd,
+        days=prob.days,
+        horizon=prob.horizon,
+    )
+    parts.update({f"events.{k}": v for k, v in prob.events.items()})
+    for group in ("tc", "cmp", "cnt"):
+        parts.update({f"{group}.{k}": v for k, v in getattr(prob, group).items()})
+    for key in sorted(parts):
+        a = np.ascontiguousarray(np.asarray(parts[key]))
+        h.update(f"{key}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    h.update(repr((prob.shared, prob.per_line, prob.lines)).encode())
+    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- parameters -> arm values
@@ -537,12 +571,8 @@ def time_course_terms(prob: Problem, obs, sigma_series):
     ref = _interp(ser, jnp.asarray(np.where(rel, t["ref_day"], 0.0)), step)
     model = jnp.where(rel, model - ref, model)
     mean = np.where(t["censored"], 1.0, t["mean"])
-    sem_log = np.where(np.isfinite(t["sem"]) & (mean > 0), t["sem"] / mean, 0.0)
-    sd = jnp.where(
-        jnp.asarray(t["estimated"]),
-        jnp.sqrt(sigma_series**2 + SIGMA_MODEL**2),
-        jnp.sqrt(jnp.asarray(sem_log) ** 2 + SIGMA_MODEL**2),
-    )
+    sem_log = np.where(t["use_sem"] & np.isfinite(t["sem"]) & (mean > 0), t["sem"] / mean, 0.0)
+    sd = jnp.sqrt(jnp.asarray(sem_log) ** 2 + jnp.where(jnp.asarray(t["estimated"]), sigma_series**2, 0.0) + SIGMA_MODEL**2)
     obs_log = jnp.log(jnp.asarray(mean))
     lp_point = norm.logpdf(obs_log, model, sd)
     lp_cens = log_ndtr((math.log(DETECTION_MM3) - model) / sd)

@@ -67,7 +67,7 @@ QUANTITIES = ("volume_mm3", "relative_volume")
 OPS = ("<", ">", "~")
 MARGIN_KINDS = ("log_ratio", "absolute")
 PROTOCOL_STATUSES = ("reported", "generic")
-ERROR_MODELS = ("lognormal_sem", "lognormal_estimated_sigma")
+ERROR_MODELS = ("lognormal_sem", "lognormal_estimated_sigma", "lognormal_sem_plus_estimated")
 ZERO_MEANS = ("not_allowed", "below_detection")
 N_STATUSES = ("reported", "assumed")
 ARM_MODIFIERS = ("STING-deficient",)
@@ -627,7 +627,7 @@ def _parse_time_course(c: _Ctx, i: int, t, arms, setting, root: Path) -> TimeCou
     _check_rows(c, rows, f, horizon, zero_means, names)
     if any(r.sem is None for r in rows) and error_model != "lognormal_estimated_sigma":
         c.fail(f"{f}.error_model", "rows without sem need error_model = 'lognormal_estimated_sigma'")
-    if error_model == "lognormal_estimated_sigma" and not t.get("error_note", "").strip():
+    if error_model != "lognormal_sem" and not t.get("error_note", "").strip():
         c.fail(f"{f}.error_note", "missing: say why the error is estimated and what is assumed")
     note = c.str_(t.get("note", ""), f"{f}.note", empty=True)
     return TimeCourse(
