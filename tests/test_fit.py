@@ -41,6 +41,7 @@ def test_quick_fit_writes_a_complete_fit_folder(quick_fit):
     repro = json.loads((quick_fit / "reproduction.json").read_text())
     assert {r["record"] for r in repro} == set(QUICK_RECORDS)
     assert all(0.0 <= r["probability"] <= 1.0 for r in repro)
+    assert all(isinstance(r["at_map"], bool) for r in repro) and "| at MAP |" in report
     # draws for any line: a fitted line and one the fit did not see (population predictive)
     assert fit.draws(5, tumour_line="MC38").shape == (5, len(fit.params("MC38").values))
     assert np.all(np.isfinite(fit.draws(5, tumour_line="RENCA")))

@@ -48,6 +48,13 @@ def test_shipped_fit_was_made_from_the_current_records():
     fitted = [r for r in load_records() if r.use == "fit"]
     assert fit.lines == sorted({r.fit_line for r in fitted})
     assert sorted(fit.meta["records"]) == sorted(r.id for r in fitted)
+    # and the problem it was fitted to is the one the current records build (protocols, error
+    # models and data included): any edit of a fitted record needs a refit
+    from abscopal import likelihood as L
+
+    s = fit.meta["settings"]
+    prob = L.build_problem(load_records(), use="fit", n_virtual=s["n_virtual"], seed=s["seed"])
+    assert fit.meta["data_sha256"] == L.problem_fingerprint(prob)
 
 
 def test_laplace_draws_state_their_quality():

@@ -473,7 +473,15 @@ def run_fit(
         if checks:
             pc = L.build_problem(checks, use="check", n_virtual=settings.n_virtual, seed=settings.seed)
             repro += reproduction(pc, _predict(pc, nat, idx, progress, fit_lines=list(prob.lines), seed=settings.seed))
+    # the same rules at the MAP alone: what a posterior concentrated there would reproduce
+    at_map = {
+        r["record"]: r["probability"] == 1.0
+        for r in reproduction(prob, _predict(prob, natural_values(prob, init[None, None]), [(0, 0)], False))
+    }
+    for r in repro:
+        r["at_map"] = at_map.get(r["record"])
     n_rep = sum(r["probability"] >= REPRODUCED_AT for r in repro if r["use"] == "fit")
+    n_map = sum(bool(r["at_map"]) for r in repro if r["use"] == "fit")
     diag["map"] = dict(
         starts=map_record.get("starts", []), refinements=map_record.get("refinements", []), note=map_record.get("note", "")
     )
@@ -502,6 +510,7 @@ def run_fit(
         estimated=dict(shared=list(prob.shared), per_line=list(prob.per_line), lines=list(prob.lines)),
         fixed={},
         records=[r.id for r in prob.records],
+        data_sha256=fingerprint,
         likelihood=dict(
             tau=L.TAU,
             smooth_log=L.SMOOTH_LOG,
@@ -513,7 +522,7 @@ def run_fit(
         ),
         map_starts=map_record["starts"],
         diagnostics={k: v for k, v in diag.items() if k != "per_variable"},
-        reproduced=dict(threshold=REPRODUCED_AT, n=n_rep, of=sum(r["use"] == "fit" for r in repro)),
+        reproduced=dict(threshold=REPRODUCED_AT, n=n_rep, of=sum(r["use"] == "fit" for r in repro), at_map=n_map),
         wall_seconds=time.time() - t_start,
         method=method,
     )
@@ -631,14 +640,17 @@ def write_report(out: Path, prob, fit, diag, repro, pred, meta):
         f"Posterior probability that the fitted model reproduces each record (over {repro[0]['n_draws'] if repro else 0} posterior "
         f"predictive draws; rules in `abscopal.fitting.reproduction`). Reproduced (P >= {REPRODUCED_AT}): "
         f"**{meta['reproduced']['n']} of {meta['reproduced']['of']}** fitted records. Records marked `check` were not "
-        "fitted (each says why in its file); their probabilities are predictions.",
+        "fitted (each says why in its file); their probabilities are predictions. The column 'at MAP' applies the same "
+        f"rules to the MAP alone (typical mouse and virtual population at the posterior mode): "
+        f"{meta['reproduced'].get('at_map', 0)} of {meta['reproduced']['of']} fitted records hold there.",
         "",
-        "| record | use | line | title | P(reproduced) | per observation |",
-        "|---|---|---|---|---:|---|",
+        "| record | use | line | title | P(reproduced) | at MAP | per observation |",
+        "|---|---|---|---|---:|---|---|",
     ]
     for r in repro:
+        mp = "" if r.get("at_map") is None else ("yes" if r["at_map"] else "no")
         lines.append(
-            f"| {r['record']} | {r['use']} | {r['tumour_line']} | {r['title']} | {r['probability']:.2f} | {', '.join(f'{x:.2f}' for x in r['per_observation'])} |"
+            f"| {r['record']} | {r['use']} | {r['tumour_line']} | {r['title']} | {r['probability']:.2f} | {mp} | {', '.join(f'{x:.2f}' for x in r['per_observation'])} |"
         )
     misses = [r for r in repro if r["probability"] < REPRODUCED_AT]
     lines += ["", "## Misses", ""]
