@@ -117,8 +117,11 @@ def test_laplace_fallback_from_the_quick_map(quick_fit, tmp_path):
     assert main([*args, "--importance-draws", "30"]) == 0
     lap = json.loads((out / "diagnostics.json").read_text())["laplace"]
     prop = lap["proposal"]
-    assert prop["kind"] == "student_t" and prop["n"] == 30 and np.isfinite(lap["khat"])
-    assert prop["resampled"] == (lap["khat"] < 0.7)
+    assert prop["kind"] == "student_t" and prop["n"] == 30 and np.isfinite(prop["khat"])
+    assert prop["resampled"] == (prop["khat"] < 0.7)
     status = load_fit(out).meta["status"]
     assert f"k-hat {lap['khat']:.2f}" in status and "not MCMC" in status
     assert ("importance-resampled" in status) == prop["resampled"]
+    if not prop["resampled"]:  # unreliable: the Gaussian Laplace draws of the first run stay
+        assert lap["khat"] == np.inf and f"k-hat {prop['khat']:.2f}" in (out / "report.md").read_text()
+        np.testing.assert_array_equal(load_fit(out).posterior["k_kill"].values, before)

@@ -232,17 +232,12 @@ def _map_lines(m: dict | None) -> list[str]:
 
 
 def _draws_kind(lap: dict | None) -> str:
-    prop = (lap or {}).get("proposal", {"kind": "gaussian"})
-    if prop["kind"] == "gaussian":
+    prop = (lap or {}).get("proposal", {"kind": "gaussian", "resampled": False})
+    if not prop["resampled"]:
         return "independent draws of the Laplace approximation at the MAP"
-    if prop["resampled"]:
-        return (
-            f"{prop['n']} independent draws of a Student-t (df {prop['df']:g}) with the Laplace covariance, "
-            f"weighted by Pareto-smoothed importance sampling and resampled ({prop['n_distinct']} distinct draws kept)"
-        )
     return (
-        f"independent draws of a Student-t (df {prop['df']:g}) with the Laplace covariance, kept UNWEIGHTED because "
-        f"importance sampling of {prop['n']} of them was not reliable"
+        f"{prop['n']} independent draws of a Student-t (df {prop['df']:g}) with the Laplace covariance, "
+        f"weighted by Pareto-smoothed importance sampling and resampled ({prop['n_distinct']} distinct draws kept)"
     )
 
 
@@ -251,9 +246,9 @@ def _laplace_text(lap: dict | None) -> str:
     if not lap:
         return ""
     e = lap["eigen"]
-    prop = lap.get("proposal", {"kind": "gaussian"})
+    prop = lap.get("proposal", {"kind": "gaussian", "resampled": False})
     verdict = "reliable" if lap["khat"] <= KHAT_RELIABLE else "NOT reliable: the posterior is far from this proposal"
-    at = "at the draws" if prop["kind"] == "gaussian" else f"at {prop['n']} Student-t proposal draws"
+    at = f"at {prop['n']} Student-t proposal draws" if prop["resampled"] else "at the draws"
     return (
         f" The covariance is the inverse of a central-difference Hessian of the log posterior at the MAP; its eigenvalues "
         f"run from {e['eigen_min']:.3g} to {e['eigen_max']:.3g} ({e['n_negative']} negative), and {e['n_raised']} directions "
@@ -261,6 +256,13 @@ def _laplace_text(lap: dict | None) -> str:
         f"a strict mode there). Pareto-smoothed importance sampling of the exact log posterior {at} gives "
         f"k-hat = {lap['khat']:.2f} ({verdict}; PSIS is trustworthy below {KHAT_RELIABLE}) and an importance ESS of "
         f"{lap['importance_ess']:.1f}; {lap['n_failed']} draws had a failed solve."
+        + (
+            f" Importance sampling from a heavier-tailed proposal (Student-t, df {prop['df']:g}, same covariance; "
+            f"{prop['n']} draws) did no better: k-hat {prop['khat']:.2f}, ESS {prop['ess']:.1f}, {prop['n_failed']} failed "
+            "solves; so the draws are not reweighted."
+            if prop["kind"] == "student_t" and not prop["resampled"]
+            else ""
+        )
     )
 
 
@@ -370,10 +372,11 @@ def run_fit(
         )
         shape = (settings.chains, settings.samples, init.size)
         n_keep = shape[0] * shape[1]
+        proposal = dict(kind="gaussian", resampled=False)
         if settings.importance_draws > 0:
             if settings.importance_draws < n_keep:
                 raise ValueError(f"--importance-draws: at least chains x samples = {n_keep}, got {settings.importance_draws}")
-            imp = importance_draws(
+            timp = importance_draws(
                 make_log_density(prob),
                 prob,
                 np.asarray(init),
@@ -384,33 +387,33 @@ def run_fit(
                 progress=progress,
                 batch=settings.hessian_batch,
             )
-            resampled = bool(imp["khat"] < KHAT_RELIABLE)
-            if resampled:  # PSIS says the weighted draws stand for the posterior: resample them
-                keep = importance_resample(imp["weights"], n_keep, settings.seed + 6)
-            else:  # not reliable: keep the proposal's own (unweighted, broad) draws, labelled
-                keep = np.arange(n_keep)
-            draws = imp["draws"][keep].reshape(shape)
-            imp["logp"] = imp["logp"][keep]
+            resampled = bool(timp["khat"] < KHAT_RELIABLE)
             log(
-                f"importance sampling from a Student-t (df {PROPOSAL_DF:g}) around the Laplace fit: {imp['n']} draws, "
-                f"Pareto k-hat {imp['khat']:.2f}, ESS {imp['ess']:.1f} ({imp['n_failed']} failed solves); "
-                + (
-                    f"resampled to {n_keep} ({np.unique(keep).size} distinct)"
-                    if resampled
-                    else "NOT reliable: draws kept unweighted"
-                )
+                f"importance sampling from a Student-t (df {PROPOSAL_DF:g}) around the Laplace fit: {timp['n']} draws, "
+                f"Pareto k-hat {timp['khat']:.2f}, ESS {timp['ess']:.1f} ({timp['n_failed']} failed solves); "
+                + ("reliable: resampled" if resampled else "NOT reliable: the posterior stays the Gaussian Laplace draws")
             )
             proposal = dict(
-                kind="student_t", df=PROPOSAL_DF, n=imp["n"], resampled=resampled, n_distinct=int(np.unique(keep).size)
+                kind="student_t",
+                df=PROPOSAL_DF,
+                n=timp["n"],
+                khat=timp["khat"],
+                ess=timp["ess"],
+                n_failed=timp["n_failed"],
+                resampled=resampled,
             )
-        else:
+            if resampled:  # PSIS says the weighted draws stand for the posterior: resample them
+                keep = importance_resample(timp["weights"], n_keep, settings.seed + 6)
+                draws = timp["draws"][keep].reshape(shape)
+                imp = dict(timp, logp=timp["logp"][keep])
+                proposal["n_distinct"] = int(np.unique(keep).size)
+        if not proposal["resampled"]:
             rng = np.random.default_rng(settings.seed + 3)
             draws = init + rng.standard_normal(shape) @ np.linalg.cholesky(cov).T
             imp = importance_check(make_log_density(prob), draws, np.asarray(init), cov, progress=progress)
             log(
                 f"importance check of the Laplace draws: Pareto k-hat {imp['khat']:.2f}, ESS {imp['ess']:.1f} of {imp['n']} ({imp['n_failed']} failed solves)"
             )
-            proposal = dict(kind="gaussian", n=imp["n"], resampled=False, n_distinct=n_keep)
         laplace = dict(eigen=eig, khat=imp["khat"], importance_ess=imp["ess"], n_failed=imp["n_failed"], proposal=proposal)
         stats = dict(
             diverging=np.zeros(shape[:2], bool),
