@@ -267,13 +267,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("schedule")
     p.add_argument("--out", required=True, help="output file (.csv or .json)")
     p.add_argument("--points", type=int, default=121, help="number of output days (default 121)")
-    p.add_argument("--fit", default=None, help="fit name or folder: write 5/50/95 %% quantiles over posterior draws")
+    p.add_argument(
+        "--fit",
+        default=None,
+        help="fit name or folder: write 5/50/95 %% quantiles over posterior draws (<name>@map: at its MAP point)",
+    )
     p.add_argument("--draws", type=int, default=100, help="posterior draws with --fit (default 100)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_simulate)
     p = sub.add_parser("compare", help="compare schedules over a virtual population (default: concurrent vs sequential)")
     p.add_argument("schedules", nargs="*")
-    p.add_argument("--fit", default=None)
+    p.add_argument(
+        "--fit", default=None, help="fit name or folder (e.g. review); <name>@map for its MAP point (between-mouse spread only)"
+    )
     p.add_argument("--draws", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--endpoint-mm3", type=float, default=1000.0, help="volume end point for the survival proxy")

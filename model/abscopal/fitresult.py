@@ -195,9 +195,38 @@ class Fit:
                     add(hyper, "(population)", self._samples(hyper), prior_of(hyper))
         return pd.DataFrame(rows)
 
+    def at_map(self) -> Fit:
+        """The fit's MAP (posterior mode) as a one-draw fit: every method works on it, and intervals
+        then show between-mouse spread only, not parameter uncertainty. For a fit whose posterior
+        draws are a poor approximation (its status says so) the mode can be the better point."""
+        import xarray as xr
+
+        m = self.meta.get("map")
+        if not m or "values" not in m:
+            raise FitError(f"fit {self.name}: fit.json stores no MAP point (fits made before 2026-11-27 lack it); refit")
+        data = {}
+        for v in self.posterior.data_vars:
+            if v not in m["values"]:
+                raise FitError(f"fit {self.name}: the stored MAP lacks {v!r}")
+            val = np.asarray(m["values"][v], dtype=np.float64)
+            dims = self.posterior[v].dims
+            if val.shape != tuple(self.posterior.sizes[d] for d in dims[2:]):
+                raise FitError(f"fit {self.name}: the stored MAP of {v!r} has shape {val.shape}")
+            data[v] = (dims, val.reshape((1, 1) + val.shape))
+        coords = {k: c for k, c in self.posterior.coords.items() if k not in ("chain", "draw")}
+        status = (
+            f"MAP point of fit '{self.name}' (posterior mode, log posterior {m['log_posterior']:.1f}, gradient norm "
+            + ("not computed" if m.get("grad_norm") is None else f"{m['grad_norm']:.3g}")
+            + f"); no parameter uncertainty. The fit's own status: {self.meta.get('status', 'unknown')}"
+        )
+        meta = dict(self.meta, name=f"{self.name}@map", status=status, point="map")
+        return Fit(name=f"{self.name}@map", meta=meta, posterior=xr.Dataset(data, coords=coords), tree=None, path=self.path)
+
     def describe(self) -> str:
         d = self.meta.get("diagnostics", {})
         status = self.meta.get("status", "unknown")
+        if self.meta.get("point") == "map":
+            return f"fit '{self.name}' (status: {status}) with inter-animal variability: intervals show between-mouse spread only"
         bits = [f"fit '{self.name}' ({self.n_samples} posterior draws, status: {status}"]
         if d:
             bits.append(
@@ -209,9 +238,12 @@ class Fit:
 
 
 def load_fit(name_or_path: str | os.PathLike = "review") -> Fit:
-    """Load a fit folder (or a named fit under ``fits/``), checking that it is complete."""
+    """Load a fit folder (or a named fit under ``fits/``), checking that it is complete. A name or
+    path ending in ``@map`` gives the fit's MAP point instead of its draws (``Fit.at_map``)."""
     import xarray as xr
 
+    if str(name_or_path).endswith("@map"):
+        return load_fit(str(name_or_path)[: -len("@map")]).at_map()
     path = resolve_fit_path(name_or_path)
     for f in FIT_FILES:
         if not (path / f).is_file():

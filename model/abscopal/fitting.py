@@ -266,6 +266,17 @@ def _laplace_text(lap: dict | None) -> str:
     )
 
 
+def _map_point(prob, z, map_record: dict) -> dict:
+    """The MAP in the parameters' units (for ``Fit.at_map``), with its log posterior and gradient norm."""
+    refs = map_record.get("refinements") or []
+    if refs:
+        lp, gn = refs[-1]["log_posterior"], refs[-1]["grad_norm"]
+    else:
+        lp, gn = max(st["log_posterior"] for st in map_record["starts"]), None
+    values = {k: np.asarray(v).tolist() for k, v in natural_values(prob, np.asarray(z)).items()}
+    return dict(values=values, log_posterior=float(lp), grad_norm=None if gn is None else float(gn))
+
+
 def run_fit(
     out: str | Path, settings: FitSettings = FitSettings(), progress: bool = True, log=print, method: str = "nuts"
 ) -> Path:
@@ -514,6 +525,7 @@ def run_fit(
         fixed={},
         records=[r.id for r in prob.records],
         data_sha256=fingerprint,
+        map=_map_point(prob, init, map_record),
         likelihood=dict(
             tau=L.TAU,
             smooth_log=L.SMOOTH_LOG,
