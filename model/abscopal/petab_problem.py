@@ -54,10 +54,15 @@ def _slots(records):
                 counts[d.agent] = counts.get(d.agent, 0) + 1
             for agent, c in counts.items():
                 n_drug[agent] = max(n_drug.get(agent, 0), c)
-        delay = {float(v) for v in rec.inoculation_days.values()}
-        if len(delay) > 1:
-            raise PetabError(f"record {rec.id}: field 'inoculation_days': different days per tumour are not supported in PEtab")
     return n_rt, n_drug
+
+
+def _abs_delay(rec) -> float:
+    """Days the abscopal tumour is inoculated after the irradiated one (as in the likelihood)."""
+    d = float(rec.inoculation_days.get("abscopal", 0.0)) - float(rec.inoculation_days.get("irradiated", 0.0))
+    if d < 0:
+        raise PetabError(f"record {rec.id}: field 'inoculation_days': an abscopal tumour inoculated first is not supported")
+    return d
 
 
 def problem_tables(records, fit=None):
@@ -102,8 +107,20 @@ def problem_tables(records, fit=None):
         ref_assign[sp.Symbol(f"vref_{k}", real=True)] = m.observables[f"volume_{k}"]
     events.append(SBMLEvent("reference_volume", sp.GreaterThan(TIME, ref_day), ref_assign, 0.0, False))
 
+    # a later inoculation of the abscopal tumour: a smaller tumour on day 0 with the same growth
+    # (likelihood.arm_values does the same), through a per-condition parameter
+    extra["abs_delay"] = (0.0, "day", True)
+    v0, r = (sp.Symbol(n, real=True) for n in ("v0_abs", "r"))
+    later = {v0: v0 * sp.exp(-r * sp.Symbol("abs_delay", real=True))}
     base = fit.params("generic") if fit is not None else default_params("generic")
-    doc = model_document(base, events, extra_parameters=extra, model_id="abscopal_petab", name="abscopal PEtab: series S01-S05")
+    doc = model_document(
+        base,
+        events,
+        extra_parameters=extra,
+        model_id="abscopal_petab",
+        name="abscopal PEtab: series S01-S05",
+        initial_substitutions=later,
+    )
     import libsbml
 
     sbml_text = libsbml.writeSBMLToString(doc)
@@ -121,6 +138,7 @@ def problem_tables(records, fit=None):
         for arm_name, arm in rec.arms.items():
             cid = _sid(f"{rec.id}_{arm_name}")
             row = {"conditionId": cid, "conditionName": f"{rec.id} arm {arm_name} ({rec.tumour_line}, {rec.setting})"}
+            row["abs_delay"] = _abs_delay(rec)
             for k in range(n_rt):
                 row.update({f"rt{k}_day": NEVER, f"rt{k}_dose": 0.0, f"rt{k}_irr": 0.0, f"rt{k}_abs": 0.0})
             for k, f in enumerate(sorted(arm.rt, key=lambda f: f.day)):

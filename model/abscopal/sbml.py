@@ -202,11 +202,14 @@ def model_document(
     extra_parameters: dict[str, tuple[float, str, bool]] | None = None,
     model_id: str = "abscopal",
     name: str = "abscopal: irradiated and abscopal tumours linked by systemic immunity",
+    initial_substitutions: dict | None = None,
 ):
     """A libsbml ``SBMLDocument`` of the model with ``params``' values and ``events``.
 
     ``extra_parameters``: name -> (value, unit, constant) for parameters that events or rules use
-    beyond the model's own (e.g. PEtab's per-condition event slots)."""
+    beyond the model's own (e.g. PEtab's per-condition event slots). ``initial_substitutions``:
+    sympy symbol -> expression replaced in the initial values only (e.g. a later inoculation of the
+    abscopal tumour as a smaller tumour on day 0); its new symbols must be extra parameters."""
     import libsbml
 
     m = build_model()
@@ -257,7 +260,9 @@ def model_document(
         par.setConstant(bool(constant))
 
     numeric = dict(zip(m.params, map(float, params.values)))
+    numeric.update({sp.Symbol(k, real=True): float(v) for k, (v, _u, _c) in (extra_parameters or {}).items()})
     for s, rhs, init in zip(m.states, m.rhs, m.initial):
+        init = init.xreplace(initial_substitutions or {})
         sp_ = model.createSpecies()
         sp_.setId(s.name)
         doc_key = s.name if s.name in STATE_DOC else s.name.split("_")[0]
