@@ -13,7 +13,7 @@ must agree), writes ``hessian.npz`` (the point, the matrix, the fingerprint) to 
 the work folder), and prints its timings. Copy the file into the fit's ``work/`` folder and rerun
 ``abscopal fit ... --laplace [--importance-draws N]``: it resumes from the Hessian (same point,
 same data) and from ``importance.npz`` (same point, data, covariance and N) instead of
-recomputing them. The proposal's seed is the fit's seed + 5, as in ``run_fit``.
+recomputing them. The proposal's seed is the fit's seed + ``inference.PROPOSAL_SEED_OFFSET``, as in ``run_fit``.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def main() -> None:
                 z,
                 cov,
                 args.importance_draws,
-                args.seed + 5,
+                args.seed + I.PROPOSAL_SEED_OFFSET,
                 checkpoint=out.parent / "importance.npz",
                 progress=False,
                 batch=args.importance_batch,

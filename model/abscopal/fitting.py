@@ -21,6 +21,7 @@ from . import likelihood as L
 from .inference import (
     KHAT_RELIABLE,
     PROPOSAL_DF,
+    PROPOSAL_SEED_OFFSET,
     FitSettings,
     find_map,
     importance_check,
@@ -393,7 +394,7 @@ def run_fit(
                 np.asarray(init),
                 cov,
                 settings.importance_draws,
-                settings.seed + 5,
+                settings.seed + PROPOSAL_SEED_OFFSET,
                 checkpoint=work / "importance.npz",
                 progress=progress,
                 batch=settings.hessian_batch,

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import likelihood as L
+from .simulate import pad_rows
 
 SOLVER = dict(rtol=1e-5, atol=1e-8, max_steps=256)
 
@@ -333,7 +334,7 @@ def laplace_hessian(
         E = np.zeros((len(rows), n))
         E[np.arange(len(rows)), rows] = HESSIAN_STEP
         if batch > 1 and len(rows) < rows_per_call:  # pad: one compiled shape
-            E = np.concatenate([E, np.repeat(E[-1:], rows_per_call - len(rows), axis=0)])
+            E = pad_rows(E, rows_per_call)
         G = np.asarray(grad(jnp.asarray(np.concatenate([z + E, z - E]))))
         gp, gm = G[: len(E)][: len(rows)], G[len(E) :][: len(rows)]
         if not (np.all(np.isfinite(gp)) and np.all(np.isfinite(gm))):
@@ -424,6 +425,8 @@ def importance_check(log_density, draws: np.ndarray, mean: np.ndarray, cov: np.n
 #: degrees of freedom of the Student-t importance proposal around the Laplace fit: heavier tails
 #: than the Gaussian, as importance sampling needs a proposal that covers the target's tails
 PROPOSAL_DF = 5.0
+#: the proposal's seed is the fit's seed plus this (``run_fit`` and ``scripts/device_hessian.py``)
+PROPOSAL_SEED_OFFSET = 5
 
 
 def t_proposal(mean: np.ndarray, cov: np.ndarray, n: int, seed: int, df: float = PROPOSAL_DF) -> tuple[np.ndarray, np.ndarray]:
@@ -497,7 +500,7 @@ def importance_draws(
         if batch > 1:
             X = saved["draws"][rows]
             if len(rows) < batch:  # pad: one compiled shape
-                X = np.concatenate([X, np.repeat(X[-1:], batch - len(rows), axis=0)])
+                X = pad_rows(X, batch)
             vals = np.asarray(f(jnp.asarray(X)))[: len(rows)]
         else:
             vals = np.array([float(f(jnp.asarray(x))) for x in saved["draws"][rows]])
