@@ -37,9 +37,12 @@ def test_count_binomial_by_hand():
     np.testing.assert_allclose(got, [binom.logpmf(3, 5, 0.37), binom.logpmf(0, 8, 0.05)], rtol=1e-10)
 
 
-def _tc_problem(rows, estimated=False, ref_day=-1.0, use_sem=None):
+def _tc_problem(rows, estimated=False, ref_day=-1.0, use_sem=None, group=None):
     days = np.linspace(0.0, 60.0, 31)
     n = len(rows)
+    group = np.zeros(n, dtype=np.int64) if group is None else np.asarray(group, dtype=np.int64)
+    estimated = np.broadcast_to(np.asarray(estimated), (n,))
+    groups = tuple(f"source {g}" for g in range(group.max() + 1)) if estimated.any() else ()
     tc = dict(
         arm=np.zeros(n, dtype=np.int64),
         obs=np.full(n, L.OBS.index("log_volume_irr")),
@@ -47,11 +50,12 @@ def _tc_problem(rows, estimated=False, ref_day=-1.0, use_sem=None):
         ref_day=np.full(n, ref_day),
         mean=np.array([r[1] for r in rows], dtype=float),
         sem=np.array([r[2] for r in rows], dtype=float),
-        estimated=np.full(n, estimated),
-        use_sem=np.full(n, not estimated if use_sem is None else use_sem),
+        estimated=estimated,
+        use_sem=~estimated if use_sem is None else np.full(n, use_sem),
+        group=np.where(estimated, group, -1),
         censored=np.array([r[1] <= 0 for r in rows]),
     )
-    return SimpleNamespace(tc=tc, days=days)
+    return SimpleNamespace(tc=tc, days=days, series_groups=groups)
 
 
 def test_time_course_lognormal_and_censored_by_hand():
@@ -82,6 +86,15 @@ def test_time_course_lognormal_and_censored_by_hand():
     s = math.sqrt(0.1**2 + 0.3**2 + L.SIGMA_MODEL**2)
     assert float(sd[0]) == pytest.approx(s, rel=1e-12)
     assert float(lp[0]) == pytest.approx(norm.logpdf(math.log(50.0), math.log(5.0) + 0.2 * 11.0, s), rel=1e-10)
+    # two discrepancy groups (one per source), and a point with error bars only: each takes its own SD
+    prob = _tc_problem(
+        [(11.0, 50.0, 5.0), (20.0, 300.0, 60.0), (20.0, 300.0, 60.0)], estimated=[True, True, False], use_sem=True, group=[1, 0, 0]
+    )
+    lp, _, sd = L.time_course_terms(prob, jnp.asarray(obs), jnp.array([0.2, 0.7]))
+    want = [math.sqrt(0.1**2 + 0.7**2 + L.SIGMA_MODEL**2), math.sqrt(0.2**2 + 0.2**2 + L.SIGMA_MODEL**2)]
+    want.append(math.sqrt(0.2**2 + L.SIGMA_MODEL**2))
+    np.testing.assert_allclose(np.asarray(sd), want, rtol=1e-12)
+    assert float(lp[0]) == pytest.approx(norm.logpdf(math.log(50.0), math.log(5.0) + 0.2 * 11.0, want[0]), rel=1e-10)
 
 
 def test_smooth_crossing_time_matches_exact_crossing():

@@ -188,6 +188,8 @@ MALFORMED = [
     ("missing sem without error note", "S01", _inline_rows([[8.0, 40.0]]), "time_course[0].error_model"),
     ("unknown error model", "S01", _set("time_course.0.error_model", "normal"), "time_course[0].error_model"),
     ("estimated discrepancy without a note", "S01", _set("time_course.0.error_note", _DELETE), "time_course[0].error_note"),
+    ("estimated discrepancy without a group", "S01", _set("time_course.0.discrepancy_group", _DELETE), "time_course[0].discrepancy_group"),
+    ("discrepancy group with error bars only", "S01", _set("time_course.0.error_model", "lognormal_sem"), "time_course[0].discrepancy_group"),
     ("abscopal site in a single-tumour record", "S03", _set("time_course.0.site", "abscopal"), "time_course[0].site"),
     ("k above n", "R17", _set("count.0.k", 6), "count[0].k"),
     ("bad op", "R01", _set("comparison.0.op", "<="), "comparison[0].op"),

@@ -58,6 +58,15 @@ def resolve_fit_path(name_or_path: str | os.PathLike) -> Path:
     )
 
 
+class _SeriesSpec:
+    """The summary's description of ``sigma_series`` (a likelihood nuisance, not a table parameter)."""
+
+    unit = "log-SD"
+    scale = "log"
+    value = float("nan")
+    source = "fitted model discrepancy of the time courses with an estimated error model, one per discrepancy group (fits/data/README.md)"
+
+
 @dataclass
 class Fit:
     """A loaded posterior (see the module docstring for the file layout)."""
@@ -154,8 +163,15 @@ class Fit:
         prior = self.tree["prior"].to_dataset() if self.tree is not None and "prior" in self.tree.children else None
 
         def add(var, line, s, prior_s):
-            base = var.removeprefix("mu_").removeprefix("sigma_")
-            sp = spec(base)
+            lik = self.meta.get("likelihood", {})
+            if var == "sigma_series":
+                sp = _SeriesSpec
+                prior_text = f"HalfNormal({lik.get('series_sigma_scale', '?')})"
+            else:
+                sp = spec(var.removeprefix("mu_").removeprefix("sigma_"))
+                prior_text = sp.prior
+                if var.startswith("sigma_"):
+                    prior_text = f"HalfNormal({lik.get('hyper_sigma_scale', '?')})"
             unit = "log-SD" if var.startswith("sigma_") else sp.unit
             contraction = float("nan")
             if prior_s is not None and len(prior_s) > 2:
@@ -172,7 +188,7 @@ class Fit:
                     unit=unit,
                     scale=sp.scale,
                     default=sp.value,
-                    prior=sp.prior if not var.startswith(("mu_", "sigma_")) else self.meta.get("hyperpriors", {}).get(var, ""),
+                    prior=prior_text,
                     source=sp.source,
                     contraction=contraction,
                 )
@@ -193,6 +209,13 @@ class Fit:
             for hyper in (f"mu_{name}", f"sigma_{name}"):
                 if hyper in self.posterior:
                     add(hyper, "(population)", self._samples(hyper), prior_of(hyper))
+        if "sigma_series" in self.posterior:  # the fitted discrepancy of the series, one per group
+            groups = self.meta.get("estimated", {}).get("series_groups") or ["all series"]
+            post, pri = self._samples("sigma_series"), prior_of("sigma_series")
+            post = post.reshape(len(post), -1)
+            pri = None if pri is None else pri.reshape(len(pri), -1)
+            for j in range(post.shape[1]):
+                add("sigma_series", f"(series: {groups[j]})", post[:, j], None if pri is None else pri[:, j])
         return pd.DataFrame(rows)
 
     def at_map(self) -> Fit:

@@ -34,6 +34,7 @@ from .inference import (
     natural_values,
     neg_log_density_and_grad,
     prior_draws_z,
+    prior_median_z,
     refine_map,
     run_nuts,
     write_json,
@@ -99,7 +100,14 @@ def _unpack_one(prob, nat, c, d, fit_lines=None, rng=None):
                     lines[j, q] = nat[n][c, d][fit_lines.index(line)]
                 else:
                     lines[j, q] = nat[f"mu_{n}"][c, d] * np.exp(nat[f"sigma_{n}"][c, d] * rng.standard_normal())
-    sig = nat["sigma_series"][c, d] if "sigma_series" in nat else 0.3
+    sig = np.zeros(0)
+    if prob.series_groups:
+        if fit_lines is not None:
+            raise ValueError(
+                "time courses outside the fitted records: their discrepancy groups "
+                f"{list(prob.series_groups)} have no fitted sigma_series"
+            )
+        sig = np.atleast_1d(nat["sigma_series"][c, d])
     return shared, lines, sig
 
 
@@ -278,6 +286,24 @@ def _map_point(prob, z, map_record: dict) -> dict:
     return dict(values=values, log_posterior=float(lp), grad_norm=None if gn is None else float(gn))
 
 
+#: L-BFGS iterations per saved chunk of the MAP refinement (each restarts L-BFGS's curvature memory)
+REFINE_CHUNK = 50
+
+
+def _carry_over(map_record: dict, names: list[str], default: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A saved MAP point (and mass matrix) on the coordinates ``names``: coordinates of the same
+    name are copied; ``log_sigma_series[g]`` takes a saved shared ``log_sigma_series`` (the SD was
+    once one for all series); the rest start at ``default`` (mass 1)."""
+    old = {n: i for i, n in enumerate(map_record["names"])}
+    z_old, m_old = np.asarray(map_record["z"], dtype=float), np.asarray(map_record["inv_mass"], dtype=float)
+    z, m = np.array(default, dtype=float), np.ones(len(names))
+    for k, n in enumerate(names):
+        src = old.get(n, old.get(n.split("[")[0]) if n.startswith("log_sigma_series[") else None)
+        if src is not None:
+            z[k], m[k] = z_old[src], m_old[src]
+    return z, m
+
+
 def run_fit(
     out: str | Path, settings: FitSettings = FitSettings(), progress: bool = True, log=print, method: str = "nuts"
 ) -> Path:
@@ -334,10 +360,18 @@ def run_fit(
                     f"--refine-steps N to continue from it on the current records, or delete {work} to start afresh"
                 )
             old_note = map_record.get("note", "")
+            names = layout_of(prob).names()
+            z0, m0 = _carry_over(map_record, names, prior_median_z(prob))
+            if list(map_record["names"]) != names:
+                old_note = (
+                    f"The coordinates changed ({len(map_record['names'])} -> {len(names)}): those of the same name were "
+                    "carried over, a split log_sigma_series[g] took the old shared log_sigma_series, new ones started at "
+                    f"the prior median. {old_note}"
+                )
             map_record = dict(
-                z=map_record["z"],
-                inv_mass=map_record["inv_mass"],
-                names=map_record["names"],
+                z=z0.tolist(),
+                inv_mass=m0.tolist(),
+                names=names,
                 starts=[],
                 seconds=0.0,
                 note=(
@@ -365,11 +399,13 @@ def run_fit(
     init = np.asarray(map_record["z"])
     inv_mass = np.asarray(map_record["inv_mass"])
     done = sum(r["steps"] for r in map_record.get("refinements", []))
-    if settings.refine_steps > done:
-        init, rec = refine_map(prob, init, settings.refine_steps - done, f=f, log=log)
+    while settings.refine_steps > done:  # in chunks, each saved: an interrupted refinement resumes
+        steps = min(REFINE_CHUNK, settings.refine_steps - done)
+        init, rec = refine_map(prob, init, steps, f=f, log=log)
         map_record["z"] = np.asarray(init).tolist()
         map_record["refinements"] = map_record.get("refinements", []) + [rec]
         write_json(map_path, map_record)
+        done += steps
 
     # ---- NUTS (checkpointed per segment)
     laplace = None
@@ -452,6 +488,9 @@ def run_fit(
     # ---- InferenceData
     dims = {n: ["tumour_line"] for n in prob.per_line}
     coords = {"tumour_line": prob.lines}
+    if prob.series_groups:
+        dims["sigma_series"] = ["discrepancy_group"]
+        coords["discrepancy_group"] = list(prob.series_groups)
     ppc = {}
     if prob.tc:
         ppc["log_volume_series"] = np.exp(pred["tc_model"])[None]
@@ -522,7 +561,9 @@ def run_fit(
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         status=status,
         settings=asdict(settings),
-        estimated=dict(shared=list(prob.shared), per_line=list(prob.per_line), lines=list(prob.lines)),
+        estimated=dict(
+            shared=list(prob.shared), per_line=list(prob.per_line), lines=list(prob.lines), series_groups=list(prob.series_groups)
+        ),
         fixed={},
         records=[r.id for r in prob.records],
         data_sha256=fingerprint,

@@ -10,7 +10,8 @@ to numpyro's NUTS as ``potential_fn``, so MAP and NUTS use the same function:
 * per-tumour-line parameters (growth ``r``, LQ ``alpha``, ``antigenicity``), non-centred:
   ``log theta[line] = mu + sigma * eta[line]``, ``mu ~ Normal(table prior)``,
   ``sigma ~ HalfNormal(0.5)``, ``eta ~ Normal(0, 1)``;
-* the SD of the series fitted with an estimated SD: ``sigma_series ~ HalfNormal(0.5)``.
+* the SD of the series fitted with an estimated SD, one per discrepancy group (source):
+  ``sigma_series[g] ~ HalfNormal(0.5)``.
 
 The likelihood is ``likelihood.log_likelihood``: a failed solve gives ``-inf`` (the non-throwing
 simulation mode), so a NUTS proposal that breaks the solver is rejected instead of crashing the run.
@@ -83,22 +84,23 @@ class Layout:
     shared: tuple[str, ...]
     per_line: tuple[str, ...]
     n_lines: int
-    series_sigma: bool
+    series_groups: tuple[str, ...] = ()  # one fitted series SD per discrepancy group
 
     @property
     def size(self) -> int:
         S, Q = len(self.shared), len(self.per_line)
-        return S + 2 * Q + Q * self.n_lines + int(self.series_sigma)
+        return S + 2 * Q + Q * self.n_lines + len(self.series_groups)
 
     def names(self) -> list[str]:
         """A label per coordinate (the numpyro-style site names)."""
         out = [f"log_{n}" for n in self.shared]
         out += [f"mu_log_{n}" for n in self.per_line] + [f"log_sigma_{n}" for n in self.per_line]
         out += [f"eta_{n}[{j}]" for n in self.per_line for j in range(self.n_lines)]
-        return out + (["log_sigma_series"] if self.series_sigma else [])
+        return out + [f"log_sigma_series[{g}]" for g in range(len(self.series_groups))]
 
     def split(self, z):
-        """z (..., size) -> (log shared (..., S), mu (..., Q), log sigma (..., Q), eta (..., Q, L), log sigma_series)."""
+        """z (..., size) -> (log shared (..., S), mu (..., Q), log sigma (..., Q), eta (..., Q, L),
+        log sigma_series (..., G))."""
         S, Q, Ln = len(self.shared), len(self.per_line), self.n_lines
         i = 0
         log_shared = z[..., i : i + S]
@@ -109,12 +111,12 @@ class Layout:
         i += Q
         eta = z[..., i : i + Q * Ln].reshape(z.shape[:-1] + (Q, Ln))
         i += Q * Ln
-        log_ss = z[..., i] if self.series_sigma else None
+        log_ss = z[..., i : i + len(self.series_groups)]
         return log_shared, mu, log_sd, eta, log_ss
 
 
 def layout_of(prob: L.Problem) -> Layout:
-    return Layout(tuple(prob.shared), tuple(prob.per_line), len(prob.lines), bool(prob.tc) and bool(np.any(prob.tc["estimated"])))
+    return Layout(tuple(prob.shared), tuple(prob.per_line), len(prob.lines), tuple(prob.series_groups))
 
 
 def _half_normal_log(log_x, scale):
@@ -128,7 +130,7 @@ def make_log_density(prob: L.Problem, solver: dict = SOLVER, with_likelihood: bo
 
     shared: log theta ~ Normal(table prior); per line: log theta = mu + sigma * eta with
     mu ~ Normal(table prior), sigma ~ HalfNormal(HYPER_SIGMA_SCALE), eta ~ Normal(0, 1);
-    sigma_series ~ HalfNormal(SERIES_SIGMA_SCALE). A failed solve gives -inf."""
+    sigma_series[g] ~ HalfNormal(SERIES_SIGMA_SCALE) per discrepancy group. A failed solve gives -inf."""
     lay = layout_of(prob)
     sp_ = np.array([L.log_prior_spec(n) for n in prob.shared]).reshape(-1, 2)
     lp_ = np.array([L.log_prior_spec(n) for n in prob.per_line]).reshape(-1, 2)
@@ -140,10 +142,8 @@ def make_log_density(prob: L.Problem, solver: dict = SOLVER, with_likelihood: bo
         log_shared, mu, log_sd, eta, log_ss = lay.split(z)
         lp = normal(log_shared, sp_[:, 0], sp_[:, 1]) + normal(mu, lp_[:, 0], lp_[:, 1])
         lp += jnp.sum(_half_normal_log(log_sd, L.HYPER_SIGMA_SCALE)) + normal(eta, 0.0, 1.0)
-        sigma_series = 0.3
-        if lay.series_sigma:
-            lp += _half_normal_log(log_ss, L.SERIES_SIGMA_SCALE)
-            sigma_series = jnp.exp(log_ss)
+        lp += jnp.sum(_half_normal_log(log_ss, L.SERIES_SIGMA_SCALE))
+        sigma_series = jnp.exp(log_ss)
         if not with_likelihood:
             return lp
         shared_vals = jnp.exp(log_shared)
@@ -164,8 +164,8 @@ def natural_values(prob: L.Problem, z: np.ndarray) -> dict[str, np.ndarray]:
         out[n] = np.exp(mu[..., i, None] + np.exp(log_sd[..., i, None]) * eta[..., i, :])
         out[f"mu_{n}"] = np.exp(mu[..., i])
         out[f"sigma_{n}"] = np.exp(log_sd[..., i])
-    if lay.series_sigma:
-        out["sigma_series"] = np.exp(log_ss)
+    if lay.series_groups:
+        out["sigma_series"] = np.exp(log_ss)  # (..., G): one per discrepancy group
     return out
 
 
@@ -177,8 +177,8 @@ def prior_median_z(prob: L.Problem) -> np.ndarray:
     z[:S] = [L.log_prior_spec(n)[0] for n in prob.shared]
     z[S : S + Q] = [L.log_prior_spec(n)[0] for n in prob.per_line]
     z[S + Q : S + 2 * Q] = math.log(L.HYPER_SIGMA_SCALE / 2)
-    if lay.series_sigma:
-        z[-1] = math.log(L.SERIES_SIGMA_SCALE / 2)
+    if lay.series_groups:
+        z[lay.size - len(lay.series_groups) :] = math.log(L.SERIES_SIGMA_SCALE / 2)
     return z
 
 
@@ -194,8 +194,9 @@ def prior_draws_z(prob: L.Problem, n: int, seed: int) -> np.ndarray:
     z[:, S : S + Q] = lp_[:, 0] + lp_[:, 1] * rng.standard_normal((n, Q))
     z[:, S + Q : S + 2 * Q] = np.log(np.abs(L.HYPER_SIGMA_SCALE * rng.standard_normal((n, Q))))
     z[:, S + 2 * Q : S + 2 * Q + Q * lay.n_lines] = rng.standard_normal((n, Q * lay.n_lines))
-    if lay.series_sigma:
-        z[:, -1] = np.log(np.abs(L.SERIES_SIGMA_SCALE * rng.standard_normal(n)))
+    G = len(lay.series_groups)
+    if G:
+        z[:, lay.size - G :] = np.log(np.abs(L.SERIES_SIGMA_SCALE * rng.standard_normal((n, G))))
     return z
 
 

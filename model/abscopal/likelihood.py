@@ -10,7 +10,8 @@ likelihood is a smooth deterministic function of the parameters). Observation ki
   sigma_model^2)`` with the fitted ``sigma_series`` (no error bars); with
   ``lognormal_sem_plus_estimated`` it is ``sqrt((sem/mean)^2 + sigma_series^2 + sigma_model^2)``:
   the error bars plus a fitted model discrepancy (for group means whose SEMs are far smaller
-  than any mechanistic model's structural error);
+  than any mechanistic model's structural error); ``sigma_series`` is one parameter per
+  ``discrepancy_group`` of the records (one per source: ``Problem.series_groups``);
   zero means (``below_detection``) are censored: ``P(v_model < DETECTION_MM3)``;
 * **count** (k of n cured): binomial on the virtual population's (smoothed) cure fraction;
 * **qualitative** comparison ``lhs op rhs`` with a written margin ``m``: with ``d = f(lhs) -
@@ -163,6 +164,7 @@ class Problem:
     cmp: dict = field(default_factory=dict)  # comparison arrays
     cnt: dict = field(default_factory=dict)  # count arrays
     labels: dict = field(default_factory=dict)  # human-readable labels per observation
+    series_groups: tuple[str, ...] = ()  # discrepancy groups: one fitted series SD each
 
     @property
     def n_arms(self) -> int:
@@ -245,6 +247,7 @@ def build_problem(
                             sem=row.sem if row.sem is not None else float("nan"),
                             estimated=obs.error_model != "lognormal_sem",
                             use_sem=obs.error_model != "lognormal_estimated_sigma",
+                            group=obs.discrepancy_group,
                             censored=row.mean <= 0.0,
                         )
                     )
@@ -359,6 +362,9 @@ def build_problem(
         ref=np.array(qref, dtype=np.int64),
     )
     if tc_rows:
+        prob.series_groups = tuple(sorted({r["group"] for r in tc_rows if r["estimated"]}))
+        for r in tc_rows:
+            r["group_index"] = prob.series_groups.index(r["group"]) if r["estimated"] else -1
         prob.tc = dict(
             arm=arr(tc_rows, "arm", np.int64),
             obs=arr(tc_rows, "obs", np.int64),
@@ -368,6 +374,7 @@ def build_problem(
             sem=arr(tc_rows, "sem"),
             estimated=arr(tc_rows, "estimated", bool),
             use_sem=arr(tc_rows, "use_sem", bool),
+            group=arr(tc_rows, "group_index", np.int64),
             censored=arr(tc_rows, "censored", bool),
         )
     if cmp_rows:
@@ -413,7 +420,7 @@ def problem_fingerprint(prob: Problem) -> str:
         a = np.ascontiguousarray(np.asarray(parts[key]))
         h.update(f"{key}:{a.dtype.str}:{a.shape}".encode())
         h.update(a.tobytes())
-    h.update(repr((prob.shared, prob.per_line, prob.lines)).encode())
+    h.update(repr((prob.shared, prob.per_line, prob.lines, prob.series_groups)).encode())
     return h.hexdigest()
 
 
@@ -562,7 +569,8 @@ def comparison_differences(prob: Problem, qv):
 
 
 def time_course_terms(prob: Problem, obs, sigma_series):
-    """Per-point log-likelihood of the time courses, and the model's log values at the points."""
+    """Per-point log-likelihood of the time courses, and the model's log values and SDs at the
+    points. ``sigma_series``: the fitted SD of each discrepancy group, (len(prob.series_groups),)."""
     t = prob.tc
     step = prob.days[1] - prob.days[0]
     ser = obs[t["arm"], :, t["obs"]]  # (N, n_out)
@@ -572,7 +580,13 @@ def time_course_terms(prob: Problem, obs, sigma_series):
     model = jnp.where(rel, model - ref, model)
     mean = np.where(t["censored"], 1.0, t["mean"])
     sem_log = np.where(t["use_sem"] & np.isfinite(t["sem"]) & (mean > 0), t["sem"] / mean, 0.0)
-    sd = jnp.sqrt(jnp.asarray(sem_log) ** 2 + jnp.where(jnp.asarray(t["estimated"]), sigma_series**2, 0.0) + SIGMA_MODEL**2)
+    est = jnp.asarray(t["estimated"])
+    if prob.series_groups:
+        sig = jnp.atleast_1d(jnp.asarray(sigma_series))[jnp.asarray(np.maximum(t["group"], 0))]
+        est_var = jnp.where(est, sig**2, 0.0)
+    else:
+        est_var = jnp.zeros(est.shape)
+    sd = jnp.sqrt(jnp.asarray(sem_log) ** 2 + est_var + SIGMA_MODEL**2)
     obs_log = jnp.log(jnp.asarray(mean))
     lp_point = norm.logpdf(obs_log, model, sd)
     lp_cens = log_ndtr((math.log(DETECTION_MM3) - model) / sd)

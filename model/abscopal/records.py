@@ -11,7 +11,8 @@ is a schedule in the model's schedule-file form: ``horizon_days``, ``[[rt]]``, `
 and observations of one kind:
 
 - ``time_course``: arm, site, quantity, rows of (day, mean, sem); sem may be missing only with
-  ``error_model = "lognormal_estimated_sigma"`` and an ``error_note``;
+  ``error_model = "lognormal_estimated_sigma"`` and an ``error_note``; the estimated error models
+  name a ``discrepancy_group``: the series that share one fitted SD (one per source);
 - ``count``: k of n animals cured at a site by a day;
 - ``qualitative``: comparisons ``endpoint(lhs) op endpoint(rhs)`` (or against a number), with a
   margin and its reason; ``op`` is "<", ">" or "~" (equal within the margin).
@@ -222,6 +223,7 @@ class TimeCourse:
     error_model: str
     error_note: str = ""
     reference_day: float | None = None  # relative_volume: volume / volume on this day
+    discrepancy_group: str = ""  # estimated error models: the series sharing one fitted SD
     zero_means: str = "not_allowed"
     series_label: str = ""
     source: Mapping[str, Any] | None = None  # CSV file + filter the rows came from
@@ -600,7 +602,7 @@ def _parse_time_course(c: _Ctx, i: int, t, arms, setting, root: Path) -> TimeCou
         t,
         f,
         {"arm", "site", "quantity", "error_model"},
-        {"rows", "source", "error_note", "reference_day", "zero_means", "series_label", "note"},
+        {"rows", "source", "error_note", "discrepancy_group", "reference_day", "zero_means", "series_label", "note"},
     )
     arm = _arm_ref(c, t["arm"], f"{f}.arm", arms)
     horizon = arms[arm].horizon_days
@@ -629,6 +631,11 @@ def _parse_time_course(c: _Ctx, i: int, t, arms, setting, root: Path) -> TimeCou
         c.fail(f"{f}.error_model", "rows without sem need error_model = 'lognormal_estimated_sigma'")
     if error_model != "lognormal_sem" and not t.get("error_note", "").strip():
         c.fail(f"{f}.error_note", "missing: say why the error is estimated and what is assumed")
+    group = c.str_(t.get("discrepancy_group", ""), f"{f}.discrepancy_group", empty=True).strip()
+    if error_model != "lognormal_sem" and not group:
+        c.fail(f"{f}.discrepancy_group", "missing: name the series that share this fitted SD (e.g. the source)")
+    if error_model == "lognormal_sem" and group:
+        c.fail(f"{f}.discrepancy_group", "only for the estimated error models (error_model 'lognormal_sem' fits no SD)")
     note = c.str_(t.get("note", ""), f"{f}.note", empty=True)
     return TimeCourse(
         arm,
@@ -638,6 +645,7 @@ def _parse_time_course(c: _Ctx, i: int, t, arms, setting, root: Path) -> TimeCou
         error_model,
         c.str_(t.get("error_note", ""), f"{f}.error_note", empty=True),
         ref_day,
+        group,
         zero_means,
         c.str_(t.get("series_label", ""), f"{f}.series_label", empty=True),
         source,
