@@ -88,7 +88,10 @@ def test_time_course_lognormal_and_censored_by_hand():
     assert float(lp[0]) == pytest.approx(norm.logpdf(math.log(50.0), math.log(5.0) + 0.2 * 11.0, s), rel=1e-10)
     # two discrepancy groups (one per source), and a point with error bars only: each takes its own SD
     prob = _tc_problem(
-        [(11.0, 50.0, 5.0), (20.0, 300.0, 60.0), (20.0, 300.0, 60.0)], estimated=[True, True, False], use_sem=True, group=[1, 0, 0]
+        [(11.0, 50.0, 5.0), (20.0, 300.0, 60.0), (20.0, 300.0, 60.0)],
+        estimated=[True, True, False],
+        use_sem=True,
+        group=[1, 0, 0],
     )
     lp, _, sd = L.time_course_terms(prob, jnp.asarray(obs), jnp.array([0.2, 0.7]))
     want = [math.sqrt(0.1**2 + 0.7**2 + L.SIGMA_MODEL**2), math.sqrt(0.2**2 + 0.2**2 + L.SIGMA_MODEL**2)]

@@ -56,14 +56,8 @@ def _records(quick: bool):
     return recs
 
 
-def _predict(
-    prob: L.Problem, nat: dict, idx: list[tuple[int, int]], progress: bool, fit_lines: list[str] | None = None, seed: int = 0
-):
-    """Posterior predictive of every observation for the draws ``idx`` (chain, draw). With
-    ``fit_lines`` (the lines of the fit, when ``prob`` is another problem, e.g. the check records),
-    per-line values are taken by line name; a line the fit did not see draws from the fitted line
-    population."""
-    from tqdm.auto import tqdm
+def _predictor(prob: L.Problem):
+    """The compiled predictive of one parameter point of ``prob`` (compile once, call per draw)."""
 
     @jax.jit
     def one(shared, lines, sig):
@@ -80,6 +74,25 @@ def _predict(
         out["volume_abs"] = jnp.exp(obs[:, :, L.OBS.index("log_volume_abs")])
         return out
 
+    return one
+
+
+def _predict(
+    prob: L.Problem,
+    nat: dict,
+    idx: list[tuple[int, int]],
+    progress: bool,
+    fit_lines: list[str] | None = None,
+    seed: int = 0,
+    one=None,
+):
+    """Posterior predictive of every observation for the draws ``idx`` (chain, draw). With
+    ``fit_lines`` (the lines of the fit, when ``prob`` is another problem, e.g. the check records),
+    per-line values are taken by line name; a line the fit did not see draws from the fitted line
+    population. ``one``: a ``_predictor(prob)`` already compiled."""
+    from tqdm.auto import tqdm
+
+    one = one or _predictor(prob)
     res = []
     rng = np.random.default_rng(seed)
     for c, d in tqdm(idx, desc="posterior predictive", disable=not progress, leave=False):
@@ -401,7 +414,7 @@ def run_fit(
     done = sum(r["steps"] for r in map_record.get("refinements", []))
     while settings.refine_steps > done:  # in chunks, each saved: an interrupted refinement resumes
         steps = min(REFINE_CHUNK, settings.refine_steps - done)
-        init, rec = refine_map(prob, init, steps, f=f, log=log)
+        init, rec = refine_map(prob, init, steps, f=f, log=log, progress=progress)
         map_record["z"] = np.asarray(init).tolist()
         map_record["refinements"] = map_record.get("refinements", []) + [rec]
         write_json(map_path, map_record)
@@ -483,7 +496,8 @@ def run_fit(
     n_pred = min(C * D, 40 if settings.quick else 200)
     flat = rng.choice(C * D, size=n_pred, replace=False)
     idx = [(int(i // D), int(i % D)) for i in flat]
-    pred = _predict(prob, nat, idx, progress)
+    predictor = _predictor(prob)
+    pred = _predict(prob, nat, idx, progress, one=predictor)
 
     # ---- InferenceData
     dims = {n: ["tumour_line"] for n in prob.per_line}
@@ -530,7 +544,7 @@ def run_fit(
     # the same rules at the MAP alone: what a posterior concentrated there would reproduce
     at_map = {
         r["record"]: r["probability"] == 1.0
-        for r in reproduction(prob, _predict(prob, natural_values(prob, init[None, None]), [(0, 0)], False))
+        for r in reproduction(prob, _predict(prob, natural_values(prob, init[None, None]), [(0, 0)], False, one=predictor))
     }
     for r in repro:
         r["at_map"] = at_map.get(r["record"])

@@ -270,14 +270,19 @@ def neg_log_density_and_grad(prob: L.Problem):
     return jax.jit(jax.value_and_grad(lambda z: -make_log_density(prob)(z)))
 
 
-def refine_map(prob: L.Problem, z, steps: int, f=None, log=print) -> tuple[np.ndarray, dict]:
-    """``steps`` more L-BFGS iterations from ``z``. Returns (z, record with the log posterior, the
-    gradient norm before and after, and scipy's message)."""
+def refine_map(prob: L.Problem, z, steps: int, f=None, log=print, progress: bool = False) -> tuple[np.ndarray, dict]:
+    """``steps`` more L-BFGS iterations from ``z`` (a progress bar per iteration with ``progress``).
+    Returns (z, record with the log posterior, the gradient norm before and after, and scipy's
+    message)."""
     from scipy.optimize import minimize
+    from tqdm.auto import tqdm
 
     fun = _scipy_objective(f or neg_log_density_and_grad(prob))
     v0, g0 = fun(np.asarray(z))
-    res = minimize(fun, np.asarray(z), jac=True, method="L-BFGS-B", options=dict(maxiter=int(steps)))
+    with tqdm(total=int(steps), desc="MAP refinement (L-BFGS)", disable=not progress, leave=False) as bar:
+        res = minimize(
+            fun, np.asarray(z), jac=True, method="L-BFGS-B", options=dict(maxiter=int(steps)), callback=lambda *_: bar.update(1)
+        )
     z1 = np.asarray(res.x) if res.fun < v0 else np.asarray(z)
     v1, g1 = fun(z1)
     rec = dict(
@@ -293,6 +298,21 @@ def refine_map(prob: L.Problem, z, steps: int, f=None, log=print) -> tuple[np.nd
         f"gradient norm {rec['grad_norm_before']:.3g} -> {rec['grad_norm']:.3g} ({res.message})"
     )
     return z1, rec
+
+
+def _fingerprint(prob) -> np.ndarray:
+    """The problem's fingerprint as a 0-d array, the form the npz checkpoints store it in."""
+    return np.array(L.problem_fingerprint(prob) if prob is not None else "no problem given")
+
+
+def _same_point(saved, fp: np.ndarray, z: np.ndarray) -> bool:
+    """Whether a checkpoint (an opened npz) was made for this problem and exactly this point."""
+    return (
+        "data_sha256" in saved
+        and str(saved["data_sha256"]) == str(fp)
+        and saved["z"].shape == z.shape
+        and np.array_equal(saved["z"], z)
+    )
 
 
 #: central-difference step (unconstrained units) of the Laplace Hessian
@@ -315,12 +335,11 @@ def laplace_hessian(
     f = f or neg_log_density_and_grad(prob)
     z = np.asarray(z, dtype=np.float64)
     n = z.size
-    fp = np.array(L.problem_fingerprint(prob) if prob is not None else "no problem given")
+    fp = _fingerprint(prob)
     H = np.full((n, n), np.nan)
     if checkpoint is not None and checkpoint.is_file():
         with np.load(checkpoint, allow_pickle=False) as d:
-            same_data = "data_sha256" in d and str(d["data_sha256"]) == str(fp)
-            if same_data and d["z"].shape == z.shape and np.array_equal(d["z"], z):
+            if _same_point(d, fp, z):
                 H = d["H"].copy()
     todo = [i for i in range(n) if not np.all(np.isfinite(H[i]))]
     rows_per_call = max(1, batch // 2)
@@ -477,11 +496,11 @@ def importance_draws(
     (resumable: ``checkpoint`` keeps the draws, their proposal and target log densities, the point
     and the problem's fingerprint; a file made elsewhere, e.g. on a GPU, is reused when all agree).
     ``batch`` > 1 evaluates that many draws per vmapped call. Returns the arrays and PSIS."""
-    fp = np.array(L.problem_fingerprint(prob) if prob is not None else "no problem given")
+    fp = _fingerprint(prob)
     saved = None
     if checkpoint is not None and checkpoint.is_file():
         with np.load(checkpoint, allow_pickle=False) as d:
-            same = str(d["data_sha256"]) == str(fp) and np.array_equal(d["z"], mean) and d["draws"].shape[0] == n
+            same = _same_point(d, fp, mean) and d["draws"].shape[0] == n
             # the covariance may come from another machine's LAPACK: equal to rounding
             if same and np.allclose(d["cov"], cov, rtol=1e-8, atol=1e-12 * np.abs(cov).max()):
                 saved = {k: d[k].copy() for k in ("draws", "logq", "logp")}
