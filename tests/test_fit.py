@@ -150,6 +150,14 @@ def test_laplace_fallback_from_the_quick_map(quick_fit, tmp_path, monkeypatch):
     if not prop["resampled"]:  # unreliable: the Gaussian Laplace draws of the first run stay
         assert lap["khat"] == np.inf and f"k-hat {prop['khat']:.2f}" in (out / "report.md").read_text()
         np.testing.assert_array_equal(load_fit(out).posterior["k_kill"].values, before)
+    # the covariance rescaled along its eigen-directions (MAP and Hessian reused): other draws, said so
+    assert main([*args, "--laplace-rescale", "-1"]) == 2
+    assert main([*args, "--laplace-rescale", "1"]) == 0
+    lap = json.loads((out / "diagnostics.json").read_text())["laplace"]
+    assert lap["rescale"]["rounds"] == 1 and lap["rescale"]["sd_ratio_min"] > 0
+    assert not np.array_equal(load_fit(out).posterior["k_kill"].values, before)
+    assert "rescaled along the Hessian's eigen-directions" in (out / "report.md").read_text()
+    assert (out / "work" / "rescale.npz").is_file()
 
 
 def test_a_saved_map_carries_over_to_new_coordinates():

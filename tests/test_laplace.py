@@ -152,3 +152,57 @@ def test_importance_draws_on_a_known_target_and_resume(tmp_path):
     # a checkpoint for another covariance is not reused: new draws
     other = I.importance_draws(log_density, None, mean, 2 * cov, 2000, seed=1, checkpoint=ck, progress=False)
     assert not np.array_equal(other["draws"], out["draws"])
+
+
+def _gaussian_logp(cov):
+    P = jnp.asarray(np.linalg.inv(cov))
+    return lambda z: -0.5 * z @ P @ z
+
+
+def test_rescaling_recovers_a_gaussian_target_along_the_eigen_directions(tmp_path):
+    """Secant rescaling: exact for a Gaussian target whose axes are the proposal's eigen-directions
+    (any rotation), bounded per round, resumable from its checkpoint."""
+    rng = np.random.default_rng(3)
+    R, _ = np.linalg.qr(rng.standard_normal((4, 4)))
+    target = (R * np.array([0.5, 2.0, 1.0, 0.1]) ** 2) @ R.T
+    start = (R * np.array([1.0, 1.5, 2.0, 3.0]) ** 2) @ R.T  # same axes, wrong widths
+    logp = _gaussian_logp(target)
+    ck = tmp_path / "rescale.npz"
+    one, rec1 = I.rescale_covariance(logp, np.zeros(4), start, rounds=1, checkpoint=ck, progress=False)
+    # round 1: three directions exact; the narrowest would shrink 30x, and stops at the bound
+    sd1 = np.sqrt(np.diag(R.T @ one @ R))
+    np.testing.assert_allclose(sd1, [0.5, 2.0, 1.0, 3.0 * I.RESCALE_BOUNDS[0]], rtol=1e-9)
+    assert rec1["history"][0]["n_at_bound"] == 1 and rec1["history"][0]["n_shrunk"] == 3
+    # round 2 resumes from the checkpoint (round 1 is read back, not redone) and is exact
+    two, rec2 = I.rescale_covariance(logp, np.zeros(4), start, rounds=2, checkpoint=ck, progress=False)
+    np.testing.assert_allclose(two, target, rtol=1e-8, atol=1e-12)
+    assert rec2["rounds"] == 2 and rec2["history"][0] == rec1["history"][0]
+    with np.load(ck) as d:
+        assert int(d["rounds"]) == 2
+    # a finished checkpoint is read, not recomputed (a marked SD comes back as saved)
+    with np.load(ck) as d:
+        saved = {k: d[k] for k in d.files}
+    np.savez(ck, **dict(saved, sd=saved["sd"] * np.array([1.0, 1.0, 1.0, 7.0])))
+    marked, _ = I.rescale_covariance(logp, np.zeros(4), start, rounds=2, checkpoint=ck, progress=False)
+    assert not np.allclose(marked, target)
+    # 0 rounds: the input back
+    same, rec0 = I.rescale_covariance(logp, np.zeros(4), start, rounds=0, progress=False)
+    np.testing.assert_allclose(same, start, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="rounds"):
+        I.rescale_covariance(logp, np.zeros(4), start, rounds=-1, progress=False)
+
+
+def test_rescaling_takes_the_wider_side_and_survives_failed_solves():
+    """A wall (failed solve, -inf) on one side of a direction: the other side sets the width; a
+    direction where the density rises on both sides widens by the bound, not without limit."""
+
+    def logp(z):
+        ok = z[0] < 1.0  # beyond: the solve fails
+        return jnp.where(ok, -0.5 * (z[0] / 0.5) ** 2 - 0.5 * (z[1] / 2.0) ** 2 + 0.5 * z[2] ** 2, -jnp.inf)
+
+    cov = np.diag([1.0, 1.0, 0.01])
+    out, rec = I.rescale_covariance(logp, np.zeros(3), cov, rounds=1, progress=False)
+    np.testing.assert_allclose(np.sqrt(np.diag(out)), [0.5, 2.0, 0.1 * I.RESCALE_BOUNDS[1]], rtol=1e-9)
+    assert rec["history"][0]["n_failed"] == 1 and rec["history"][0]["n_at_bound"] == 1
+    with pytest.raises(ValueError, match="not finite"):
+        I.rescale_covariance(lambda z: -jnp.inf * jnp.sum(z**2 + 1), np.zeros(3), cov, rounds=1, progress=False)

@@ -220,6 +220,7 @@ def _cmd_fit(args) -> int:
             refine_steps=args.refine_steps,
             hessian_batch=args.hessian_batch,
             importance_draws=args.importance_draws,
+            laplace_rescale=args.laplace_rescale,
         )
     else:
         settings = FitSettings(
@@ -236,12 +237,15 @@ def _cmd_fit(args) -> int:
             refine_steps=args.refine_steps,
             hessian_batch=args.hessian_batch,
             importance_draws=args.importance_draws,
+            laplace_rescale=args.laplace_rescale,
         )
     for field in ("chains", "warmup", "samples", "map_starts", "map_steps", "max_tree_depth", "segment"):
         if getattr(settings, field) < 1:
             raise ValueError(f"--{field.replace('_', '-')}: must be a positive integer, got {getattr(settings, field)}")
     if settings.importance_draws < 0:
         raise ValueError(f"--importance-draws: must be 0 or a positive integer, got {settings.importance_draws}")
+    if settings.laplace_rescale < 0:
+        raise ValueError(f"--laplace-rescale: must be 0 or a positive integer, got {settings.laplace_rescale}")
     if settings.hessian_batch < 1:
         raise ValueError(f"--hessian-batch: must be a positive integer, got {settings.hessian_batch}")
     if settings.refine_steps < 0:
@@ -366,6 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="with --laplace: this many Student-t proposal draws around the MAP, resampled by Pareto-smoothed importance "
         "weights when PSIS is reliable (k-hat < 0.7); 0 keeps plain Gaussian draws",
+    )
+    p.add_argument(
+        "--laplace-rescale",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="with --laplace: rescale the Laplace covariance along its eigen-directions so that the exact log posterior "
+        "drops as a Gaussian's would 2 SDs out (ROUNDS x 2 x dim evaluations; the Hessian's directions are kept)",
     )
     p.add_argument("--no-progress", action="store_true")
     p.add_argument(

@@ -36,6 +36,7 @@ from .inference import (
     prior_draws_z,
     prior_median_z,
     refine_map,
+    rescale_covariance,
     run_nuts,
     write_json,
 )
@@ -263,6 +264,19 @@ def _draws_kind(lap: dict | None) -> str:
     )
 
 
+def _rescale_text(rs: dict | None) -> str:
+    if not rs:
+        return ""
+    last = rs["history"][-1]
+    return (
+        f" The covariance was then rescaled along the Hessian's eigen-directions ({rs['rounds']} rounds; `--laplace-rescale`): "
+        f"each SD set so that the exact log posterior {rs['k_sds']:g} SDs out drops as a Gaussian's would (the wider side "
+        f"counts), giving SDs {rs['sd_ratio_min']:.3g} to {rs['sd_ratio_max']:.3g} times the Hessian's; in the last round "
+        f"the factors ran from {last['factor_min']:.3g} to {last['factor_max']:.3g}, with {last['n_at_bound']} directions "
+        f"at the bound and {last['n_failed']} failed solves. Correlations stay the Hessian's."
+    )
+
+
 def _laplace_text(lap: dict | None) -> str:
     """What the report says about the quality of a Laplace approximation."""
     if not lap:
@@ -275,7 +289,7 @@ def _laplace_text(lap: dict | None) -> str:
         f" The covariance is the inverse of a central-difference Hessian of the log posterior at the MAP; its eigenvalues "
         f"run from {e['eigen_min']:.3g} to {e['eigen_max']:.3g} ({e['n_negative']} negative), and {e['n_raised']} directions "
         f"were raised to a precision of {e['min_precision']:g} (SD 1 in log units: the data leave them flat, or the MAP is not "
-        f"a strict mode there). Pareto-smoothed importance sampling of the exact log posterior {at} gives "
+        f"a strict mode there).{_rescale_text(lap.get('rescale'))} Pareto-smoothed importance sampling of the exact log posterior {at} gives "
         f"k-hat = {lap['khat']:.2f} ({verdict}; PSIS is trustworthy below {KHAT_RELIABLE}) and an importance ESS of "
         f"{lap['importance_ess']:.1f}; {lap['n_failed']} draws had a failed solve."
         + (
@@ -340,7 +354,7 @@ def run_fit(
         old = json.loads(settings_path.read_text())
         # the number of draws may change on a resume (extend a run, or stop it early): not the rest
         # (and the MAP refinement may be extended: it continues from the saved MAP)
-        free = ("samples", "segment", "refine_steps", "hessian_batch", "importance_draws")
+        free = ("samples", "segment", "refine_steps", "hessian_batch", "importance_draws", "laplace_rescale")
         same = {k: v for k, v in old.items() if k not in free}
         if same != {k: v for k, v in asdict(settings).items() if k not in free}:
             raise ValueError(
@@ -431,6 +445,21 @@ def run_fit(
             f"Laplace Hessian: eigenvalues {eig['eigen_min']:.3g} .. {eig['eigen_max']:.3g}; {eig['n_negative']} negative, "
             f"{eig['n_raised']} raised to the floor {eig['min_precision']:g} (SD <= 1 log unit)"
         )
+        rescale = None
+        if settings.laplace_rescale > 0:
+            cov, rescale = rescale_covariance(
+                make_log_density(prob),
+                np.asarray(init),
+                cov,
+                settings.laplace_rescale,
+                prob=prob,
+                checkpoint=work / "rescale.npz",
+                progress=progress,
+            )
+            log(
+                f"Laplace covariance rescaled ({rescale['rounds']} rounds at {rescale['k_sds']:g} SDs): SDs x "
+                f"{rescale['sd_ratio_min']:.3g} .. {rescale['sd_ratio_max']:.3g} of the Hessian's"
+            )
         shape = (settings.chains, settings.samples, init.size)
         n_keep = shape[0] * shape[1]
         proposal = dict(kind="gaussian", resampled=False)
@@ -475,7 +504,9 @@ def run_fit(
             log(
                 f"importance check of the Laplace draws: Pareto k-hat {imp['khat']:.2f}, ESS {imp['ess']:.1f} of {imp['n']} ({imp['n_failed']} failed solves)"
             )
-        laplace = dict(eigen=eig, khat=imp["khat"], importance_ess=imp["ess"], n_failed=imp["n_failed"], proposal=proposal)
+        laplace = dict(
+            eigen=eig, rescale=rescale, khat=imp["khat"], importance_ess=imp["ess"], n_failed=imp["n_failed"], proposal=proposal
+        )
         stats = dict(
             diverging=np.zeros(shape[:2], bool),
             num_steps=np.zeros(shape[:2], np.int64),
