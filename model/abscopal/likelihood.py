@@ -54,6 +54,15 @@ SMOOTH_LOG = 0.25  # softness (log units) of the smooth threshold crossings and 
 TAU = {"log_ratio": 0.1, "time": 1.0, "fraction": 0.05}  # softness of qualitative penalties
 SIGMA_MODEL = 0.1  # model-error floor on log volumes of time courses (added to sem/mean)
 LOG_FLOOR = 1e-12  # volumes and cell numbers are floored here before logs
+#: temperature (log units) of the soft running maximum and minimum of a series over the output
+#: grid (log-sum-exp): a hard max over grid points has a kink wherever two points tie, and the MAP
+#: search stalled on one (a 2-day-grid peak tie in an untreated arm: the gradient there was one
+#: side's, finite differences the average). Bias: at most PEAK_TAU * log(points near the max)
+#: (0.05 x log 31 = 0.17 for a series flat over the whole grid; under 0.01 for a peaked one).
+PEAK_TAU = 0.05
+#: a version of the likelihood's code, hashed into ``problem_fingerprint``: a change of what the
+#: likelihood computes (not only of the data) makes saved MAPs and Hessians stale
+LIKELIHOOD_VERSION = "2026-11-27: soft running max/min (PEAK_TAU), one series SD per discrepancy group"
 
 #: observables computed per arm and output day (index -> name); all logs
 OBS = (
@@ -420,7 +429,7 @@ def problem_fingerprint(prob: Problem) -> str:
         a = np.ascontiguousarray(np.asarray(parts[key]))
         h.update(f"{key}:{a.dtype.str}:{a.shape}".encode())
         h.update(a.tobytes())
-    h.update(repr((prob.shared, prob.per_line, prob.lines, prob.series_groups)).encode())
+    h.update(repr((prob.shared, prob.per_line, prob.lines, prob.series_groups, LIKELIHOOD_VERSION)).encode())
     return h.hexdigest()
 
 
@@ -481,11 +490,23 @@ def _interp(series, days, grid_step):
     return (1 - w) * a + w * b
 
 
+def soft_cummax(x, tau=PEAK_TAU):
+    """Smooth running maximum along the last axis: ``tau * log(sum_{j <= t} exp(x_j / tau))``, at
+    least the running max and at most ``tau * log(t + 1)`` above it."""
+    return tau * jax.lax.cumlogsumexp(x / tau, axis=x.ndim - 1)
+
+
+def soft_min(x, where, tau=PEAK_TAU):
+    """Smooth minimum along the last axis over the entries where ``where`` holds (at most the
+    minimum, and at most ``tau * log(count)`` below it)."""
+    return -tau * jax.nn.logsumexp(jnp.where(where, -x / tau, -jnp.inf), axis=-1)
+
+
 def _smooth_time(logv, logthr, days, s=SMOOTH_LOG):
     """Smooth first-crossing time of log volume series (..., n_out) over log threshold (...,):
     the integral of ``sigmoid((log thr - running max of log v) / s)`` over the grid (trapezoid),
     i.e. the time "alive", censored at the horizon; independent of the grid's resolution."""
-    peak = jax.lax.cummax(logv, axis=logv.ndim - 1)
+    peak = soft_cummax(logv)
     alive = jax.nn.sigmoid((logthr[..., None] - peak) / s)
     dt = jnp.diff(days)
     return jnp.sum(0.5 * (alive[..., 1:] + alive[..., :-1]) * dt, axis=-1)
@@ -535,7 +556,7 @@ def quantities(prob: Problem, obs, obs_pop):
     if nB:
         pser = obs_pop[jnp.clip(arm, 0, nB - 1), :, :, o]  # (Q, K, n_out)
         mask = jnp.asarray(prob.days)[None, :] <= day[:, None] + 1e-9  # up to the day
-        minlog = jnp.min(jnp.where(mask[:, None, :], pser, jnp.inf), axis=-1)  # (Q, K)
+        minlog = soft_min(pser, mask[:, None, :])  # (Q, K)
         cure = jnp.mean(jax.nn.sigmoid((math.log(CURE_MM3) - minlog) / SMOOTH_LOG), axis=-1)
         rser = obs_pop[jnp.clip(q["ref"], 0, nB - 1), :, :, o]
         at = _interp(pser, jnp.broadcast_to(day[:, None], pser.shape[:2]), step)
