@@ -170,3 +170,21 @@ def test_a_saved_map_carries_over_to_new_coordinates():
     z, m = _carry_over(saved, names, np.full(5, 9.0))
     np.testing.assert_array_equal(z, [2.0, 9.0, 1.0, -0.5, -0.5])
     np.testing.assert_array_equal(m, [0.3, 1.0, 0.1, 0.2, 0.2])
+
+
+def test_check_records_take_the_series_sd_of_their_group_by_name():
+    """The check records' time courses (S05: Markovsky) use the fitted SD of their own discrepancy
+    group, found by name in the fit's groups; a group the fit lacks is a clear error."""
+    from types import SimpleNamespace
+
+    from abscopal.fitting import _unpack_one
+
+    prob = SimpleNamespace(shared=(), per_line=(), lines=["CT26"], series_groups=("Markovsky 2019",))
+    nat = {"sigma_series": np.array([[[0.9, 0.2]]])}  # (chain, draw, group)
+    _, _, sig = _unpack_one(prob, nat, 0, 0, fit_lines=["CT26"], fit_groups=["Rauf 2025", "Markovsky 2019"])
+    np.testing.assert_array_equal(sig, [0.2])
+    with pytest.raises(ValueError, match="Markovsky 2019"):
+        _unpack_one(prob, nat, 0, 0, fit_lines=["CT26"], fit_groups=["Rauf 2025"])
+    own = SimpleNamespace(prob.__dict__, series_groups=("Rauf 2025", "Markovsky 2019"))
+    _, _, sig = _unpack_one(own, nat, 0, 0)  # the fit's own problem: its groups in order
+    np.testing.assert_array_equal(sig, [0.9, 0.2])

@@ -26,6 +26,11 @@ def test_shipped_fit_loads_and_covers_every_record():
     summary = pd.read_csv(REVIEW / "summary.csv")
     assert set(fit.shared) | set(fit.per_line) <= set(summary["name"])
     assert np.all(summary["q05"] <= summary["median"]) and np.all(summary["median"] <= summary["q95"])
+    # one fitted series SD per discrepancy group of the records, in the summary and the posterior
+    groups = sorted({tc.discrepancy_group for r in records if r.use == "fit" for tc in r.time_courses if tc.discrepancy_group})
+    assert fit.meta["estimated"]["series_groups"] == groups and fit.posterior["sigma_series"].shape[-1] == len(groups)
+    rows = summary[summary["name"] == "sigma_series"]
+    assert list(rows["tumour_line"]) == [f"(series: {g})" for g in groups] and np.all(rows["unit"] == "log-SD")
     for line in fit.lines:
         assert np.all(np.isfinite(fit.params(line).values))
 

@@ -86,23 +86,25 @@ def _predict(
     fit_lines: list[str] | None = None,
     seed: int = 0,
     one=None,
+    fit_groups: list[str] | None = None,
 ):
     """Posterior predictive of every observation for the draws ``idx`` (chain, draw). With
     ``fit_lines`` (the lines of the fit, when ``prob`` is another problem, e.g. the check records),
     per-line values are taken by line name; a line the fit did not see draws from the fitted line
-    population. ``one``: a ``_predictor(prob)`` already compiled."""
+    population; ``fit_groups`` (the fit's discrepancy groups) does the same for the series SDs.
+    ``one``: a ``_predictor(prob)`` already compiled."""
     from tqdm.auto import tqdm
 
     one = one or _predictor(prob)
     res = []
     rng = np.random.default_rng(seed)
     for c, d in tqdm(idx, desc="posterior predictive", disable=not progress, leave=False):
-        shared, lines, sig = _unpack_one(prob, nat, c, d, fit_lines, rng)
+        shared, lines, sig = _unpack_one(prob, nat, c, d, fit_lines, rng, fit_groups)
         res.append(jax.tree.map(np.asarray, one(jnp.asarray(shared), jnp.asarray(lines), jnp.asarray(sig))))
     return {k: np.stack([r[k] for r in res]) for k in res[0]}
 
 
-def _unpack_one(prob, nat, c, d, fit_lines=None, rng=None):
+def _unpack_one(prob, nat, c, d, fit_lines=None, rng=None, fit_groups=None):
     shared = np.array([nat[n][c, d] for n in prob.shared]) if prob.shared else np.zeros(0)
     if fit_lines is None:
         lines = np.stack([nat[n][c, d] for n in prob.per_line], axis=-1) if prob.per_line else np.zeros((len(prob.lines), 0))
@@ -116,12 +118,16 @@ def _unpack_one(prob, nat, c, d, fit_lines=None, rng=None):
                     lines[j, q] = nat[f"mu_{n}"][c, d] * np.exp(nat[f"sigma_{n}"][c, d] * rng.standard_normal())
     sig = np.zeros(0)
     if prob.series_groups:
-        if fit_lines is not None:
-            raise ValueError(
-                "time courses outside the fitted records: their discrepancy groups "
-                f"{list(prob.series_groups)} have no fitted sigma_series"
-            )
-        sig = np.atleast_1d(nat["sigma_series"][c, d])
+        fitted = np.atleast_1d(nat["sigma_series"][c, d]) if "sigma_series" in nat else np.zeros(0)
+        if fit_groups is None:
+            sig = fitted
+        else:  # another problem (the check records): by group name
+            missing = [g for g in prob.series_groups if g not in fit_groups]
+            if missing:
+                raise ValueError(
+                    f"time courses outside the fitted records: discrepancy groups {missing} have no fitted sigma_series"
+                )
+            sig = np.array([fitted[fit_groups.index(g)] for g in prob.series_groups])
     return shared, lines, sig
 
 
@@ -571,7 +577,12 @@ def run_fit(
         checks = tuple(r for r in load_records() if r.use == "check")
         if checks:
             pc = L.build_problem(checks, use="check", n_virtual=settings.n_virtual, seed=settings.seed)
-            repro += reproduction(pc, _predict(pc, nat, idx, progress, fit_lines=list(prob.lines), seed=settings.seed))
+            repro += reproduction(
+                pc,
+                _predict(
+                    pc, nat, idx, progress, fit_lines=list(prob.lines), seed=settings.seed, fit_groups=list(prob.series_groups)
+                ),
+            )
     # the same rules at the MAP alone: what a posterior concentrated there would reproduce
     at_map = {
         r["record"]: r["probability"] == 1.0
