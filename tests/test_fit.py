@@ -185,6 +185,6 @@ def test_check_records_take_the_series_sd_of_their_group_by_name():
     np.testing.assert_array_equal(sig, [0.2])
     with pytest.raises(ValueError, match="Markovsky 2019"):
         _unpack_one(prob, nat, 0, 0, fit_lines=["CT26"], fit_groups=["Rauf 2025"])
-    own = SimpleNamespace(prob.__dict__, series_groups=("Rauf 2025", "Markovsky 2019"))
+    own = SimpleNamespace(**dict(vars(prob), series_groups=("Rauf 2025", "Markovsky 2019")))
     _, _, sig = _unpack_one(own, nat, 0, 0)  # the fit's own problem: its groups in order
     np.testing.assert_array_equal(sig, [0.9, 0.2])
