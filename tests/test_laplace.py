@@ -64,6 +64,44 @@ def test_batched_hessian_matches_the_row_by_row_one(batch, tmp_path):
         I.laplace_hessian(None, z, f=f, progress=False, batch=0)
 
 
+def test_stiff_rows_get_their_own_step_and_the_smaller_step_wins_each_pair(tmp_path):
+    """-log p = A/2 z0^2 + c/4 z0^4 + z1^2/2 + k z0 z1 + r z0 z1^3: Hessian [[A, k], [k, 1]] at 0.
+    With the fixed step h, row 0 reads A + c h^2 on the diagonal (stiff: A = 1e6, c = 1e12: twice
+    too large at h = 1e-3) and row 1 reads k + r h^2 off it: the stiff row's own small step fixes
+    the first, and taking each pair from the row with the smaller step fixes the second."""
+    A, c, k, r = 1e6, 1e12, 2.0, 1e6
+
+    def energy(z):
+        return 0.5 * A * z[0] ** 2 + 0.25 * c * z[0] ** 4 + 0.5 * z[1] ** 2 + k * z[0] * z[1] + r * z[0] * z[1] ** 3
+
+    f = jax.jit(jax.value_and_grad(energy))
+    exact = np.array([[A, k], [k, 1.0]])
+    fixed = I.laplace_hessian(None, np.zeros(2), f=f, progress=False, adapt=False)
+    assert fixed[0, 0] / A > 1.9 and fixed[1, 0] - k > 0.4  # the fixed step's bias, which the adaptive step must remove
+    ck = tmp_path / "h.npz"
+    H, info = I.laplace_hessian(None, np.zeros(2), f=f, checkpoint=ck, progress=False, with_info=True)
+    np.testing.assert_allclose(H, exact, rtol=1e-2)
+    assert H[0, 1] == H[1, 0] == pytest.approx(k, rel=1e-6)  # from row 0 (step ~5e-5), not row 1 (1e-3)
+    assert info["n_refined"] == 1 and info["step_max"] == I.HESSIAN_STEP
+    assert info["step_min"] == pytest.approx(I.HESSIAN_STEP_SD / np.sqrt(fixed[0, 0]))
+    assert info["asymmetry"] > 0.0
+    # the steps are checkpointed: a resume calls no gradient
+    calls = []
+
+    def counting(x):
+        calls.append(1)
+        return f(x)
+
+    H2 = I.laplace_hessian(None, np.zeros(2), f=counting, checkpoint=ck, progress=False)
+    assert not calls
+    np.testing.assert_array_equal(H2, H)
+    # the step rule: a fraction of the curvature scale, within the bounds
+    np.testing.assert_allclose(
+        I.hessian_steps(np.array([1.0, 1e6, 1e14, 0.0, -5.0])),
+        [I.HESSIAN_STEP, I.HESSIAN_STEP_SD / 1e3, I.HESSIAN_STEP_MIN, I.HESSIAN_STEP, I.HESSIAN_STEP],
+    )
+
+
 def test_failed_gradient_in_the_hessian_is_an_error():
     f = jax.jit(jax.value_and_grad(lambda z: jnp.where(z[0] > 0.0, jnp.inf * z[0], 0.5 * z @ z)))
     with pytest.raises(FloatingPointError, match="coordinate 0"):

@@ -22,6 +22,7 @@ from .inference import (
     KHAT_RELIABLE,
     PROPOSAL_DF,
     PROPOSAL_SEED_OFFSET,
+    HESSIAN_STEP_SD,
     FitSettings,
     find_map,
     importance_check,
@@ -283,6 +284,16 @@ def _rescale_text(rs: dict | None) -> str:
     )
 
 
+def _differences_text(d: dict | None) -> str:
+    if not d:
+        return ""
+    return (
+        f" Central-difference steps ran from {d['step_min']:.2g} to {d['step_max']:.2g} ({d['n_refined']} stiff rows took a "
+        f"step of {HESSIAN_STEP_SD:g} times their curvature scale 1/sqrt(H_ii)); before symmetrising, the rows disagreed with the columns by at most "
+        f"{100 * d['asymmetry']:.2g} % of the largest entry (0 for an exact quadratic)."
+    )
+
+
 def _laplace_text(lap: dict | None) -> str:
     """What the report says about the quality of a Laplace approximation."""
     if not lap:
@@ -295,7 +306,7 @@ def _laplace_text(lap: dict | None) -> str:
         f" The covariance is the inverse of a central-difference Hessian of the log posterior at the MAP; its eigenvalues "
         f"run from {e['eigen_min']:.3g} to {e['eigen_max']:.3g} ({e['n_negative']} negative), and {e['n_raised']} directions "
         f"were raised to a precision of {e['min_precision']:g} (SD 1 in log units: the data leave them flat, or the MAP is not "
-        f"a strict mode there).{_rescale_text(lap.get('rescale'))} Pareto-smoothed importance sampling of the exact log posterior {at} gives "
+        f"a strict mode there).{_differences_text(e.get('differences'))}{_rescale_text(lap.get('rescale'))} Pareto-smoothed importance sampling of the exact log posterior {at} gives "
         f"k-hat = {lap['khat']:.2f} ({verdict}; PSIS is trustworthy below {KHAT_RELIABLE}) and an importance ESS of "
         f"{lap['importance_ess']:.1f}; {lap['n_failed']} draws had a failed solve."
         + (
@@ -316,7 +327,15 @@ def _map_point(prob, z, map_record: dict) -> dict:
     else:
         lp, gn = max(st["log_posterior"] for st in map_record["starts"]), None
     values = {k: np.asarray(v).tolist() for k, v in natural_values(prob, np.asarray(z)).items()}
-    return dict(values=values, log_posterior=float(lp), grad_norm=None if gn is None else float(gn))
+    return dict(
+        values=values,
+        log_posterior=float(lp),
+        grad_norm=None if gn is None else float(gn),
+        # the flat unconstrained point itself (coordinates named as in the layout): the checks of
+        # the shipped fit re-evaluate the log posterior and its gradient there
+        z=np.asarray(z, dtype=np.float64).tolist(),
+        names=layout_of(prob).names(),
+    )
 
 
 #: L-BFGS iterations per saved chunk of the MAP refinement (each restarts L-BFGS's curvature memory)
@@ -445,16 +464,20 @@ def run_fit(
     if method == "nuts":
         draws, stats = run_nuts(prob, init, settings, work, progress=progress, log=log, inv_mass=inv_mass)
     else:
-        H = laplace_hessian(prob, init, f=f, checkpoint=work / "hessian.npz", progress=progress, batch=settings.hessian_batch)
+        H, hinfo = laplace_hessian(
+            prob, init, f=f, checkpoint=work / "hessian.npz", progress=progress, batch=settings.hessian_batch, with_info=True
+        )
         cov, eig = laplace_covariance(H)
+        eig["differences"] = hinfo
         log(
             f"Laplace Hessian: eigenvalues {eig['eigen_min']:.3g} .. {eig['eigen_max']:.3g}; {eig['n_negative']} negative, "
             f"{eig['n_raised']} raised to the floor {eig['min_precision']:g} (SD <= 1 log unit)"
         )
         rescale = None
+        log_density = make_log_density(prob)  # one closure, so one compile, for the three stages below
         if settings.laplace_rescale > 0:
             cov, rescale = rescale_covariance(
-                make_log_density(prob),
+                log_density,
                 np.asarray(init),
                 cov,
                 settings.laplace_rescale,
@@ -473,7 +496,7 @@ def run_fit(
             if settings.importance_draws < n_keep:
                 raise ValueError(f"--importance-draws: at least chains x samples = {n_keep}, got {settings.importance_draws}")
             timp = importance_draws(
-                make_log_density(prob),
+                log_density,
                 prob,
                 np.asarray(init),
                 cov,
@@ -506,7 +529,7 @@ def run_fit(
         if not proposal["resampled"]:
             rng = np.random.default_rng(settings.seed + 3)
             draws = init + rng.standard_normal(shape) @ np.linalg.cholesky(cov).T
-            imp = importance_check(make_log_density(prob), draws, np.asarray(init), cov, progress=progress)
+            imp = importance_check(log_density, draws, np.asarray(init), cov, progress=progress)
             log(
                 f"importance check of the Laplace draws: Pareto k-hat {imp['khat']:.2f}, ESS {imp['ess']:.1f} of {imp['n']} ({imp['n_failed']} failed solves)"
             )
@@ -606,6 +629,8 @@ def run_fit(
             if laplace["proposal"]["resampled"]
             else "Laplace approximation at the MAP (finite-difference Hessian)"
         )
+        if laplace["rescale"]:
+            what += f", covariance rescaled along its eigen-directions ({laplace['rescale']['rounds']} rounds)"
         status = (
             f"NOT CONVERGED: {what}, not MCMC; PSIS k-hat {laplace['khat']:.2f} (reliable only below 0.7); "
             "NUTS did not finish in the time available (see report)"

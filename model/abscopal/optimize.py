@@ -29,6 +29,7 @@ import pandas as pd
 from .agents import agent_index, get_agent
 from .compare import Comparison, compare, draw_parameters
 from .equations import build_model
+from .likelihood import soft_min
 from .outcomes import CURE_VOLUME_MM3
 from .parameters import Params, default_params, tumour_lines
 from .schedules import (
@@ -217,6 +218,17 @@ def _events(x, n_frac, c):
     }
 
 
+def cure_loss(viable):
+    """Minus the log of the smooth cure probability over draws, from viable volumes (B, N, n_out) in
+    mm3: log-mean-exp over the N draws of ``log sigmoid((log CURE_VOLUME_MM3 - min_t log v) / CURE_TAU)``
+    (gradients stay informative when every draw is far from cure). The minimum over the output grid
+    is the smooth ``likelihood.soft_min`` (at most ``PEAK_TAU * log(n_out)`` below the hard one): a
+    hard min has a kink where two grid points tie, on which gradient steps stall."""
+    log_v = jnp.log(jnp.maximum(viable, 1e-300))
+    x = (math.log(CURE_VOLUME_MM3) - soft_min(log_v, jnp.ones(log_v.shape[-1], bool))) / CURE_TAU
+    return -(jax.scipy.special.logsumexp(jax.nn.log_sigmoid(x), axis=1) - jnp.log(x.shape[1]))
+
+
 @partial(jax.jit, static_argnames=("rtol", "atol", "max_steps"))
 def _value_and_grad(z, lo, hi, n_frac, draws, c, obj, *, rtol, atol, max_steps):
     """Loss per candidate (B,) and its gradient with respect to the unit-box variables z (B, 3).
@@ -234,12 +246,7 @@ def _value_and_grad(z, lo, hi, n_frac, draws, c, obj, *, rtol, atol, max_steps):
         v = viable[..., -1] + jnp.take(ys[..., -1, :], obj["i_d"], axis=-1)  # (B, N) volume at the horizon
         q = obj["q"]
         volume_loss = jnp.log(jnp.where(q > 0, jnp.quantile(v, jnp.clip(q, 0.0, 1.0), axis=1), jnp.mean(v, axis=1)))
-        v_min = jnp.maximum(jnp.min(viable, axis=2), 1e-300)
-        # minus the log of the smooth cure probability (log-mean-exp of log-sigmoids: gradients stay
-        # informative when every draw is far from cure)
-        x = (jnp.log(CURE_VOLUME_MM3) - jnp.log(v_min)) / CURE_TAU
-        cure_loss = -(jax.scipy.special.logsumexp(jax.nn.log_sigmoid(x), axis=1) - jnp.log(x.shape[1]))
-        return jnp.where(obj["volume"] > 0, volume_loss, cure_loss)
+        return jnp.where(obj["volume"] > 0, volume_loss, cure_loss(viable))
 
     loss, vjp = jax.vjp(losses, z)
     return loss, vjp(jnp.ones_like(loss))[0]
