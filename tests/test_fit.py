@@ -42,6 +42,8 @@ def test_quick_fit_writes_a_complete_fit_folder(quick_fit):
     assert {r["record"] for r in repro} == set(QUICK_RECORDS)
     assert all(0.0 <= r["probability"] <= 1.0 for r in repro)
     assert all(isinstance(r["at_map"], bool) for r in repro) and "| at MAP |" in report
+    assert all(len(r["verdicts"]) == len(r["observations"]) for r in repro)
+    assert "None." in report or "missed qualitative comparisons" in report
     # draws for any line: a fitted line and one the fit did not see (population predictive)
     assert fit.draws(5, tumour_line="MC38").shape == (5, len(fit.params("MC38").values))
     assert np.all(np.isfinite(fit.draws(5, tumour_line="RENCA")))
@@ -188,3 +190,38 @@ def test_check_records_take_the_series_sd_of_their_group_by_name():
     own = SimpleNamespace(**dict(vars(prob), series_groups=("Rauf 2025", "Markovsky 2019")))
     _, _, sig = _unpack_one(own, nat, 0, 0)  # the fit's own problem: its groups in order
     np.testing.assert_array_equal(sig, [0.9, 0.2])
+
+
+@pytest.mark.parametrize(
+    "d, op, margin, expected",
+    [
+        (3.0, 1, 2.0, "holds"),
+        (1.0, 1, 2.0, "too_small"),
+        (-0.5, 1, 2.0, "opposite"),
+        (-0.3, -1, 0.2, "holds"),
+        (-0.1, -1, 0.2, "too_small"),
+        (0.4, -1, 0.2, "opposite"),
+        (0.0, -1, 0.2, "opposite"),  # no effect at all is not "the right direction"
+        (2.5, 0, 3.0, "holds"),
+        (-3.5, 0, 3.0, "spurious"),
+    ],
+)
+def test_comparison_verdicts(d, op, margin, expected):
+    from abscopal.fitting import comparison_verdict
+
+    assert comparison_verdict(d, op, margin) == expected
+
+
+def test_miss_summary_counts_only_missed_comparisons_of_fitted_records():
+    from abscopal.fitting import _miss_summary
+
+    repro = [
+        dict(use="fit", probability=0.1, per_observation=[0.2, 0.9, 0.0], verdicts=["too_small", "holds", None]),
+        dict(use="fit", probability=0.5, per_observation=[0.3, 0.6], verdicts=["opposite", "holds"]),
+        dict(use="fit", probability=0.95, per_observation=[0.95], verdicts=["too_small"]),  # reproduced
+        dict(use="check", probability=0.0, per_observation=[0.0], verdicts=["spurious"]),  # not fitted
+    ]
+    text = _miss_summary(repro)
+    assert text.startswith("Of the 3 missed qualitative comparisons")
+    assert "1 go the right direction" in text and "1 go the opposite" in text and "in 0, the model" in text
+    assert "1 hold at the median" in text and "1 other observations" in text

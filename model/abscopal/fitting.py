@@ -132,6 +132,26 @@ def _unpack_one(prob, nat, c, d, fit_lines=None, rng=None, fit_groups=None):
     return shared, lines, sig
 
 
+#: how a comparison misses, by the sign of the model's median difference against the stated one
+VERDICTS = {
+    "holds": "holds at the median",
+    "too_small": "the right direction, but smaller than the margin",
+    "opposite": "the opposite direction",
+    "spurious": "the model separates arms the record says do not differ",
+}
+
+
+def comparison_verdict(d: float, op: int, margin: float) -> str:
+    """Key of ``VERDICTS`` for a comparison whose model difference (median over draws) is ``d``:
+    ``op`` 1 (lhs > rhs + margin), -1 (lhs < rhs - margin) or 0 (|lhs - rhs| <= margin)."""
+    if op == 0:
+        return "holds" if abs(d) <= margin else "spurious"
+    signed = d * op  # > 0: the stated direction
+    if signed > margin:
+        return "holds"
+    return "too_small" if signed > 0 else "opposite"
+
+
 def reproduction(prob: L.Problem, pred: dict) -> list[dict]:
     """Per record: the posterior probability that the model reproduces it (over predictive draws).
 
@@ -148,15 +168,19 @@ def reproduction(prob: L.Problem, pred: dict) -> list[dict]:
 
     what = {}
 
-    def put(rec, arr, text):
+    verdict = {}
+
+    def put(rec, arr, text, v=None):
         ok.setdefault(rec, []).append(np.asarray(arr, dtype=bool))
         what.setdefault(rec, []).append(text)
+        verdict.setdefault(rec, []).append(v)
 
     if prob.cmp:
         holds = np.asarray(L.comparison_holds(pred["d"], prob.cmp["op"][None], prob.cmp["margin"][None]))
         for j, (rec, label) in enumerate(prob.labels["cmp"]):
-            d = np.median(pred["d"][:, j])
-            put(rec, holds[:, j], f"{label}: model difference {d:+.3g} (median)")
+            d = float(np.median(pred["d"][:, j]))
+            v = comparison_verdict(d, int(prob.cmp["op"][j]), float(prob.cmp["margin"][j]))
+            put(rec, holds[:, j], f"{label}: model difference {d:+.3g} (median): {VERDICTS[v]}", v)
     if prob.cnt:
         for j, rec in enumerate(prob.labels["cnt"]):
             p = np.clip(pred["q"][:, prob.cnt["q"][j]], 1e-9, 1 - 1e-9)
@@ -199,6 +223,7 @@ def reproduction(prob: L.Problem, pred: dict) -> list[dict]:
                 probability=float(all_ok.mean()),
                 per_observation=[float(x) for x in per_obs.mean(axis=1)],
                 observations=what[rec.id],
+                verdicts=verdict[rec.id],  # per observation: a VERDICTS key (comparisons), else None
                 notes=list(rec.notes),
                 n_draws=int(n),
             )
@@ -679,6 +704,29 @@ def run_fit(
     return out
 
 
+def _miss_summary(repro: list[dict]) -> str:
+    """One paragraph: how the fitted records' missed comparisons miss (see ``VERDICTS``)."""
+    counts = dict.fromkeys(VERDICTS, 0)
+    n_other = 0
+    for r in repro:
+        if r["use"] != "fit" or r["probability"] >= REPRODUCED_AT:
+            continue
+        for p, v in zip(r["per_observation"], r.get("verdicts") or [None] * len(r["per_observation"])):
+            if p >= REPRODUCED_AT:
+                continue
+            if v is None:
+                n_other += 1
+            else:
+                counts[v] += 1
+    n_cmp = sum(counts.values())
+    return (
+        f"Of the {n_cmp} missed qualitative comparisons of fitted records (P < {REPRODUCED_AT} each), judged by the "
+        f"median model difference: {counts['too_small']} go {VERDICTS['too_small']}; {counts['opposite']} go "
+        f"{VERDICTS['opposite']}; in {counts['spurious']}, {VERDICTS['spurious']}; {counts['holds']} hold at the median "
+        f"but in too few draws. {n_other} other observations (counts, time courses) are missed."
+    )
+
+
 def write_report(out: Path, prob, fit, diag, repro, pred, meta):
     """report.md with the diagnostics, every record's reproduction probability, and figures."""
     import matplotlib
@@ -794,6 +842,8 @@ def write_report(out: Path, prob, fit, diag, repro, pred, meta):
     lines += ["", "## Misses", ""]
     if not misses:
         lines.append("None.")
+    else:
+        lines += [_miss_summary(repro), ""]
     for r in misses:
         lines += [f"### {r['record']} ({r['tumour_line']}): P = {r['probability']:.2f}", "", r["title"], ""]
         for p, text in zip(r["per_observation"], r["observations"]):
