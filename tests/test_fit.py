@@ -160,6 +160,13 @@ def test_laplace_fallback_from_the_quick_map(quick_fit, tmp_path, monkeypatch):
     assert not np.array_equal(load_fit(out).posterior["k_kill"].values, before)
     assert "rescaled along the Hessian's eigen-directions" in (out / "report.md").read_text()
     assert (out / "work" / "rescale.npz").is_file()
+    # then one SD per side: split-normal draws, judged against their own density, said so
+    assert main([*args, "--laplace-rescale", "1", "--laplace-split", "-1"]) == 2
+    assert main([*args, "--laplace-rescale", "1", "--laplace-split", "1"]) == 0
+    lap = json.loads((out / "diagnostics.json").read_text())["laplace"]
+    assert lap["split"]["rounds"] == 1 and lap["split"]["drawn"] and lap["split"]["side_ratio_min"] > 0
+    assert "split-normal" in load_fit(out).meta["status"] and (out / "work" / "split.npz").is_file()
+    assert "from that split-normal (Geweke 1989)" in (out / "report.md").read_text()
 
 
 def test_a_saved_map_carries_over_to_new_coordinates():

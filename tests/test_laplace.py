@@ -244,3 +244,49 @@ def test_rescaling_takes_the_wider_side_and_survives_failed_solves():
     assert rec["history"][0]["n_failed"] == 1 and rec["history"][0]["n_at_bound"] == 1
     with pytest.raises(ValueError, match="not finite"):
         I.rescale_covariance(lambda z: -jnp.inf * jnp.sum(z**2 + 1), np.zeros(3), cov, rounds=1, progress=False)
+
+
+def test_split_scales_recover_a_lopsided_target_and_its_density_is_exact(tmp_path):
+    """A split-normal target (one SD per side along rotated axes): the per-side secant rounds
+    recover both sides' SDs from a symmetric start (resumably); the split-normal's density
+    integrates to 1, is continuous at the centre, and its draws weigh equally against itself."""
+    rng = np.random.default_rng(4)
+    R, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+    plus, minus = np.array([0.5, 2.0, 1.0]), np.array([0.05, 2.0, 3.0])  # a cliff, a symmetric axis, a long slope
+    mean = np.array([0.3, -1.0, 2.0])
+
+    def logp(z):
+        c = (z - mean) @ jnp.asarray(R)
+        return -0.5 * jnp.sum(jnp.where(c >= 0, c / plus, c / minus) ** 2)
+
+    start = (R * np.array([1.0, 1.5, 2.0]) ** 2) @ R.T  # symmetric, on the target's axes, wrong widths
+    ck = tmp_path / "split.npz"
+    one = I.split_rescale(logp, mean, start, rounds=1, checkpoint=ck, progress=False)
+    assert one["history"][0]["n_at_bound"] == 1  # the cliff would shrink 20x: stops at the bound
+    sp = I.split_rescale(logp, mean, start, rounds=3, checkpoint=ck, progress=False)
+    assert sp["rounds"] == 3 and sp["history"][0] == one["history"][0]
+    order = [int(np.argmax(np.abs(sp["U"].T @ R[:, j]))) for j in range(3)]  # target axis j -> direction
+    sign = np.sign([sp["U"][:, order[j]] @ R[:, j] for j in range(3)])
+    got_plus = np.where(sign > 0, sp["sd_plus"][order], sp["sd_minus"][order])
+    got_minus = np.where(sign > 0, sp["sd_minus"][order], sp["sd_plus"][order])
+    np.testing.assert_allclose(got_plus, plus, rtol=1e-9)
+    np.testing.assert_allclose(got_minus, minus, rtol=1e-9)
+    assert sp["side_ratio_max"] / sp["side_ratio_min"] == pytest.approx(10.0 * 3.0, rel=1e-9)
+    # its draws: the target itself, so the importance weights are equal (k-hat 0)
+    draws, logq = I.split_normal_draws(mean, sp, 400, seed=1)
+    np.testing.assert_allclose(logq, I.split_normal_logpdf(draws, mean, sp), rtol=1e-12)
+    lp = np.array([float(logp(jnp.asarray(x))) for x in draws])
+    res = I.psis_weights(lp, logq)
+    assert res["khat"] == 0.0 and res["ess"] == pytest.approx(400.0)
+    # each side holds s+ / (s+ + s-) of the mass: the cliff side of axis 0 about 1/11
+    c0 = ((draws - mean) @ R)[:, 0]
+    assert np.mean(c0 >= 0) == pytest.approx(plus[0] / (plus[0] + minus[0]), abs=0.05)
+    # one dimension: the density integrates to 1 and is continuous at the centre
+    one_d = dict(U=np.eye(1), sd_plus=np.array([0.5]), sd_minus=np.array([2.0]))
+    x = np.linspace(-20.0, 5.0, 200001)[:, None]
+    q = np.exp(I.split_normal_logpdf(x, np.zeros(1), one_d))
+    assert np.trapezoid(q, x[:, 0]) == pytest.approx(1.0, abs=1e-6)
+    left, right = I.split_normal_logpdf(np.array([[-1e-12], [1e-12]]), np.zeros(1), one_d)
+    assert left == pytest.approx(right, abs=1e-9)
+    with pytest.raises(ValueError, match="rounds"):
+        I.split_rescale(logp, mean, start, rounds=0, progress=False)

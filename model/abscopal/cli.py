@@ -221,6 +221,7 @@ def _cmd_fit(args) -> int:
             hessian_batch=args.hessian_batch,
             importance_draws=args.importance_draws,
             laplace_rescale=args.laplace_rescale,
+            laplace_split=args.laplace_split,
         )
     else:
         settings = FitSettings(
@@ -238,6 +239,7 @@ def _cmd_fit(args) -> int:
             hessian_batch=args.hessian_batch,
             importance_draws=args.importance_draws,
             laplace_rescale=args.laplace_rescale,
+            laplace_split=args.laplace_split,
         )
     for field in ("chains", "warmup", "samples", "map_starts", "map_steps", "max_tree_depth", "segment"):
         if getattr(settings, field) < 1:
@@ -246,6 +248,8 @@ def _cmd_fit(args) -> int:
         raise ValueError(f"--importance-draws: must be 0 or a positive integer, got {settings.importance_draws}")
     if settings.laplace_rescale < 0:
         raise ValueError(f"--laplace-rescale: must be 0 or a positive integer, got {settings.laplace_rescale}")
+    if settings.laplace_split < 0:
+        raise ValueError(f"--laplace-split: must be 0 or a positive integer, got {settings.laplace_split}")
     if settings.hessian_batch < 1:
         raise ValueError(f"--hessian-batch: must be a positive integer, got {settings.hessian_batch}")
     if settings.refine_steps < 0:
@@ -378,6 +382,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ROUNDS",
         help="with --laplace: rescale the Laplace covariance along its eigen-directions so that the exact log posterior "
         "drops as a Gaussian's would 2 SDs out (ROUNDS x 2 x dim evaluations; the Hessian's directions are kept)",
+    )
+    p.add_argument(
+        "--laplace-split",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="with --laplace: then rescale each side of each eigen-direction on its own and draw from that split-normal "
+        "(for a lopsided posterior; ROUNDS x 2 x dim evaluations)",
     )
     p.add_argument("--no-progress", action="store_true")
     p.add_argument(

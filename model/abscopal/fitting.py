@@ -39,6 +39,8 @@ from .inference import (
     refine_map,
     rescale_covariance,
     run_nuts,
+    split_normal_draws,
+    split_rescale,
     write_json,
 )
 from .io import atomic_write_text
@@ -288,6 +290,8 @@ def _map_lines(m: dict | None) -> list[str]:
 
 def _draws_kind(lap: dict | None) -> str:
     prop = (lap or {}).get("proposal", {"kind": "gaussian", "resampled": False})
+    if not prop["resampled"] and ((lap or {}).get("split") or {}).get("drawn"):
+        return "independent draws of a split-normal around the MAP (the Laplace directions, one SD on each side)"
     if not prop["resampled"]:
         return "independent draws of the Laplace approximation at the MAP"
     return (
@@ -319,6 +323,24 @@ def _differences_text(d: dict | None) -> str:
     )
 
 
+def _split_text(sp: dict | None) -> str:
+    if not sp:
+        return ""
+    last = sp["history"][-1]
+    return (
+        f" Then each side of each eigen-direction was rescaled on its own ({sp['rounds']} rounds; `--laplace-split`), as "
+        f"the posterior is lopsided (a cliff on one side, a slope on the other): the SDs of the two sides differ by factors "
+        f"{sp['side_ratio_min']:.3g} to {sp['side_ratio_max']:.3g}; in the last round the factors ran from "
+        f"{last['factor_min']:.3g} to {last['factor_max']:.3g} ({last['n_at_bound']} at the bound, largest drop "
+        f"{last['max_drop']:.3g} nats where a Gaussian drops {sp['k_sds'] ** 2 / 2:g}). "
+        + (
+            "The draws are from that split-normal (Geweke 1989), and PSIS judges them against it."
+            if sp.get("drawn")
+            else "The draws are not from it (the importance-resampled draws above are)."
+        )
+    )
+
+
 def _laplace_text(lap: dict | None) -> str:
     """What the report says about the quality of a Laplace approximation."""
     if not lap:
@@ -331,7 +353,7 @@ def _laplace_text(lap: dict | None) -> str:
         f" The covariance is the inverse of a central-difference Hessian of the log posterior at the MAP; its eigenvalues "
         f"run from {e['eigen_min']:.3g} to {e['eigen_max']:.3g} ({e['n_negative']} negative), and {e['n_raised']} directions "
         f"were raised to a precision of {e['min_precision']:g} (SD 1 in log units: the data leave them flat, or the MAP is not "
-        f"a strict mode there).{_differences_text(e.get('differences'))}{_rescale_text(lap.get('rescale'))} Pareto-smoothed importance sampling of the exact log posterior {at} gives "
+        f"a strict mode there).{_differences_text(e.get('differences'))}{_rescale_text(lap.get('rescale'))}{_split_text(lap.get('split'))} Pareto-smoothed importance sampling of the exact log posterior {at} gives "
         f"k-hat = {lap['khat']:.2f} ({verdict}; PSIS is trustworthy below {KHAT_RELIABLE}) and an importance ESS of "
         f"{lap['importance_ess']:.1f}; {lap['n_failed']} draws had a failed solve."
         + (
@@ -404,7 +426,7 @@ def run_fit(
         old = json.loads(settings_path.read_text())
         # the number of draws may change on a resume (extend a run, or stop it early): not the rest
         # (and the MAP refinement may be extended: it continues from the saved MAP)
-        free = ("samples", "segment", "refine_steps", "hessian_batch", "importance_draws", "laplace_rescale")
+        free = ("samples", "segment", "refine_steps", "hessian_batch", "importance_draws", "laplace_rescale", "laplace_split")
         same = {k: v for k, v in old.items() if k not in free}
         if same != {k: v for k, v in asdict(settings).items() if k not in free}:
             raise ValueError(
@@ -514,6 +536,15 @@ def run_fit(
                 f"Laplace covariance rescaled ({rescale['rounds']} rounds at {rescale['k_sds']:g} SDs): SDs x "
                 f"{rescale['sd_ratio_min']:.3g} .. {rescale['sd_ratio_max']:.3g} of the Hessian's"
             )
+        split = None
+        if settings.laplace_split > 0:
+            split = split_rescale(
+                log_density, np.asarray(init), cov, settings.laplace_split, prob=prob, checkpoint=work / "split.npz", progress=progress
+            )
+            log(
+                f"split-normal scales ({split['rounds']} rounds per side at {split['k_sds']:g} SDs): SD+ / SD- from "
+                f"{split['side_ratio_min']:.3g} to {split['side_ratio_max']:.3g}"
+            )
         shape = (settings.chains, settings.samples, init.size)
         n_keep = shape[0] * shape[1]
         proposal = dict(kind="gaussian", resampled=False)
@@ -551,15 +582,25 @@ def run_fit(
                 draws = timp["draws"][keep].reshape(shape)
                 imp = dict(timp, logp=timp["logp"][keep])
                 proposal["n_distinct"] = int(np.unique(keep).size)
-        if not proposal["resampled"]:
+        if not proposal["resampled"] and split is not None:  # the split-normal around the MAP
+            flat, logq = split_normal_draws(np.asarray(init), split, n_keep, settings.seed + 3)
+            draws = flat.reshape(shape)
+            imp = importance_check(log_density, draws, np.asarray(init), None, progress=progress, logq=logq)
+            log(
+                f"importance check of the split-normal draws: Pareto k-hat {imp['khat']:.2f}, ESS {imp['ess']:.1f} of {imp['n']} ({imp['n_failed']} failed solves)"
+            )
+        elif not proposal["resampled"]:
             rng = np.random.default_rng(settings.seed + 3)
             draws = init + rng.standard_normal(shape) @ np.linalg.cholesky(cov).T
             imp = importance_check(log_density, draws, np.asarray(init), cov, progress=progress)
             log(
                 f"importance check of the Laplace draws: Pareto k-hat {imp['khat']:.2f}, ESS {imp['ess']:.1f} of {imp['n']} ({imp['n_failed']} failed solves)"
             )
+        if split is not None:
+            split = {k: v for k, v in split.items() if k not in ("U", "sd_plus", "sd_minus")}  # arrays: in work/split.npz
+            split["drawn"] = not proposal["resampled"]
         laplace = dict(
-            eigen=eig, rescale=rescale, khat=imp["khat"], importance_ess=imp["ess"], n_failed=imp["n_failed"], proposal=proposal
+            eigen=eig, rescale=rescale, split=split, khat=imp["khat"], importance_ess=imp["ess"], n_failed=imp["n_failed"], proposal=proposal
         )
         stats = dict(
             diverging=np.zeros(shape[:2], bool),
@@ -656,6 +697,8 @@ def run_fit(
         )
         if laplace["rescale"]:
             what += f", covariance rescaled along its eigen-directions ({laplace['rescale']['rounds']} rounds)"
+        if laplace["split"] and laplace["split"]["drawn"]:
+            what += f", drawn as a split-normal with one SD per side ({laplace['split']['rounds']} rounds)"
         status = (
             f"NOT CONVERGED: {what}, not MCMC; PSIS k-hat {laplace['khat']:.2f} (reliable only below 0.7); "
             "NUTS did not finish in the time available (see report)"
