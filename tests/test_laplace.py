@@ -290,3 +290,25 @@ def test_split_scales_recover_a_lopsided_target_and_its_density_is_exact(tmp_pat
     assert left == pytest.approx(right, abs=1e-9)
     with pytest.raises(ValueError, match="rounds"):
         I.split_rescale(logp, mean, start, rounds=0, progress=False)
+
+
+def test_split_scales_bisect_a_cliff_instead_of_swinging_between_the_bounds(tmp_path):
+    """Beyond x = 0.5 the log density falls by 1000 per unit (a cliff): the plain secant swings
+    (0.1 -> 0.3 -> 0.04 -> 0.13 ...); the bracket makes the SD on that side converge to 0.25,
+    where 2 SDs reach the cliff's edge, resumably. The other side and the other axis (Gaussian,
+    SD 1) are exact."""
+
+    def logp(z):
+        return -0.5 * z[0] ** 2 - 1000.0 * jnp.maximum(z[0] - 0.5, 0.0) - 0.5 * z[1] ** 2
+
+    ck = tmp_path / "split.npz"
+    I.split_rescale(logp, np.zeros(2), np.diag([1.0, 4.0]), rounds=4, checkpoint=ck, progress=False)
+    sp = I.split_rescale(logp, np.zeros(2), np.diag([1.0, 4.0]), rounds=8, checkpoint=ck, progress=False)
+    i = int(np.argmax(np.abs(sp["U"][0])))
+    cliff, slope = (sp["sd_plus"][i], sp["sd_minus"][i]) if sp["U"][0, i] > 0 else (sp["sd_minus"][i], sp["sd_plus"][i])
+    assert 0.24 < cliff < 0.26
+    assert slope == pytest.approx(1.0, rel=1e-9)
+    np.testing.assert_allclose([sp["sd_plus"][1 - i], sp["sd_minus"][1 - i]], [1.0, 1.0], rtol=1e-9)
+    assert sum(h["n_bisected"] for h in sp["history"]) >= 4
+    with np.load(ck) as d:
+        assert int(d["rounds"]) == 8 and np.all(d["bracket_lo"] <= np.concatenate([d["sd_plus"], d["sd_minus"]]))

@@ -698,7 +698,10 @@ def split_rescale(
     cliff. Here each side is rescaled on its own: starting from the SDs of ``cov``, each round
     evaluates the exact log density at ``mean + k s+_i u_i`` and ``mean - k s-_i u_i`` and scales
     each side's SD by ``sqrt(k^2 / (2 d))`` for its own drop ``d``, within ``RESCALE_BOUNDS``
-    (a failed solve: an infinite drop). ``checkpoint`` (npz) keeps each finished round.
+    (a failed solve: an infinite drop). On a cliff that secant swings between the bounds (2 SDs
+    land before the cliff: widen 3x; beyond it: shrink 10x), so each side also keeps a bracket (the
+    widest SD found too narrow, the narrowest found too wide) and a step that would leave it
+    bisects it in log scale instead. ``checkpoint`` (npz) keeps each finished round.
 
     Returns a record: ``U`` (directions, columns), ``sd_plus``, ``sd_minus``, ``rounds`` and the
     per-round history (for ``split_normal_draws`` / ``split_normal_logpdf``)."""
@@ -710,12 +713,15 @@ def split_rescale(
     sm = sp.copy()
     fp = _fingerprint(prob)
     history: list[dict] = []
+    b_lo, b_hi = np.zeros(2 * sp.size), np.full(2 * sp.size, np.inf)  # per side (+ then -): the bracket of its SD
     if checkpoint is not None and checkpoint.is_file():
         with np.load(checkpoint, allow_pickle=False) as d:
             if _same_point(d, fp, mean) and np.allclose(d["cov_in"], cov, rtol=1e-8, atol=1e-12 * np.abs(cov).max()):
                 if int(d["rounds"]) <= rounds:
                     sp, sm = d["sd_plus"].copy(), d["sd_minus"].copy()
                     history = json.loads(str(d["history"]))
+                    if "bracket_lo" in d:
+                        b_lo, b_hi = d["bracket_lo"].copy(), d["bracket_hi"].copy()
     lp0 = float(jax.jit(log_density)(jnp.asarray(mean)))
     if not np.isfinite(lp0):
         raise ValueError("split_rescale: the log density at the mean is not finite (the solve failed there)")
@@ -727,7 +733,15 @@ def split_rescale(
         drop = lp0 - np.where(np.isfinite(lp), lp, -np.inf)
         with np.errstate(divide="ignore", invalid="ignore"):
             factor = np.clip(np.where(drop > 0, np.sqrt(k**2 / (2.0 * drop)), hi), lo, hi)
-        sp, sm = sp * factor[:n], sm * factor[n:]
+        s_now = np.concatenate([sp, sm])
+        too_wide = drop > k**2 / 2.0
+        b_hi = np.where(too_wide, np.minimum(b_hi, s_now), b_hi)
+        b_lo = np.where(too_wide, b_lo, np.maximum(b_lo, s_now))
+        s_new = s_now * factor
+        outside = (s_new < b_lo) | (s_new > b_hi)
+        s_new = np.where(outside & (b_lo > 0) & np.isfinite(b_hi), np.sqrt(b_lo * b_hi), s_new)
+        factor = s_new / s_now
+        sp, sm = s_new[:n], s_new[n:]
         history.append(
             dict(
                 round=r + 1,
@@ -735,13 +749,24 @@ def split_rescale(
                 factor_max=float(factor.max()),
                 n_at_bound=int(np.sum((factor <= lo) | (factor >= hi))),
                 n_failed=int(np.sum(~np.isfinite(lp))),
-                max_drop=float(np.max(np.where(np.isfinite(drop), drop, np.nan), initial=0.0)),
+                max_drop=float(np.max(drop[np.isfinite(drop)], initial=0.0)),
+                n_bisected=int(np.sum(outside & (b_lo > 0) & np.isfinite(b_hi))),
             )
         )
         if checkpoint is not None:
             _save_npz(
                 checkpoint,
-                dict(z=mean, cov_in=cov, sd_plus=sp, sd_minus=sm, rounds=len(history), history=json.dumps(history), data_sha256=fp),
+                dict(
+                    z=mean,
+                    cov_in=cov,
+                    sd_plus=sp,
+                    sd_minus=sm,
+                    bracket_lo=b_lo,
+                    bracket_hi=b_hi,
+                    rounds=len(history),
+                    history=json.dumps(history),
+                    data_sha256=fp,
+                ),
             )
     ratio = sp / np.maximum(sm, 1e-300)
     return dict(
