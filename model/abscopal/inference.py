@@ -602,6 +602,33 @@ RESCALE_SDS = 2.0
 RESCALE_BOUNDS = (0.1, 3.0)
 
 
+def _secant_checkpoint(checkpoint: Path | None, fp: np.ndarray, mean: np.ndarray, cov: np.ndarray, rounds: int) -> dict | None:
+    """The arrays of a rescaling checkpoint made for this problem, point and input covariance
+    with at most ``rounds`` rounds (else None: start afresh)."""
+    if checkpoint is None or not checkpoint.is_file():
+        return None
+    with np.load(checkpoint, allow_pickle=False) as d:
+        if _same_point(d, fp, mean) and np.allclose(d["cov_in"], cov, rtol=1e-8, atol=1e-12 * np.abs(cov).max()):
+            if int(d["rounds"]) <= rounds:
+                return {k: d[k].copy() for k in d.files}
+    return None
+
+
+def _log_density_at_mean(log_density, mean: np.ndarray, who: str) -> float:
+    lp0 = float(jax.jit(log_density)(jnp.asarray(mean)))
+    if not np.isfinite(lp0):
+        raise ValueError(f"{who}: the log density at the mean is not finite (the solve failed there)")
+    return lp0
+
+
+def _secant_factor(drop: np.ndarray, k: float) -> np.ndarray:
+    """The factor on an SD whose point ``k`` SDs out lies ``drop`` below the mean (a Gaussian of
+    the right width drops by ``k^2 / 2``), within ``RESCALE_BOUNDS``; no drop: the upper bound."""
+    lo, hi = RESCALE_BOUNDS
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.clip(np.where(drop > 0, np.sqrt(k**2 / (2.0 * drop)), hi), lo, hi)
+
+
 def rescale_covariance(
     log_density,
     mean: np.ndarray,
@@ -635,27 +662,17 @@ def rescale_covariance(
     sd = sd0.copy()
     fp = _fingerprint(prob)
     history: list[dict] = []
-    if checkpoint is not None and checkpoint.is_file():
-        with np.load(checkpoint, allow_pickle=False) as d:
-            if _same_point(d, fp, mean) and np.allclose(d["cov_in"], cov, rtol=1e-8, atol=1e-12 * np.abs(cov).max()):
-                done = int(d["rounds"])
-                if done <= rounds:
-                    sd = d["sd"].copy()
-                    history = json.loads(str(d["history"]))
-    lp_f = jax.jit(log_density)
-    lp0 = float(lp_f(jnp.asarray(mean)))
-    if not np.isfinite(lp0):
-        raise ValueError("rescale_covariance: the log density at the mean is not finite (the solve failed there)")
+    saved = _secant_checkpoint(checkpoint, fp, mean, cov, rounds)
+    if saved is not None:
+        sd, history = saved["sd"], json.loads(str(saved["history"]))
+    lp0 = _log_density_at_mean(log_density, mean, "rescale_covariance")
     lo, hi = RESCALE_BOUNDS
     for r in range(len(history), rounds):
         steps = (k * sd)[:, None] * U.T  # (n, dim): row i is k s_i u_i
         pts = np.concatenate([mean + steps, mean - steps])
         lp = evaluate_log_density(log_density, pts, progress, desc=f"Laplace rescaling, round {r + 1}/{rounds}")
         drop = lp0 - np.where(np.isfinite(lp), lp, -np.inf)  # failed: an infinite drop
-        d = np.minimum(drop[: sd.size], drop[sd.size :])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            factor = np.where(d > 0, np.sqrt(k**2 / (2.0 * d)), hi)
-        factor = np.clip(factor, lo, hi)
+        factor = _secant_factor(np.minimum(drop[: sd.size], drop[sd.size :]), k)
         sd = sd * factor
         history.append(
             dict(
@@ -714,32 +731,26 @@ def split_rescale(
     fp = _fingerprint(prob)
     history: list[dict] = []
     b_lo, b_hi = np.zeros(2 * sp.size), np.full(2 * sp.size, np.inf)  # per side (+ then -): the bracket of its SD
-    if checkpoint is not None and checkpoint.is_file():
-        with np.load(checkpoint, allow_pickle=False) as d:
-            if _same_point(d, fp, mean) and np.allclose(d["cov_in"], cov, rtol=1e-8, atol=1e-12 * np.abs(cov).max()):
-                if int(d["rounds"]) <= rounds:
-                    sp, sm = d["sd_plus"].copy(), d["sd_minus"].copy()
-                    history = json.loads(str(d["history"]))
-                    if "bracket_lo" in d:
-                        b_lo, b_hi = d["bracket_lo"].copy(), d["bracket_hi"].copy()
-    lp0 = float(jax.jit(log_density)(jnp.asarray(mean)))
-    if not np.isfinite(lp0):
-        raise ValueError("split_rescale: the log density at the mean is not finite (the solve failed there)")
+    saved = _secant_checkpoint(checkpoint, fp, mean, cov, rounds)
+    if saved is not None:
+        sp, sm, history = saved["sd_plus"], saved["sd_minus"], json.loads(str(saved["history"]))
+        if "bracket_lo" in saved:
+            b_lo, b_hi = saved["bracket_lo"], saved["bracket_hi"]
+    lp0 = _log_density_at_mean(log_density, mean, "split_rescale")
     lo, hi = RESCALE_BOUNDS
     n = sp.size
     for r in range(len(history), rounds):
         pts = np.concatenate([mean + (k * sp)[:, None] * U.T, mean - (k * sm)[:, None] * U.T])
         lp = evaluate_log_density(log_density, pts, progress, desc=f"split-normal scales, round {r + 1}/{rounds}")
         drop = lp0 - np.where(np.isfinite(lp), lp, -np.inf)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            factor = np.clip(np.where(drop > 0, np.sqrt(k**2 / (2.0 * drop)), hi), lo, hi)
+        factor = _secant_factor(drop, k)
         s_now = np.concatenate([sp, sm])
         too_wide = drop > k**2 / 2.0
         b_hi = np.where(too_wide, np.minimum(b_hi, s_now), b_hi)
         b_lo = np.where(too_wide, b_lo, np.maximum(b_lo, s_now))
         s_new = s_now * factor
-        outside = (s_new < b_lo) | (s_new > b_hi)
-        s_new = np.where(outside & (b_lo > 0) & np.isfinite(b_hi), np.sqrt(b_lo * b_hi), s_new)
+        bisect = ((s_new < b_lo) | (s_new > b_hi)) & (b_lo > 0) & np.isfinite(b_hi)
+        s_new = np.where(bisect, np.sqrt(b_lo * b_hi), s_new)
         factor = s_new / s_now
         sp, sm = s_new[:n], s_new[n:]
         history.append(
@@ -750,7 +761,7 @@ def split_rescale(
                 n_at_bound=int(np.sum((factor <= lo) | (factor >= hi))),
                 n_failed=int(np.sum(~np.isfinite(lp))),
                 max_drop=float(np.max(drop[np.isfinite(drop)], initial=0.0)),
-                n_bisected=int(np.sum(outside & (b_lo > 0) & np.isfinite(b_hi))),
+                n_bisected=int(np.sum(bisect)),
             )
         )
         if checkpoint is not None:
