@@ -102,6 +102,34 @@ def test_stiff_rows_get_their_own_step_and_the_smaller_step_wins_each_pair(tmp_p
     )
 
 
+def test_a_refined_row_is_not_refined_again_on_resume(tmp_path):
+    """-log p = A/2 z0^2 - q z0^4 + z1^2/2: the difference with step h reads A - 4 q h^2, so the
+    stiff row's curvature grows at its own smaller step. A resume must not take the step from
+    the refined diagonal (that refined row 0 a second time, on the review fit's Hessian 7 rows)."""
+    A, q = 1e4, 1e9
+
+    def energy(z):
+        return 0.5 * A * z[0] ** 2 - q * z[0] ** 4 + 0.5 * z[1] ** 2
+
+    f = jax.jit(jax.value_and_grad(energy))
+    ck = tmp_path / "h.npz"
+    H, info = I.laplace_hessian(None, np.zeros(2), f=f, checkpoint=ck, progress=False, with_info=True)
+    first = A - 4 * q * I.HESSIAN_STEP**2  # row 0 at the first step: 6e3
+    h0 = I.HESSIAN_STEP_SD / np.sqrt(first)
+    assert info["n_refined"] == 1 and info["step_min"] == pytest.approx(h0, rel=1e-9)
+    assert H[0, 0] == pytest.approx(A - 4 * q * h0**2, rel=1e-6)  # 8.3e3: larger than at the first step
+    assert I.hessian_steps(np.array([H[0, 0]]))[0] < h0  # the refined diagonal asks for a smaller step
+    calls = []
+
+    def counting(x):
+        calls.append(1)
+        return f(x)
+
+    H2 = I.laplace_hessian(None, np.zeros(2), f=counting, checkpoint=ck, progress=False)
+    assert not calls
+    np.testing.assert_array_equal(H2, H)
+
+
 def test_failed_gradient_in_the_hessian_is_an_error():
     f = jax.jit(jax.value_and_grad(lambda z: jnp.where(z[0] > 0.0, jnp.inf * z[0], 0.5 * z @ z)))
     with pytest.raises(FloatingPointError, match="coordinate 0"):

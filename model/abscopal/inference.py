@@ -409,9 +409,13 @@ def laplace_hessian(
 
     first = [i for i in range(n) if not (np.all(np.isfinite(H[i])) and np.isfinite(step[i]))]
     run(first, np.full(n, HESSIAN_STEP), "Laplace Hessian")
-    if adapt:  # one pass: the stiff rows again, each with its own step (a resume keeps finished ones)
+    if adapt:  # one pass: the stiff rows again, each with its own step from its first-pass curvature
+        # (a refined row is never refined again: its diagonal now reads the smaller step, and a
+        # resume that recomputed the step from it would refine again wherever the curvature grows
+        # at smaller steps; an unrefined row's diagonal is still its first-pass value)
         target = hessian_steps(np.diag(H))
-        run([i for i in range(n) if step[i] > target[i] * (1 + 1e-12)], target, "Laplace Hessian, stiff rows")
+        todo = [i for i in range(n) if step[i] >= HESSIAN_STEP and target[i] < step[i] * (1 - 1e-12)]
+        run(todo, target, "Laplace Hessian, stiff rows")
     # each pair from the row with the smaller step; equal steps: the average
     smaller = step[:, None] < step[None, :]
     equal = step[:, None] == step[None, :]
