@@ -7,7 +7,7 @@ to numpyro's NUTS as ``potential_fn``, so MAP and NUTS use the same function:
 
 * shared mechanism parameters: ``log theta ~ Normal(log median, sigma)`` from the parameter
   table's prior (``likelihood.log_prior_spec``);
-* per-tumour-line parameters (growth ``r``, LQ ``alpha``, ``antigenicity``, day-0 volume ``v0_irr``), non-centred:
+* per-tumour-line parameters (growth ``r``, LQ ``alpha``, ``antigenicity``), non-centred:
   ``log theta[line] = mu + sigma * eta[line]``, ``mu ~ Normal(table prior)``,
   ``sigma ~ HalfNormal(0.5)``, ``eta ~ Normal(0, 1)``;
 * the SD of the series fitted with an estimated SD, one per discrepancy group (source):

@@ -294,7 +294,7 @@ class Record:
 
     @property
     def fit_line(self) -> str:
-        """The tumour line whose per-line parameters (growth, radiosensitivity, antigenicity, day-0 volume) the
+        """The tumour line whose per-line parameters (growth, radiosensitivity, antigenicity) the
         record informs in the hierarchical fit: ``hierarchy_line`` where the record names one (a
         variant different enough to be its own line, drawn from the same line population), else
         ``tumour_line``. The base parameters stay those of ``tumour_line``."""
