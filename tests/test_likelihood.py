@@ -173,37 +173,6 @@ def test_a_variant_with_its_own_hierarchy_line_gets_its_own_per_line_parameters(
             assert prob.base[i, names.index("r")] == mc38["r"]
 
 
-def test_the_abscopal_tumour_grows_from_the_lines_fitted_inoculum():
-    """v0_irr is estimated per line: a two-tumour arm's abscopal tumour starts from the same value,
-    shrunk by its later inoculation (S01: 3 days at the line's r; R13: 2 days); single-tumour arms
-    (S03) keep 0."""
-    recs = tuple(r for r in load_records() if r.id in ("S01", "S03", "R13"))
-    prob = L.build_problem(recs)
-    assert "v0_irr" in prob.per_line
-    names = ab.build_model().param_names
-    q = list(prob.per_line)
-    line_vals = np.tile(np.array([0.3, 0.2, 1.0, 15.0]), (len(prob.lines), 1))
-    line_vals[:, q.index("r")] = np.linspace(0.2, 0.5, len(prob.lines))
-    line_vals[:, q.index("v0_irr")] = np.linspace(0.5, 4.0, len(prob.lines))
-    shared = np.array([ab.default_params()[n] for n in prob.shared])
-    P = np.asarray(L.arm_values(prob, jnp.asarray(shared), jnp.asarray(line_vals)))
-    checked = set()
-    for i, a in enumerate(prob.arms):
-        v0, r = line_vals[prob.line_of_arm[i], q.index("v0_irr")], line_vals[prob.line_of_arm[i], q.index("r")]
-        assert P[i, names.index("v0_irr")] == pytest.approx(v0, rel=1e-12)
-        want_abs = {"S01": v0 * math.exp(-3.0 * r), "S03": 0.0, "R13": v0 * math.exp(-2.0 * r)}[a.record]
-        assert P[i, names.index("v0_abs")] == pytest.approx(want_abs, rel=1e-12, abs=0.0)
-        checked.add(a.record)
-    assert checked == {"S01", "S03", "R13"}
-    # the same rule on a fit's NumPy draws; a fit that estimates v0_abs itself keeps its own
-    rows = np.tile(ab.default_params().values, (2, 1))
-    rows[:, names.index("v0_irr")] = [0.7, 2.0]
-    rows[1, names.index("v0_abs")] = 0.0
-    out = ab.parameters.follow_inoculum(rows, names, ("r", "v0_irr"))
-    assert list(out[:, names.index("v0_abs")]) == [0.7, 0.0]
-    assert ab.parameters.follow_inoculum(rows, names, ("v0_irr", "v0_abs")) is rows
-
-
 def _synthetic_record(true_r, true_alpha):
     """A two-arm MC38 record whose volumes are the model's at known r and alpha (SEM 5 %)."""
     control = {"horizon_days": 60.0}

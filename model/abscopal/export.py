@@ -78,8 +78,6 @@ def fit_records(fit) -> list[dict]:
         if s.name in estimated_shared:
             continue
         value, source = (fixed[s.name], f"held fixed in fit {fit.name}") if s.name in fixed else (s.value, s.source)
-        if s.name == "v0_abs" and "v0_irr" in estimated_line | estimated_shared:
-            source = f"in fit {fit.name} not this value: a two-tumour mouse's abscopal tumour starts from the fitted v0_irr of its line, smaller by its later inoculation (parameters.follow_inoculum)"
         rows.append(_record(s.name, "", value, None, None, s.unit, s.scale, False, source))
     for line in tumour_lines():
         for name, (value, source) in tumour_line_table(line).items():

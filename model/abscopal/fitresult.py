@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .parameters import Params, base_tumour_line, default_params, follow_inoculum, spec
+from .parameters import Params, base_tumour_line, default_params, spec
 from .population import variability
 
 FIT_FILES = ("posterior.nc", "fit.json")
@@ -126,7 +126,7 @@ class Fit:
                 mu = self._samples(f"mu_{name}")[idx]
                 sd = self._samples(f"sigma_{name}")[idx]
                 out[:, base.index(name)] = mu * np.exp(sd * rng.standard_normal(len(idx)))
-        return follow_inoculum(out, base.names, self.shared + self.per_line)
+        return out
 
     def draws(self, n: int, seed: int = 0, tumour_line: str = "generic", animals: bool = True) -> np.ndarray:
         """``n`` virtual mice: a posterior draw each, with inter-animal variability on top

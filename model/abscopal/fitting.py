@@ -19,10 +19,10 @@ import numpy as np
 
 from . import likelihood as L
 from .inference import (
-    HESSIAN_STEP_SD,
     KHAT_RELIABLE,
     PROPOSAL_DF,
     PROPOSAL_SEED_OFFSET,
+    HESSIAN_STEP_SD,
     FitSettings,
     find_map,
     importance_check,
@@ -539,13 +539,7 @@ def run_fit(
         split = None
         if settings.laplace_split > 0:
             split = split_rescale(
-                log_density,
-                np.asarray(init),
-                cov,
-                settings.laplace_split,
-                prob=prob,
-                checkpoint=work / "split.npz",
-                progress=progress,
+                log_density, np.asarray(init), cov, settings.laplace_split, prob=prob, checkpoint=work / "split.npz", progress=progress
             )
             log(
                 f"split-normal scales ({split['rounds']} rounds per side at {split['k_sds']:g} SDs): SD+ / SD- from "
@@ -606,13 +600,7 @@ def run_fit(
             split = {k: v for k, v in split.items() if k not in ("U", "sd_plus", "sd_minus")}  # arrays: in work/split.npz
             split["drawn"] = not proposal["resampled"]
         laplace = dict(
-            eigen=eig,
-            rescale=rescale,
-            split=split,
-            khat=imp["khat"],
-            importance_ess=imp["ess"],
-            n_failed=imp["n_failed"],
-            proposal=proposal,
+            eigen=eig, rescale=rescale, split=split, khat=imp["khat"], importance_ess=imp["ess"], n_failed=imp["n_failed"], proposal=proposal
         )
         stats = dict(
             diverging=np.zeros(shape[:2], bool),

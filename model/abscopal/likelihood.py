@@ -41,7 +41,7 @@ from jax.scipy.special import log_ndtr
 from jax.scipy.stats import norm
 
 from .equations import build_model
-from .parameters import default_params, follow_inoculum, spec
+from .parameters import default_params, spec
 from .population import variability
 from .records import Comparison, Count, Record, TimeCourse, load_records
 from .schedules import schedule_from_dict
@@ -62,9 +62,7 @@ LOG_FLOOR = 1e-12  # volumes and cell numbers are floored here before logs
 PEAK_TAU = 0.05
 #: a version of the likelihood's code, hashed into ``problem_fingerprint``: a change of what the
 #: likelihood computes (not only of the data) makes saved MAPs and Hessians stale
-LIKELIHOOD_VERSION = (
-    "2026-11-27: soft running max/min (PEAK_TAU), one series SD per discrepancy group, per-line v0_irr that v0_abs follows"
-)
+LIKELIHOOD_VERSION = "2026-11-27: soft running max/min (PEAK_TAU), one series SD per discrepancy group"
 
 #: observables computed per arm and output day (index -> name); all logs
 OBS = (
@@ -97,7 +95,7 @@ _LOG_ENDPOINTS = {
 
 # ---------------------------------------------------------------- estimated parameters
 #: per-tumour-line parameters (hierarchical: drawn from a line population)
-PER_LINE = ("r", "alpha", "antigenicity", "v0_irr")
+PER_LINE = ("r", "alpha", "antigenicity")
 #: shared mechanism parameters (one value for all lines)
 SHARED = (
     "e0",
@@ -446,7 +444,6 @@ def arm_values(prob: Problem, shared_vals, line_vals):
         )
     if len(prob.per_line):
         P = P.at[:, np.array([names.index(n) for n in prob.per_line])].set(line_vals[prob.line_of_arm])
-    P = follow_inoculum(P, names, prob.shared + prob.per_line)
     # a later inoculation of the abscopal tumour, as a smaller tumour on day 0 (same growth)
     ir, iv = names.index("r"), names.index("v0_abs")
     P = P.at[:, iv].multiply(jnp.exp(-P[:, ir] * prob.abs_delay))

@@ -162,20 +162,3 @@ def default_params(tumour_line: str = "generic", overrides: Mapping[str, float] 
     values = np.array([table[n] for n in build_model().param_names], dtype=np.float64)
     params = Params(values, tumour_line, table["body_weight_g"])
     return params.replace(**overrides) if overrides else params
-
-
-def follow_inoculum(P, names, estimated):
-    """The abscopal tumour of a two-tumour mouse grows from the same inoculum as the irradiated one:
-    where ``v0_irr`` is estimated (and ``v0_abs`` is not), ``v0_abs`` takes its value in the rows
-    that have an abscopal tumour (``v0_abs`` > 0); single-tumour rows keep 0. ``P``: parameter rows
-    (..., n_params), a NumPy array (copied) or a JAX array."""
-    if "v0_irr" not in estimated or "v0_abs" in estimated:
-        return P
-    i, j = names.index("v0_irr"), names.index("v0_abs")
-    two = P[..., j] > 0
-    col = two * P[..., i] + (1 - two) * P[..., j]
-    if hasattr(P, "at"):  # a JAX array
-        return P.at[..., j].set(col)
-    P = np.array(P, dtype=np.float64)
-    P[..., j] = col
-    return P
