@@ -64,6 +64,20 @@ def test_batched_hessian_matches_the_row_by_row_one(batch, tmp_path):
         I.laplace_hessian(None, z, f=f, progress=False, batch=0)
 
 
+def _assert_resume_calls_no_gradient(f, ck, H):
+    """A second Hessian at the same point from the finished checkpoint ``ck``: no gradient is
+    called, and it returns ``H`` exactly."""
+    calls = []
+
+    def counting(x):
+        calls.append(1)
+        return f(x)
+
+    H2 = I.laplace_hessian(None, np.zeros(2), f=counting, checkpoint=ck, progress=False)
+    assert not calls
+    np.testing.assert_array_equal(H2, H)
+
+
 def test_stiff_rows_get_their_own_step_and_the_smaller_step_wins_each_pair(tmp_path):
     """-log p = A/2 z0^2 + c/4 z0^4 + z1^2/2 + k z0 z1 + r z0 z1^3: Hessian [[A, k], [k, 1]] at 0.
     With the fixed step h, row 0 reads A + c h^2 on the diagonal (stiff: A = 1e6, c = 1e12: twice
@@ -86,15 +100,7 @@ def test_stiff_rows_get_their_own_step_and_the_smaller_step_wins_each_pair(tmp_p
     assert info["step_min"] == pytest.approx(I.HESSIAN_STEP_SD / np.sqrt(fixed[0, 0]))
     assert info["asymmetry"] > 0.0
     # the steps are checkpointed: a resume calls no gradient
-    calls = []
-
-    def counting(x):
-        calls.append(1)
-        return f(x)
-
-    H2 = I.laplace_hessian(None, np.zeros(2), f=counting, checkpoint=ck, progress=False)
-    assert not calls
-    np.testing.assert_array_equal(H2, H)
+    _assert_resume_calls_no_gradient(f, ck, H)
     # the step rule: a fraction of the curvature scale, within the bounds
     np.testing.assert_allclose(
         I.hessian_steps(np.array([1.0, 1e6, 1e14, 0.0, -5.0])),
@@ -119,15 +125,7 @@ def test_a_refined_row_is_not_refined_again_on_resume(tmp_path):
     assert info["n_refined"] == 1 and info["step_min"] == pytest.approx(h0, rel=1e-9)
     assert H[0, 0] == pytest.approx(A - 4 * q * h0**2, rel=1e-6)  # 8.3e3: larger than at the first step
     assert I.hessian_steps(np.array([H[0, 0]]))[0] < h0  # the refined diagonal asks for a smaller step
-    calls = []
-
-    def counting(x):
-        calls.append(1)
-        return f(x)
-
-    H2 = I.laplace_hessian(None, np.zeros(2), f=counting, checkpoint=ck, progress=False)
-    assert not calls
-    np.testing.assert_array_equal(H2, H)
+    _assert_resume_calls_no_gradient(f, ck, H)
 
 
 def test_failed_gradient_in_the_hessian_is_an_error():
