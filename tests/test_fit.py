@@ -188,15 +188,24 @@ def test_check_records_take_the_series_sd_of_their_group_by_name():
 
     from abscopal.fitting import _unpack_one
 
-    prob = SimpleNamespace(shared=(), per_line=(), lines=["CT26"], series_groups=("Markovsky 2019",))
-    nat = {"sigma_series": np.array([[[0.9, 0.2]]])}  # (chain, draw, group)
-    _, _, sig = _unpack_one(prob, nat, 0, 0, fit_lines=["CT26"], fit_groups=["Rauf 2025", "Markovsky 2019"])
+    prob = SimpleNamespace(shared=(), per_line=(), lines=["CT26"], series_groups=("Markovsky 2019",), inoculum_groups=())
+    nat = {"sigma_series": np.array([[[0.9, 0.2]]]), "v0_inoculum": np.array([[[0.5]]])}  # (chain, draw, group)
+    _, _, sig, v0 = _unpack_one(
+        prob, nat, 0, 0, fit_lines=["CT26"], fit_groups=["Rauf 2025", "Markovsky 2019"], fit_inocula=["Rauf 2025"]
+    )
     np.testing.assert_array_equal(sig, [0.2])
+    assert v0.shape == (0,)  # no inoculum group in this problem
     with pytest.raises(ValueError, match="Markovsky 2019"):
         _unpack_one(prob, nat, 0, 0, fit_lines=["CT26"], fit_groups=["Rauf 2025"])
-    own = SimpleNamespace(**dict(vars(prob), series_groups=("Rauf 2025", "Markovsky 2019")))
-    _, _, sig = _unpack_one(own, nat, 0, 0)  # the fit's own problem: its groups in order
+    own = SimpleNamespace(**dict(vars(prob), series_groups=("Rauf 2025", "Markovsky 2019"), inoculum_groups=("Rauf 2025",)))
+    _, _, sig, v0 = _unpack_one(own, nat, 0, 0)  # the fit's own problem: its groups in order
     np.testing.assert_array_equal(sig, [0.9, 0.2])
+    np.testing.assert_array_equal(v0, [0.5])
+    # the day-0 volume of an inoculum group is found by name too, and a missing one is an error
+    _, _, _, v0 = _unpack_one(own, nat, 0, 0, fit_groups=["Rauf 2025", "Markovsky 2019"], fit_inocula=["Rauf 2025"])
+    np.testing.assert_array_equal(v0, [0.5])
+    with pytest.raises(ValueError, match="inoculum groups"):
+        _unpack_one(own, nat, 0, 0, fit_groups=["Rauf 2025", "Markovsky 2019"], fit_inocula=["Other lab"])
 
 
 @pytest.mark.parametrize(

@@ -173,6 +173,52 @@ def test_a_variant_with_its_own_hierarchy_line_gets_its_own_per_line_parameters(
             assert prob.base[i, names.index("r")] == mc38["r"]
 
 
+def test_an_inoculum_group_starts_its_records_from_the_fitted_day0_volume():
+    """S01-S03 (Rauf 2025) name an inoculum group: their irradiated tumours start from the group's
+    fitted volume, a two-tumour mouse's abscopal tumour from the same one shrunk by its later
+    inoculation (S01: 3 days), a single-tumour mouse (S03) keeps none; every other arm keeps the
+    table's v0. Without the group's volume the likelihood refuses to guess."""
+    recs = load_records()
+    prob = L.build_problem(recs)
+    assert prob.inoculum_groups == ("Rauf 2025",)
+    names = ab.build_model().param_names
+    i0, i1, ir = names.index("v0_irr"), names.index("v0_abs"), names.index("r")
+    shared = jnp.asarray([prob.base[0, names.index(n)] for n in prob.shared])
+    lines = jnp.asarray(np.full((len(prob.lines), len(prob.per_line)), 0.3))
+    P = np.asarray(L.arm_values(prob, shared, lines, jnp.asarray([0.5])))
+    for i, a in enumerate(prob.arms):
+        rec = next(r for r in recs if r.id == a.record)
+        delay = rec.inoculation_days.get("abscopal", 0.0) - rec.inoculation_days["irradiated"]
+        if a.record in ("S01", "S02", "S03"):
+            assert P[i, i0] == 0.5
+            want_abs = 0.0 if rec.setting == "single-tumour" else 0.5 * math.exp(-P[i, ir] * delay)
+        else:
+            assert P[i, i0] == prob.base[i, i0]
+            want_abs = prob.base[i, i1] * math.exp(-P[i, ir] * max(delay, 0.0))
+        assert P[i, i1] == pytest.approx(want_abs, rel=1e-12), (a.record, a.arm)
+    s01 = [i for i, a in enumerate(prob.arms) if a.record == "S01"]
+    assert P[s01[0], i1] == pytest.approx(0.5 * math.exp(-0.3 * 3.0))  # S01's abscopal tumour: 3 days later
+    with pytest.raises(ValueError, match="inoculum"):
+        L.arm_values(prob, shared, lines)
+
+
+def test_the_inoculum_prior_enters_the_log_density_by_hand():
+    """The day-0 volume of an inoculum group is the last coordinate, lognormal around the table's
+    v0_irr median with SD INOCULUM_SIGMA: moving it changes the prior by the hand-computed amount."""
+    from abscopal.inference import layout_of, make_log_density, natural_values, prior_median_z
+
+    prob = L.build_problem(load_records())
+    lay = layout_of(prob)
+    assert lay.names()[-1] == "log_v0_inoculum[0]" and lay.size == len(lay.names())
+    z = prior_median_z(prob)
+    assert natural_values(prob, z)["v0_inoculum"] == pytest.approx([15.0])
+    lp = make_log_density(prob, with_likelihood=False)
+    z2 = z.copy()
+    z2[-1] = math.log(0.5)
+    want = -0.5 * (math.log(0.5 / 15.0) / L.INOCULUM_SIGMA) ** 2
+    assert float(lp(jnp.asarray(z2)) - lp(jnp.asarray(z))) == pytest.approx(want, rel=1e-12)
+
+
 def _synthetic_record(true_r, true_alpha):
     """A two-arm MC38 record whose volumes are the model's at known r and alpha (SEM 5 %)."""
     control = {"horizon_days": 60.0}

@@ -91,6 +91,25 @@ def test_condition_reproduces_simulate(problem, series, rid, arm, single):
         np.testing.assert_allclose(got["vref_irr"].iloc[day12:], ours.volume("irradiated")[day12], rtol=1e-6)
 
 
+def test_an_inoculum_group_is_one_estimated_day0_volume(problem, series):
+    """S01-S03 (Rauf 2025) share one estimated day-0 volume, for both tumours of a two-tumour
+    mouse; the other series start from the table's v0_irr."""
+    _, prob = problem
+    cond, par = prob.condition_df, prob.parameter_df
+    pid = "v0_inoculum_Rauf_2025"
+    assert par.loc[pid, "estimate"] == 1 and par.loc[pid, "lowerBound"] < 1.0
+    for cid, row in cond.iterrows():
+        rec = series[cid.split("_")[0]]
+        if rec.inoculum_group:
+            assert row["v0_irr"] == pid
+            if rec.setting == "two-tumour":
+                assert row["v0_abs"] == pid
+            else:
+                assert float(row["v0_abs"]) == 0.0
+        else:
+            assert float(row["v0_irr"]) == ab.default_params(rec.tumour_line)["v0_irr"]
+
+
 def test_cli_petab_and_bad_out(tmp_path, capsys):
     assert main(["export", "--format", "petab", "--out", str(tmp_path / "pe")]) == 0
     assert (tmp_path / "pe" / "problem.yaml").is_file()

@@ -176,6 +176,9 @@ MALFORMED = [
     ("hierarchy line not a string", "S01", _set("hierarchy_line", 38), "hierarchy_line"),
     ("hierarchy line not named after its line", "S01", _set("hierarchy_line", "SIRPa-KO"), "hierarchy_line"),
     ("hierarchy line without a variant", "S01", _set("hierarchy_line", "MC38 "), "hierarchy_line"),
+    ("inoculum group not a string", "S01", _set("inoculum_group", 1), "inoculum_group"),
+    ("empty inoculum group", "S01", _set("inoculum_group", " "), "inoculum_group"),
+    ("inoculum group on a qualitative record", "R01", _set("inoculum_group", "Lab X"), "inoculum_group"),
     ("NaN mean", "S01", _inline_rows([[8.0, math.nan, 1.0]]), "time_course[0].rows[0].mean"),
     ("infinite sem", "S01", _inline_rows([[8.0, 40.0, math.inf]]), "time_course[0].rows[0].sem"),
     (

@@ -31,6 +31,11 @@ def test_shipped_fit_loads_and_covers_every_record():
     assert fit.meta["estimated"]["series_groups"] == groups and fit.posterior["sigma_series"].shape[-1] == len(groups)
     rows = summary[summary["name"] == "sigma_series"]
     assert list(rows["tumour_line"]) == [f"(series: {g})" for g in groups] and np.all(rows["unit"] == "log-SD")
+    # and one fitted day-0 volume per inoculum group (mm3), a nuisance that export leaves out
+    inocula = sorted({r.inoculum_group for r in records if r.use == "fit" and r.inoculum_group})
+    assert fit.meta["estimated"].get("inoculum_groups", []) == inocula
+    rows = summary[summary["name"] == "v0_inoculum"]
+    assert list(rows["tumour_line"]) == [f"(inoculum: {g})" for g in inocula] and np.all(rows["unit"] == "mm^3")
     for line in fit.lines:
         assert np.all(np.isfinite(fit.params(line).values))
 

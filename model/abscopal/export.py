@@ -86,7 +86,7 @@ def fit_records(fit) -> list[dict]:
             s = spec(name)
             rows.append(_record(name, line, value, None, None, s.unit, s.scale, False, source))
     for r in summary.to_dict(orient="records"):
-        if r["name"] == "sigma_series":  # the likelihood's series discrepancy, not a model parameter
+        if r["name"] in ("sigma_series", "v0_inoculum"):  # likelihood nuisances of the data, not model parameters
             continue
         source = f"fit {fit.name} (posterior median, 90 % interval); prior: {r['prior']}; {r['source']}"
         rows.append(_record(r["name"], r["tumour_line"], r["median"], r["q05"], r["q95"], r["unit"], r["scale"], True, source))

@@ -67,6 +67,18 @@ class _SeriesSpec:
     source = "fitted model discrepancy of the time courses with an estimated error model, one per discrepancy group (fits/data/README.md)"
 
 
+class _InoculumSpec:
+    """The summary's description of ``v0_inoculum`` (a likelihood nuisance, not a table parameter)."""
+
+    unit = "mm^3"
+    scale = "log"
+    value = float("nan")
+    source = (
+        "fitted day-0 tumour volume of the records of one source (inoculum_group in fits/data/records), one per group; "
+        "other records start from the table's v0_irr"
+    )
+
+
 @dataclass
 class Fit:
     """A loaded posterior (see the module docstring for the file layout)."""
@@ -167,6 +179,9 @@ class Fit:
             if var == "sigma_series":
                 sp = _SeriesSpec
                 prior_text = f"HalfNormal({lik.get('series_sigma_scale', '?')})"
+            elif var == "v0_inoculum":
+                sp = _InoculumSpec
+                prior_text = f"lognormal(median={spec('v0_irr').value:g}, sigma={lik.get('inoculum_sigma', '?')})"
             else:
                 sp = spec(var.removeprefix("mu_").removeprefix("sigma_"))
                 prior_text = sp.prior
@@ -209,13 +224,16 @@ class Fit:
             for hyper in (f"mu_{name}", f"sigma_{name}"):
                 if hyper in self.posterior:
                     add(hyper, "(population)", self._samples(hyper), prior_of(hyper))
-        if "sigma_series" in self.posterior:  # the fitted discrepancy of the series, one per group
-            groups = self.meta.get("estimated", {}).get("series_groups") or ["all series"]
-            post, pri = self._samples("sigma_series"), prior_of("sigma_series")
+        # likelihood nuisances, one per group: the series discrepancy SD, the day-0 volume of a source
+        for var, key, label in (("sigma_series", "series_groups", "series"), ("v0_inoculum", "inoculum_groups", "inoculum")):
+            if var not in self.posterior:
+                continue
+            groups = self.meta.get("estimated", {}).get(key) or ["all series"]
+            post, pri = self._samples(var), prior_of(var)
             post = post.reshape(len(post), -1)
             pri = None if pri is None else pri.reshape(len(pri), -1)
             for j in range(post.shape[1]):
-                add("sigma_series", f"(series: {groups[j]})", post[:, j], None if pri is None else pri[:, j])
+                add(var, f"({label}: {groups[j]})", post[:, j], None if pri is None else pri[:, j])
         return pd.DataFrame(rows)
 
     def at_map(self) -> Fit:

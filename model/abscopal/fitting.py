@@ -19,10 +19,10 @@ import numpy as np
 
 from . import likelihood as L
 from .inference import (
+    HESSIAN_STEP_SD,
     KHAT_RELIABLE,
     PROPOSAL_DF,
     PROPOSAL_SEED_OFFSET,
-    HESSIAN_STEP_SD,
     FitSettings,
     find_map,
     importance_check,
@@ -64,8 +64,8 @@ def _predictor(prob: L.Problem):
     """The compiled predictive of one parameter point of ``prob`` (compile once, call per draw)."""
 
     @jax.jit
-    def one(shared, lines, sig):
-        P = L.arm_values(prob, shared, lines)
+    def one(shared, lines, sig, v0):
+        P = L.arm_values(prob, shared, lines, v0)
         obs, obs_pop, ok = L.solve_arms(prob, P)
         qv = L.quantities(prob, obs, obs_pop)
         out = {"ok": ok, "q": qv}
@@ -90,11 +90,13 @@ def _predict(
     seed: int = 0,
     one=None,
     fit_groups: list[str] | None = None,
+    fit_inocula: list[str] | None = None,
 ):
     """Posterior predictive of every observation for the draws ``idx`` (chain, draw). With
     ``fit_lines`` (the lines of the fit, when ``prob`` is another problem, e.g. the check records),
     per-line values are taken by line name; a line the fit did not see draws from the fitted line
-    population; ``fit_groups`` (the fit's discrepancy groups) does the same for the series SDs.
+    population; ``fit_groups`` (the fit's discrepancy groups) and ``fit_inocula`` (its inoculum
+    groups) do the same for the series SDs and the day-0 volumes.
     ``one``: a ``_predictor(prob)`` already compiled."""
     from tqdm.auto import tqdm
 
@@ -102,12 +104,26 @@ def _predict(
     res = []
     rng = np.random.default_rng(seed)
     for c, d in tqdm(idx, desc="posterior predictive", disable=not progress, leave=False):
-        shared, lines, sig = _unpack_one(prob, nat, c, d, fit_lines, rng, fit_groups)
-        res.append(jax.tree.map(np.asarray, one(jnp.asarray(shared), jnp.asarray(lines), jnp.asarray(sig))))
+        shared, lines, sig, v0 = _unpack_one(prob, nat, c, d, fit_lines, rng, fit_groups, fit_inocula)
+        res.append(jax.tree.map(np.asarray, one(*(jnp.asarray(x) for x in (shared, lines, sig, v0)))))
     return {k: np.stack([r[k] for r in res]) for k in res[0]}
 
 
-def _unpack_one(prob, nat, c, d, fit_lines=None, rng=None, fit_groups=None):
+def _by_group(prob_groups, nat, key, c, d, fit_groups, what):
+    """The fitted ``nat[key]`` of draw (c, d) for the groups ``prob_groups``: as stored, or by name
+    from the fit's ``fit_groups`` (another problem); a group the fit did not have is an error."""
+    if not prob_groups:
+        return np.zeros(0)
+    fitted = np.atleast_1d(nat[key][c, d]) if key in nat else np.zeros(0)
+    if fit_groups is None:
+        return fitted
+    missing = [g for g in prob_groups if g not in fit_groups]
+    if missing:
+        raise ValueError(f"records outside the fitted ones: {what} {missing} have no fitted {key}")
+    return np.array([fitted[fit_groups.index(g)] for g in prob_groups])
+
+
+def _unpack_one(prob, nat, c, d, fit_lines=None, rng=None, fit_groups=None, fit_inocula=None):
     shared = np.array([nat[n][c, d] for n in prob.shared]) if prob.shared else np.zeros(0)
     if fit_lines is None:
         lines = np.stack([nat[n][c, d] for n in prob.per_line], axis=-1) if prob.per_line else np.zeros((len(prob.lines), 0))
@@ -119,19 +135,9 @@ def _unpack_one(prob, nat, c, d, fit_lines=None, rng=None, fit_groups=None):
                     lines[j, q] = nat[n][c, d][fit_lines.index(line)]
                 else:
                     lines[j, q] = nat[f"mu_{n}"][c, d] * np.exp(nat[f"sigma_{n}"][c, d] * rng.standard_normal())
-    sig = np.zeros(0)
-    if prob.series_groups:
-        fitted = np.atleast_1d(nat["sigma_series"][c, d]) if "sigma_series" in nat else np.zeros(0)
-        if fit_groups is None:
-            sig = fitted
-        else:  # another problem (the check records): by group name
-            missing = [g for g in prob.series_groups if g not in fit_groups]
-            if missing:
-                raise ValueError(
-                    f"time courses outside the fitted records: discrepancy groups {missing} have no fitted sigma_series"
-                )
-            sig = np.array([fitted[fit_groups.index(g)] for g in prob.series_groups])
-    return shared, lines, sig
+    sig = _by_group(prob.series_groups, nat, "sigma_series", c, d, fit_groups, "discrepancy groups")
+    v0 = _by_group(prob.inoculum_groups, nat, "v0_inoculum", c, d, fit_inocula, "inoculum groups")
+    return shared, lines, sig, v0
 
 
 #: how a comparison misses, by the sign of the model's median difference against the stated one
@@ -539,7 +545,13 @@ def run_fit(
         split = None
         if settings.laplace_split > 0:
             split = split_rescale(
-                log_density, np.asarray(init), cov, settings.laplace_split, prob=prob, checkpoint=work / "split.npz", progress=progress
+                log_density,
+                np.asarray(init),
+                cov,
+                settings.laplace_split,
+                prob=prob,
+                checkpoint=work / "split.npz",
+                progress=progress,
             )
             log(
                 f"split-normal scales ({split['rounds']} rounds per side at {split['k_sds']:g} SDs): SD+ / SD- from "
@@ -600,7 +612,13 @@ def run_fit(
             split = {k: v for k, v in split.items() if k not in ("U", "sd_plus", "sd_minus")}  # arrays: in work/split.npz
             split["drawn"] = not proposal["resampled"]
         laplace = dict(
-            eigen=eig, rescale=rescale, split=split, khat=imp["khat"], importance_ess=imp["ess"], n_failed=imp["n_failed"], proposal=proposal
+            eigen=eig,
+            rescale=rescale,
+            split=split,
+            khat=imp["khat"],
+            importance_ess=imp["ess"],
+            n_failed=imp["n_failed"],
+            proposal=proposal,
         )
         stats = dict(
             diverging=np.zeros(shape[:2], bool),
@@ -631,6 +649,9 @@ def run_fit(
     if prob.series_groups:
         dims["sigma_series"] = ["discrepancy_group"]
         coords["discrepancy_group"] = list(prob.series_groups)
+    if prob.inoculum_groups:
+        dims["v0_inoculum"] = ["inoculum_group"]
+        coords["inoculum_group"] = list(prob.inoculum_groups)
     ppc = {}
     if prob.tc:
         ppc["log_volume_series"] = np.exp(pred["tc_model"])[None]
@@ -669,7 +690,14 @@ def run_fit(
             repro += reproduction(
                 pc,
                 _predict(
-                    pc, nat, idx, progress, fit_lines=list(prob.lines), seed=settings.seed, fit_groups=list(prob.series_groups)
+                    pc,
+                    nat,
+                    idx,
+                    progress,
+                    fit_lines=list(prob.lines),
+                    seed=settings.seed,
+                    fit_groups=list(prob.series_groups),
+                    fit_inocula=list(prob.inoculum_groups),
                 ),
             )
     # the same rules at the MAP alone: what a posterior concentrated there would reproduce
@@ -711,7 +739,11 @@ def run_fit(
         status=status,
         settings=asdict(settings),
         estimated=dict(
-            shared=list(prob.shared), per_line=list(prob.per_line), lines=list(prob.lines), series_groups=list(prob.series_groups)
+            shared=list(prob.shared),
+            per_line=list(prob.per_line),
+            lines=list(prob.lines),
+            series_groups=list(prob.series_groups),
+            inoculum_groups=list(prob.inoculum_groups),
         ),
         fixed={},
         records=[r.id for r in prob.records],
@@ -724,6 +756,7 @@ def run_fit(
             detection_mm3=L.DETECTION_MM3,
             hyper_sigma_scale=L.HYPER_SIGMA_SCALE,
             series_sigma_scale=L.SERIES_SIGMA_SCALE,
+            inoculum_sigma=L.INOCULUM_SIGMA,
             solver=__import__("abscopal.inference", fromlist=["SOLVER"]).SOLVER,
         ),
         map_starts=map_record["starts"],

@@ -11,7 +11,10 @@ to numpyro's NUTS as ``potential_fn``, so MAP and NUTS use the same function:
   ``log theta[line] = mu + sigma * eta[line]``, ``mu ~ Normal(table prior)``,
   ``sigma ~ HalfNormal(0.5)``, ``eta ~ Normal(0, 1)``;
 * the SD of the series fitted with an estimated SD, one per discrepancy group (source):
-  ``sigma_series[g] ~ HalfNormal(0.5)``.
+  ``sigma_series[g] ~ HalfNormal(0.5)``;
+* the day-0 volume of the records of an inoculum group (a source whose own control volumes
+  contradict the table's ``v0_irr``), one per group, last in ``z``:
+  ``log v0_inoculum[h] ~ Normal(log 15, INOCULUM_SIGMA)`` (the table's median, a wider SD).
 
 The likelihood is ``likelihood.log_likelihood``: a failed solve gives ``-inf`` (the non-throwing
 simulation mode), so a NUTS proposal that breaks the solver is rejected instead of crashing the run.
@@ -87,18 +90,20 @@ class Layout:
     per_line: tuple[str, ...]
     n_lines: int
     series_groups: tuple[str, ...] = ()  # one fitted series SD per discrepancy group
+    inoculum_groups: tuple[str, ...] = ()  # one fitted day-0 volume per inoculum group (last)
 
     @property
     def size(self) -> int:
         S, Q = len(self.shared), len(self.per_line)
-        return S + 2 * Q + Q * self.n_lines + len(self.series_groups)
+        return S + 2 * Q + Q * self.n_lines + len(self.series_groups) + len(self.inoculum_groups)
 
     def names(self) -> list[str]:
         """A label per coordinate (the numpyro-style site names)."""
         out = [f"log_{n}" for n in self.shared]
         out += [f"mu_log_{n}" for n in self.per_line] + [f"log_sigma_{n}" for n in self.per_line]
         out += [f"eta_{n}[{j}]" for n in self.per_line for j in range(self.n_lines)]
-        return out + [f"log_sigma_series[{g}]" for g in range(len(self.series_groups))]
+        out += [f"log_sigma_series[{g}]" for g in range(len(self.series_groups))]
+        return out + [f"log_v0_inoculum[{h}]" for h in range(len(self.inoculum_groups))]
 
     def split(self, z):
         """z (..., size) -> (log shared (..., S), mu (..., Q), log sigma (..., Q), eta (..., Q, L),
@@ -116,9 +121,21 @@ class Layout:
         log_ss = z[..., i : i + len(self.series_groups)]
         return log_shared, mu, log_sd, eta, log_ss
 
+    def log_inoculum(self, z):
+        """z (..., size) -> log v0_inoculum (..., H): the last H coordinates."""
+        H = len(self.inoculum_groups)
+        return z[..., self.size - H : self.size]
+
 
 def layout_of(prob: L.Problem) -> Layout:
-    return Layout(tuple(prob.shared), tuple(prob.per_line), len(prob.lines), tuple(prob.series_groups))
+    return Layout(
+        tuple(prob.shared), tuple(prob.per_line), len(prob.lines), tuple(prob.series_groups), tuple(prob.inoculum_groups)
+    )
+
+
+def inoculum_prior() -> tuple[float, float]:
+    """(mean, SD) of log v0_inoculum: the table's v0_irr median, ``likelihood.INOCULUM_SIGMA``."""
+    return L.log_prior_spec("v0_irr")[0], L.INOCULUM_SIGMA
 
 
 def _half_normal_log(log_x, scale):
@@ -132,7 +149,8 @@ def make_log_density(prob: L.Problem, solver: dict = SOLVER, with_likelihood: bo
 
     shared: log theta ~ Normal(table prior); per line: log theta = mu + sigma * eta with
     mu ~ Normal(table prior), sigma ~ HalfNormal(HYPER_SIGMA_SCALE), eta ~ Normal(0, 1);
-    sigma_series[g] ~ HalfNormal(SERIES_SIGMA_SCALE) per discrepancy group. A failed solve gives -inf."""
+    sigma_series[g] ~ HalfNormal(SERIES_SIGMA_SCALE) per discrepancy group; log v0_inoculum[h] ~
+    Normal(``inoculum_prior()``) per inoculum group. A failed solve gives -inf."""
     lay = layout_of(prob)
     sp_ = np.array([L.log_prior_spec(n) for n in prob.shared]).reshape(-1, 2)
     lp_ = np.array([L.log_prior_spec(n) for n in prob.per_line]).reshape(-1, 2)
@@ -145,12 +163,14 @@ def make_log_density(prob: L.Problem, solver: dict = SOLVER, with_likelihood: bo
         lp = normal(log_shared, sp_[:, 0], sp_[:, 1]) + normal(mu, lp_[:, 0], lp_[:, 1])
         lp += jnp.sum(_half_normal_log(log_sd, L.HYPER_SIGMA_SCALE)) + normal(eta, 0.0, 1.0)
         lp += jnp.sum(_half_normal_log(log_ss, L.SERIES_SIGMA_SCALE))
+        log_v0 = lay.log_inoculum(z)
+        lp += normal(log_v0, *inoculum_prior())
         sigma_series = jnp.exp(log_ss)
         if not with_likelihood:
             return lp
         shared_vals = jnp.exp(log_shared)
         line_vals = jnp.exp(mu[:, None] + jnp.exp(log_sd)[:, None] * eta).T  # (L, Q)
-        return lp + L.log_likelihood(prob, shared_vals, line_vals, sigma_series, solver)
+        return lp + L.log_likelihood(prob, shared_vals, line_vals, sigma_series, solver, jnp.exp(log_v0))
 
     return log_density
 
@@ -168,6 +188,8 @@ def natural_values(prob: L.Problem, z: np.ndarray) -> dict[str, np.ndarray]:
         out[f"sigma_{n}"] = np.exp(log_sd[..., i])
     if lay.series_groups:
         out["sigma_series"] = np.exp(log_ss)  # (..., G): one per discrepancy group
+    if lay.inoculum_groups:
+        out["v0_inoculum"] = np.exp(lay.log_inoculum(z))  # (..., H): mm3, one per inoculum group
     return out
 
 
@@ -179,8 +201,11 @@ def prior_median_z(prob: L.Problem) -> np.ndarray:
     z[:S] = [L.log_prior_spec(n)[0] for n in prob.shared]
     z[S : S + Q] = [L.log_prior_spec(n)[0] for n in prob.per_line]
     z[S + Q : S + 2 * Q] = math.log(L.HYPER_SIGMA_SCALE / 2)
-    if lay.series_groups:
-        z[lay.size - len(lay.series_groups) :] = math.log(L.SERIES_SIGMA_SCALE / 2)
+    G, H = len(lay.series_groups), len(lay.inoculum_groups)
+    if G:
+        z[lay.size - H - G : lay.size - H] = math.log(L.SERIES_SIGMA_SCALE / 2)
+    if H:
+        z[lay.size - H :] = inoculum_prior()[0]
     return z
 
 
@@ -196,9 +221,12 @@ def prior_draws_z(prob: L.Problem, n: int, seed: int) -> np.ndarray:
     z[:, S : S + Q] = lp_[:, 0] + lp_[:, 1] * rng.standard_normal((n, Q))
     z[:, S + Q : S + 2 * Q] = np.log(np.abs(L.HYPER_SIGMA_SCALE * rng.standard_normal((n, Q))))
     z[:, S + 2 * Q : S + 2 * Q + Q * lay.n_lines] = rng.standard_normal((n, Q * lay.n_lines))
-    G = len(lay.series_groups)
+    G, H = len(lay.series_groups), len(lay.inoculum_groups)
     if G:
-        z[:, lay.size - G :] = np.log(np.abs(L.SERIES_SIGMA_SCALE * rng.standard_normal((n, G))))
+        z[:, lay.size - H - G : lay.size - H] = np.log(np.abs(L.SERIES_SIGMA_SCALE * rng.standard_normal((n, G))))
+    if H:
+        m, s = inoculum_prior()
+        z[:, lay.size - H :] = m + s * rng.standard_normal((n, H))
     return z
 
 

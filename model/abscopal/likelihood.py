@@ -12,7 +12,10 @@ likelihood is a smooth deterministic function of the parameters). Observation ki
   the error bars plus a fitted model discrepancy (for group means whose SEMs are far smaller
   than any mechanistic model's structural error); ``sigma_series`` is one parameter per
   ``discrepancy_group`` of the records (one per source: ``Problem.series_groups``);
-  zero means (``below_detection``) are censored: ``P(v_model < DETECTION_MM3)``;
+  zero means (``below_detection``) are censored: ``P(v_model < DETECTION_MM3)``; the records
+  of an ``inoculum_group`` start from that group's fitted day-0 volume ``v0_inoculum[g]``
+  (``Problem.inoculum_groups``) instead of the table's ``v0_irr`` (a two-tumour mouse's abscopal
+  tumour from the same inoculum, then shrunk by its later inoculation as always);
 * **count** (k of n cured): binomial on the virtual population's (smoothed) cure fraction;
 * **qualitative** comparison ``lhs op rhs`` with a written margin ``m``: with ``d = f(lhs) -
   f(rhs)`` on the end point's scale (log for volumes and immune read-outs, days for times,
@@ -62,7 +65,9 @@ LOG_FLOOR = 1e-12  # volumes and cell numbers are floored here before logs
 PEAK_TAU = 0.05
 #: a version of the likelihood's code, hashed into ``problem_fingerprint``: a change of what the
 #: likelihood computes (not only of the data) makes saved MAPs and Hessians stale
-LIKELIHOOD_VERSION = "2026-11-27: soft running max/min (PEAK_TAU), one series SD per discrepancy group"
+LIKELIHOOD_VERSION = (
+    "2026-11-27: soft running max/min (PEAK_TAU), one series SD per discrepancy group, a fitted day-0 volume per inoculum group"
+)
 
 #: observables computed per arm and output day (index -> name); all logs
 OBS = (
@@ -126,6 +131,11 @@ SHARED = (
 )
 HYPER_SIGMA_SCALE = 0.5  # HalfNormal scale of the line-population SDs (log units)
 SERIES_SIGMA_SCALE = 0.5  # HalfNormal scale of the estimated series SD (log units)
+#: SD (log units) of the fitted day-0 volume of an inoculum group around the table's v0_irr median
+#: (15 mm3, Kosinsky 2018). Assumed, and wide on purpose: a lab's inoculum (cell number, site,
+#: when measuring starts) sets it, and the Rauf 2025 MC38 controls are 1.5-12 mm3 on days 6-8
+#: (S03), which 15 mm3 on day 0 and any growth rate that fits their later doubling contradict.
+INOCULUM_SIGMA = 1.5
 
 _PRIOR_RE = re.compile(r"lognormal\(median=([0-9.eE+-]+),\s*sigma=([0-9.eE+-]+)\)")
 
@@ -174,6 +184,8 @@ class Problem:
     cnt: dict = field(default_factory=dict)  # count arrays
     labels: dict = field(default_factory=dict)  # human-readable labels per observation
     series_groups: tuple[str, ...] = ()  # discrepancy groups: one fitted series SD each
+    inoculum_groups: tuple[str, ...] = ()  # inoculum groups: one fitted day-0 volume each
+    inoculum_of_arm: np.ndarray | None = None  # (A,) index into inoculum_groups, -1: the table's v0
 
     @property
     def n_arms(self) -> int:
@@ -206,7 +218,8 @@ def build_problem(
 
     arms: list[ArmSpec] = []
     arm_index: dict[tuple[str, str], int] = {}
-    schedules, bases, delays = [], [], []
+    schedules, bases, delays, inocula = [], [], [], []
+    inoculum_groups = tuple(sorted({r.inoculum_group for r in records if r.inoculum_group}))
     lines = sorted({r.fit_line for r in records})
     for rec in records:
         for name, arm in rec.arms.items():
@@ -226,6 +239,7 @@ def build_problem(
             schedules.append(sched)
             bases.append(p.values)
             delays.append(max(delay, 0.0))
+            inocula.append(inoculum_groups.index(rec.inoculum_group) if rec.inoculum_group else -1)
 
     # ---- observations
     quantities: dict = {}  # key -> (position, spec dict)
@@ -361,6 +375,8 @@ def build_problem(
         var_sd=var_sd,
         n_out=n_out,
         days=days,
+        inoculum_groups=inoculum_groups,
+        inoculum_of_arm=np.array(inocula, dtype=np.int64),
     )
     prob.q = dict(
         kind=np.array(qkind, dtype=np.int64),
@@ -421,6 +437,7 @@ def problem_fingerprint(prob: Problem) -> str:
         var_sd=prob.var_sd,
         days=prob.days,
         horizon=prob.horizon,
+        inoculum_of_arm=prob.inoculum_of_arm,
     )
     parts.update({f"events.{k}": v for k, v in prob.events.items()})
     for group in ("tc", "cmp", "cnt"):
@@ -429,13 +446,16 @@ def problem_fingerprint(prob: Problem) -> str:
         a = np.ascontiguousarray(np.asarray(parts[key]))
         h.update(f"{key}:{a.dtype.str}:{a.shape}".encode())
         h.update(a.tobytes())
-    h.update(repr((prob.shared, prob.per_line, prob.lines, prob.series_groups, LIKELIHOOD_VERSION)).encode())
+    h.update(
+        repr((prob.shared, prob.per_line, prob.lines, prob.series_groups, prob.inoculum_groups, LIKELIHOOD_VERSION)).encode()
+    )
     return h.hexdigest()
 
 
 # ---------------------------------------------------------------- parameters -> arm values
-def arm_values(prob: Problem, shared_vals, line_vals):
-    """Full parameter rows (A, P) from the shared values (S,) and per-line values (L, Q)."""
+def arm_values(prob: Problem, shared_vals, line_vals, inoculum=None):
+    """Full parameter rows (A, P) from the shared values (S,), per-line values (L, Q) and the
+    day-0 volumes (mm3) of the inoculum groups (H,) (required where the problem has any)."""
     names = build_model().param_names
     P = jnp.asarray(prob.base)
     if len(prob.shared):
@@ -444,6 +464,16 @@ def arm_values(prob: Problem, shared_vals, line_vals):
         )
     if len(prob.per_line):
         P = P.at[:, np.array([names.index(n) for n in prob.per_line])].set(line_vals[prob.line_of_arm])
+    if prob.inoculum_groups:
+        if inoculum is None:
+            raise ValueError(f"inoculum: the problem has inoculum groups {list(prob.inoculum_groups)}; give their day-0 volumes")
+        g = np.asarray(prob.inoculum_of_arm)
+        v0 = jnp.atleast_1d(jnp.asarray(inoculum))[np.maximum(g, 0)]
+        has = jnp.asarray(g >= 0)
+        i0, i1 = names.index("v0_irr"), names.index("v0_abs")
+        P = P.at[:, i0].set(jnp.where(has, v0, P[:, i0]))
+        # the abscopal tumour of a two-tumour mouse (v0_abs > 0) grows from the same inoculum
+        P = P.at[:, i1].set(jnp.where(has & (P[:, i1] > 0), v0, P[:, i1]))
     # a later inoculation of the abscopal tumour, as a smaller tumour on day 0 (same growth)
     ir, iv = names.index("r"), names.index("v0_abs")
     P = P.at[:, iv].multiply(jnp.exp(-P[:, ir] * prob.abs_delay))
@@ -622,9 +652,9 @@ def count_logp(prob: Problem, qv):
     return logc + k * jnp.log(p) + (n - k) * jnp.log1p(-p)
 
 
-def log_likelihood_terms(prob: Problem, shared_vals, line_vals, sigma_series, solver=None):
+def log_likelihood_terms(prob: Problem, shared_vals, line_vals, sigma_series, solver=None, inoculum=None):
     """All log-likelihood terms: dict with 'tc', 'cmp', 'cnt' arrays, and 'ok' (solver success)."""
-    P = arm_values(prob, shared_vals, line_vals)
+    P = arm_values(prob, shared_vals, line_vals, inoculum)
     obs, obs_pop, ok = solve_arms(prob, P, **(solver or {}))
     qv = quantities(prob, obs, obs_pop)
     out = {"ok": ok}
@@ -640,8 +670,9 @@ def log_likelihood_terms(prob: Problem, shared_vals, line_vals, sigma_series, so
     return out
 
 
-def log_likelihood(prob: Problem, shared_vals, line_vals, sigma_series, solver=None):
-    """Total log-likelihood; ``-inf`` when any solve fails (step limit, non-finite state)."""
-    t = log_likelihood_terms(prob, shared_vals, line_vals, sigma_series, solver)
+def log_likelihood(prob: Problem, shared_vals, line_vals, sigma_series, solver=None, inoculum=None):
+    """Total log-likelihood; ``-inf`` when any solve fails (step limit, non-finite state).
+    ``inoculum``: the day-0 volumes of ``prob.inoculum_groups`` (mm3)."""
+    t = log_likelihood_terms(prob, shared_vals, line_vals, sigma_series, solver, inoculum)
     total = jnp.sum(t["tc"]) + jnp.sum(t["cmp"]) + jnp.sum(t["cnt"])
     return jnp.where(t["ok"] & jnp.isfinite(total), total, -jnp.inf)

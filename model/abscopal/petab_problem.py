@@ -8,7 +8,9 @@ the volume divided by ``vref_<site>``, which an event sets on the condition's re
 
 Conditions are the records' arms; the tumour line enters through per-line parameter ids
 (``r_MC38`` ...) in the condition table; a single-tumour record sets ``v0_abs`` to 0 (as the
-likelihood does). Measurements are the published means; the noise is normal, with the published
+likelihood does); the records of an ``inoculum_group`` start from that group's estimated day-0
+volume ``v0_inoculum_<group>`` (both tumours of a two-tumour mouse), the rest from the table's
+``v0_irr``. Measurements are the published means; the noise is normal, with the published
 SEM combined with a fixed floor ``sd_floor_mm3`` (zeros below detection have a zero SEM), and an
 estimated ``sigma_relative_volume`` for relative volumes, which come without error bars.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import sympy as sp
 
@@ -133,7 +136,8 @@ def problem_tables(records, fit=None):
         for name in line_params:
             line_values[f"{name}_{_sid(line)}"] = (name, p[name], line)
 
-    conditions, measurements = [], []
+    values = dict(zip(base.names, map(float, base.values)))
+    conditions, measurements, inocula = [], [], {}
     for rec in records:
         for arm_name, arm in rec.arms.items():
             cid = _sid(f"{rec.id}_{arm_name}")
@@ -161,6 +165,12 @@ def problem_tables(records, fit=None):
             for name in line_params:
                 row[name] = f"{name}_{_sid(rec.tumour_line)}"
             row["v0_abs"] = 0.0 if rec.setting == "single-tumour" else "v0_abs_two_tumour"
+            row["v0_irr"] = values["v0_irr"]
+            if rec.inoculum_group:
+                inocula.setdefault(rec.inoculum_group, _inoculum_nominal(fit, rec.inoculum_group))
+                row["v0_irr"] = f"v0_inoculum_{_sid(rec.inoculum_group)}"
+                if rec.setting != "single-tumour":
+                    row["v0_abs"] = row["v0_irr"]
             refs = {tc.reference_day for tc in rec.time_courses if tc.arm == arm_name and tc.quantity == "relative_volume"}
             if len(refs) > 1:
                 raise PetabError(
@@ -217,7 +227,6 @@ def problem_tables(records, fit=None):
     observables = [o for o in observables if o["observableId"] in used]
 
     table = {s.name: s for s in parameter_table()}
-    values = dict(zip(base.names, map(float, base.values)))
 
     def prow(pid, name, spec_name, nominal):
         s = table[spec_name]
@@ -233,14 +242,28 @@ def problem_tables(records, fit=None):
         }
 
     params = []
-    in_conditions = set(line_params) | {"v0_abs"}
+    in_conditions = set(line_params) | {"v0_abs", "v0_irr"}
     for name in m.param_names:
         if name not in in_conditions:
             params.append(prow(name, table[name].description, name, values[name]))
     for pid, (name, value, line) in sorted(line_values.items()):
         params.append(prow(pid, f"{table[name].description} ({line})", name, value))
-    params.append(prow("v0_abs_two_tumour", "initial abscopal tumour volume (two-tumour records)", "v0_abs", values["v0_abs"]))
+    if any(row["v0_abs"] == "v0_abs_two_tumour" for row in conditions):
+        params.append(
+            prow("v0_abs_two_tumour", "initial abscopal tumour volume (two-tumour records)", "v0_abs", values["v0_abs"])
+        )
     extras = [("sd_floor_mm3", "noise floor of volumes (zeros below detection)", 1.0, 1.0, 1.0, 0)]
+    for group, nominal in sorted(inocula.items()):
+        extras.append(
+            (
+                f"v0_inoculum_{_sid(group)}",
+                f"day-0 tumour volume of the {group} records (inoculum group), mm^3",
+                nominal,
+                0.01,
+                300.0,
+                1,
+            )
+        )
     if any(o["noiseFormula"] == "sigma_relative_volume" for o in observables):
         extras.append(("sigma_relative_volume", "SD of relative volumes (no error bars published)", 0.2, 0.01, 2.0, 1))
     for pid, name, nominal, lo, hi, est in extras:
@@ -255,6 +278,17 @@ def problem_tables(records, fit=None):
         pd.DataFrame(observables),
         pd.DataFrame(params),
     )
+
+
+def _inoculum_nominal(fit, group: str) -> float:
+    """The day-0 volume of an inoculum group: the fit's posterior median where the fit has the
+    group, else the table's ``v0_irr``."""
+    if fit is not None and "v0_inoculum" in fit.posterior:
+        groups = fit.meta.get("estimated", {}).get("inoculum_groups", [])
+        if group in groups:
+            samples = fit._samples("v0_inoculum").reshape(-1, len(groups))
+            return float(np.median(samples[:, groups.index(group)]))
+    return float(default_params("generic")["v0_irr"])
 
 
 def _catalogue():

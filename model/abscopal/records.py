@@ -12,7 +12,9 @@ and observations of one kind:
 
 - ``time_course``: arm, site, quantity, rows of (day, mean, sem); sem may be missing only with
   ``error_model = "lognormal_estimated_sigma"`` and an ``error_note``; the estimated error models
-  name a ``discrepancy_group``: the series that share one fitted SD (one per source);
+  name a ``discrepancy_group``: the series that share one fitted SD (one per source); a
+  time-course record may also name an ``inoculum_group``: the records of one source whose day-0
+  tumour volume is fitted (one value per group) instead of the table's ``v0_irr``;
 - ``count``: k of n animals cured at a site by a day;
 - ``qualitative``: comparisons ``endpoint(lhs) op endpoint(rhs)`` (or against a number), with a
   margin and its reason; ``op`` is "<", ">" or "~" (equal within the margin).
@@ -283,6 +285,7 @@ class Record:
     tumour_line_note: str = ""
     tumour_variant: str = ""
     hierarchy_line: str = ""
+    inoculum_group: str = ""  # records of one source whose day-0 volume is fitted (one per group)
     other_tumour_lines: tuple[str, ...] = ()
     generic_ids: tuple[str, ...] = ()
     protocol_assumptions: tuple[str, ...] = ()
@@ -450,6 +453,7 @@ _TOP_OPTIONAL = {
     "tumour_line_note",
     "tumour_variant",
     "hierarchy_line",
+    "inoculum_group",
     "other_tumour_lines",
     "generic_ids",
     "protocol_assumptions",
@@ -815,6 +819,11 @@ def _parse_record(raw, path: Path | None, root: Path, conventions) -> Record:
     other_lines = c.strs(raw.get("other_tumour_lines", []), "other_tumour_lines", TUMOUR_LINES)
     setting = c.str_(raw["setting"], "setting", SETTINGS)
     kind = c.str_(raw["kind"], "kind", KINDS)
+    inoculum_group = c.str_(raw.get("inoculum_group", ""), "inoculum_group", empty=True).strip()
+    if "inoculum_group" in raw and not inoculum_group:
+        c.fail("inoculum_group", "empty: name the source whose records share one fitted day-0 volume, or leave the key out")
+    if inoculum_group and kind != "time_course":
+        c.fail("inoculum_group", "only for time_course records (their own volumes are what inform a fitted day-0 volume)")
     prov = _parse_provenance(c, raw["provenance"], rid.startswith("S"))
 
     protocol_status = c.str_(raw["protocol_status"], "protocol_status", PROTOCOL_STATUSES)
@@ -887,6 +896,7 @@ def _parse_record(raw, path: Path | None, root: Path, conventions) -> Record:
         tumour_line_note=line_note,
         tumour_variant=c.str_(raw.get("tumour_variant", ""), "tumour_variant", empty=True),
         hierarchy_line=hierarchy_line,
+        inoculum_group=inoculum_group,
         other_tumour_lines=other_lines,
         generic_ids=generic_ids,
         protocol_assumptions=assumptions,
