@@ -57,7 +57,7 @@ def main():
     lay = I.layout_of(prob)
     log_shared, mu, log_sd, eta, _ = lay.split(jnp.asarray(z))
     line_vals = jnp.exp(mu[:, None] + jnp.exp(log_sd)[:, None] * eta).T
-    P = L.arm_values(prob, jnp.exp(log_shared), line_vals)
+    P = L.arm_values(prob, jnp.exp(log_shared), line_vals, jnp.exp(lay.log_inoculum(jnp.asarray(z))))
     S.dfx = _CountingDiffrax()
     try:
         obs, obs_pop, ok = jax.jit(lambda P: L.solve_arms(prob, P, **I.SOLVER))(P)
