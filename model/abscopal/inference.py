@@ -105,6 +105,17 @@ class Layout:
         out += [f"log_sigma_series[{g}]" for g in range(len(self.series_groups))]
         return out + [f"log_v0_inoculum[{h}]" for h in range(len(self.inoculum_groups))]
 
+    @property
+    def series_slice(self) -> slice:
+        """Where the log SDs of the discrepancy groups are in ``z`` (before the inoculum groups)."""
+        end = self.size - len(self.inoculum_groups)
+        return slice(end - len(self.series_groups), end)
+
+    @property
+    def inoculum_slice(self) -> slice:
+        """Where the log day-0 volumes of the inoculum groups are in ``z``: the last coordinates."""
+        return slice(self.size - len(self.inoculum_groups), self.size)
+
     def split(self, z):
         """z (..., size) -> (log shared (..., S), mu (..., Q), log sigma (..., Q), eta (..., Q, L),
         log sigma_series (..., G))."""
@@ -117,14 +128,11 @@ class Layout:
         log_sd = z[..., i : i + Q]
         i += Q
         eta = z[..., i : i + Q * Ln].reshape(z.shape[:-1] + (Q, Ln))
-        i += Q * Ln
-        log_ss = z[..., i : i + len(self.series_groups)]
-        return log_shared, mu, log_sd, eta, log_ss
+        return log_shared, mu, log_sd, eta, z[..., self.series_slice]
 
     def log_inoculum(self, z):
         """z (..., size) -> log v0_inoculum (..., H): the last H coordinates."""
-        H = len(self.inoculum_groups)
-        return z[..., self.size - H : self.size]
+        return z[..., self.inoculum_slice]
 
 
 def layout_of(prob: L.Problem) -> Layout:
@@ -201,11 +209,8 @@ def prior_median_z(prob: L.Problem) -> np.ndarray:
     z[:S] = [L.log_prior_spec(n)[0] for n in prob.shared]
     z[S : S + Q] = [L.log_prior_spec(n)[0] for n in prob.per_line]
     z[S + Q : S + 2 * Q] = math.log(L.HYPER_SIGMA_SCALE / 2)
-    G, H = len(lay.series_groups), len(lay.inoculum_groups)
-    if G:
-        z[lay.size - H - G : lay.size - H] = math.log(L.SERIES_SIGMA_SCALE / 2)
-    if H:
-        z[lay.size - H :] = inoculum_prior()[0]
+    z[lay.series_slice] = math.log(L.SERIES_SIGMA_SCALE / 2)
+    z[lay.inoculum_slice] = inoculum_prior()[0]
     return z
 
 
@@ -222,11 +227,11 @@ def prior_draws_z(prob: L.Problem, n: int, seed: int) -> np.ndarray:
     z[:, S + Q : S + 2 * Q] = np.log(np.abs(L.HYPER_SIGMA_SCALE * rng.standard_normal((n, Q))))
     z[:, S + 2 * Q : S + 2 * Q + Q * lay.n_lines] = rng.standard_normal((n, Q * lay.n_lines))
     G, H = len(lay.series_groups), len(lay.inoculum_groups)
-    if G:
-        z[:, lay.size - H - G : lay.size - H] = np.log(np.abs(L.SERIES_SIGMA_SCALE * rng.standard_normal((n, G))))
+    if G:  # (no draw without groups: the random stream stays that of fits made before the groups)
+        z[:, lay.series_slice] = np.log(np.abs(L.SERIES_SIGMA_SCALE * rng.standard_normal((n, G))))
     if H:
         m, s = inoculum_prior()
-        z[:, lay.size - H :] = m + s * rng.standard_normal((n, H))
+        z[:, lay.inoculum_slice] = m + s * rng.standard_normal((n, H))
     return z
 
 

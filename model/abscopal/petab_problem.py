@@ -167,7 +167,7 @@ def problem_tables(records, fit=None):
             row["v0_abs"] = 0.0 if rec.setting == "single-tumour" else "v0_abs_two_tumour"
             row["v0_irr"] = values["v0_irr"]
             if rec.inoculum_group:
-                inocula.setdefault(rec.inoculum_group, _inoculum_nominal(fit, rec.inoculum_group))
+                inocula.setdefault(rec.inoculum_group, _inoculum_nominal(fit, rec.inoculum_group, values["v0_irr"]))
                 row["v0_irr"] = f"v0_inoculum_{_sid(rec.inoculum_group)}"
                 if rec.setting != "single-tumour":
                     row["v0_abs"] = row["v0_irr"]
@@ -280,15 +280,15 @@ def problem_tables(records, fit=None):
     )
 
 
-def _inoculum_nominal(fit, group: str) -> float:
+def _inoculum_nominal(fit, group: str, default: float) -> float:
     """The day-0 volume of an inoculum group: the fit's posterior median where the fit has the
-    group, else the table's ``v0_irr``."""
+    group, else ``default`` (the problem's ``v0_irr``)."""
     if fit is not None and "v0_inoculum" in fit.posterior:
         groups = fit.meta.get("estimated", {}).get("inoculum_groups", [])
         if group in groups:
             samples = fit._samples("v0_inoculum").reshape(-1, len(groups))
             return float(np.median(samples[:, groups.index(group)]))
-    return float(default_params("generic")["v0_irr"])
+    return default
 
 
 def _catalogue():
