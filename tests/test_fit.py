@@ -71,8 +71,12 @@ def test_map_point_of_a_fit(quick_fit):
 
 
 def test_rerun_resumes_from_checkpoints_bit_for_bit(quick_fit):
-    before = {v: load_fit(quick_fit).posterior[v].values.copy() for v in ("k_kill", "r")}
+    first = load_fit(quick_fit)
+    assert first.meta["resumed"] is False and "this invocation alone" not in (quick_fit / "report.md").read_text()
+    before = {v: first.posterior[v].values.copy() for v in ("k_kill", "r")}
     assert main(["fit", "--out", str(quick_fit), *ARGS]) == 0
+    assert load_fit(quick_fit).meta["resumed"] is True  # its wall time is this run's, and the report says so
+    assert "for this invocation alone, which resumed" in (quick_fit / "report.md").read_text()
     after = load_fit(quick_fit).posterior
     for v, arr in before.items():
         np.testing.assert_array_equal(after[v].values, arr)

@@ -452,6 +452,7 @@ def run_fit(
     map_path = work / "map.json"
     f = neg_log_density_and_grad(prob)
     fingerprint = L.problem_fingerprint(prob)
+    resumed = map_path.is_file()  # the wall time below is then this invocation's alone
     if map_path.is_file():
         map_record = json.loads(map_path.read_text())
         if map_record.get("data_sha256") == fingerprint:
@@ -763,6 +764,7 @@ def run_fit(
         diagnostics={k: v for k, v in diag.items() if k != "per_variable"},
         reproduced=dict(threshold=REPRODUCED_AT, n=n_rep, of=sum(r["use"] == "fit" for r in repro), at_map=n_map),
         wall_seconds=time.time() - t_start,
+        resumed=resumed,
         method=method,
     )
     save_fit(out, tree, meta)
@@ -801,6 +803,10 @@ def _miss_summary(repro: list[dict]) -> str:
         f"{VERDICTS['opposite']}; in {counts['spurious']}, {VERDICTS['spurious']}; {counts['holds']} hold at the median "
         f"but in too few draws. {n_other} other observations (counts, time courses) are missed."
     )
+
+
+#: said of the wall time in the report when the fit resumed from a saved MAP (and what followed it)
+_RESUMED_NOTE = " for this invocation alone, which resumed from the checkpoints in `work/` (the stages saved there ran earlier)"
 
 
 def write_report(out: Path, prob, fit, diag, repro, pred, meta):
@@ -871,7 +877,8 @@ def write_report(out: Path, prob, fit, diag, repro, pred, meta):
     lines += [f"Status: **{meta['status']}**.", ""]
     lines += [
         f"Created {meta['created']} from {len(prob.records)} records (`fits/data/records`, use = fit) with seed "
-        f"{meta['settings']['seed']}; wall time {meta['wall_seconds'] / 60:.1f} min on this machine. Reproduce with "
+        f"{meta['settings']['seed']}; wall time {meta['wall_seconds'] / 60:.1f} min on this machine"
+        f"{_RESUMED_NOTE if meta.get('resumed') else ''}. Reproduce with "
         f"`{_command(meta, out)}` (resumes from `work/`).",
         "",
         "## Diagnostics",
