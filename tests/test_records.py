@@ -62,7 +62,6 @@ def test_generic_protocols_are_documented(records):
             assert r.tumour_line_note, r.id
 
 
-
 def test_fitted_generic_records_are_lines_of_their_own(records):
     """An unnamed tumour is a different tumour in each study: every fitted record on ``generic``
     is its own line of the hierarchy (drawn from the line population), never one shared line."""
@@ -70,6 +69,7 @@ def test_fitted_generic_records_are_lines_of_their_own(records):
     assert len(generic) == 16
     assert all(r.fit_line == f"generic {r.id}" for r in generic), [r.id for r in generic if r.fit_line == "generic"]
     assert all(r.fit_line == "generic" for r in records.values() if r.tumour_line == "generic" and r.use == "check")
+
 
 def test_series_copies_are_unchanged():
     for line in (DATA / "series" / "SHA256SUMS").read_text().splitlines():
