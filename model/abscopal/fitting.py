@@ -453,7 +453,7 @@ def run_fit(
     f = neg_log_density_and_grad(prob)
     fingerprint = L.problem_fingerprint(prob)
     resumed = map_path.is_file()  # the wall time below is then this invocation's alone
-    if map_path.is_file():
+    if resumed:
         map_record = json.loads(map_path.read_text())
         if map_record.get("data_sha256") == fingerprint:
             log(f"MAP: reusing {map_path}")
