@@ -245,3 +245,66 @@ def test_miss_summary_counts_only_missed_comparisons_of_fitted_records():
     assert text.startswith("Of the 3 missed qualitative comparisons")
     assert "1 go the right direction" in text and "1 go the opposite" in text and "in 0, the model" in text
     assert "1 hold at the median" in text and "1 other observations" in text
+
+
+def test_unconstrained_values_invert_natural_values_and_match_lines_by_name():
+    """z -> parameters in their units -> z, exactly; a line the values lack is marked unmatched."""
+    from abscopal import likelihood as L
+    from abscopal.fitting import _records
+    from abscopal.inference import layout_of, natural_values, prior_draws_z, unconstrained_values
+
+    prob = L.build_problem(_records(False), n_virtual=2, seed=0)
+    z = prior_draws_z(prob, 3, seed=5)
+    back, found = unconstrained_values(prob, natural_values(prob, z))
+    np.testing.assert_allclose(back, z, atol=1e-12)
+    assert found.all()
+    # the values of a fit that had the lines in another order, and lacked the first one
+    vals = natural_values(prob, z)
+    order = list(prob.lines[1:])[::-1]
+    idx = [list(prob.lines).index(x) for x in order]
+    shuffled = {k: (v[..., idx] if k in prob.per_line else v) for k, v in vals.items()}
+    back, found = unconstrained_values(prob, shuffled, lines=order)
+    names = layout_of(prob).names()
+    missing = {f"eta_{n}[0]" for n in prob.per_line}
+    assert {n for n, ok in zip(names, found) if not ok} == missing
+    np.testing.assert_allclose(back[:, found], z[:, found], atol=1e-12)
+
+
+def test_a_clone_without_work_continues_the_shipped_map_preconditioned(quick_fit, tmp_path):
+    """A fresh clone has the fit's files but not its gitignored work/: a refinement continues from
+    fit.json's MAP (same records and settings), whitened by a fit's draws, and says so."""
+    import shutil
+
+    out = tmp_path / "clone"
+    shutil.copytree(quick_fit, out, ignore=shutil.ignore_patterns("work"))
+    shipped = json.loads((out / "fit.json").read_text())["map"]
+    bad = ["fit", "--out", str(out), *ARGS, "--refine-steps", "1", "--precondition", str(tmp_path / "nowhere")]
+    assert main(bad) == 2  # refused before any work
+    assert not (out / "work").exists()
+    assert main(["fit", "--out", str(out), *ARGS, "--refine-steps", "1", "--precondition", str(quick_fit)]) == 0
+    saved = json.loads((out / "work" / "map.json").read_text())
+    assert saved["from_fit"].endswith("fit.json")
+    (ref,) = saved["refinements"]
+    assert ref["log_posterior_before"] == pytest.approx(shipped["log_posterior"], rel=1e-9)
+    assert ref["log_posterior"] >= ref["log_posterior_before"] and "posterior draws of the fit" in ref["preconditioned"]
+    assert "preconditioned by the covariance of the 8 posterior draws" in (out / "report.md").read_text()
+    assert "--precondition" in (out / "report.md").read_text()
+    # other settings than the finished fit's: no continuation from it (a fresh MAP search instead)
+    from dataclasses import asdict
+
+    from abscopal.fitting import _map_record_from_fit
+    from abscopal.inference import FitSettings
+
+    fp, names = json.loads((out / "fit.json").read_text())["data_sha256"], saved["names"]
+    st = FitSettings.quick_settings()
+    assert _map_record_from_fit(out, fp, names, st) is not None
+    assert _map_record_from_fit(out, fp, names, FitSettings(**dict(asdict(st), map_steps=99))) is None
+    assert _map_record_from_fit(out, "0" * 64, names, st) is None
+
+
+def test_a_fingerprint_in_a_note_is_short_unless_it_is_a_label():
+    from abscopal.fitting import _short_fingerprint
+
+    assert _short_fingerprint("ab" * 32) == "ab" * 6
+    assert _short_fingerprint("hand-made warm start, session 9") == "hand-made warm start, session 9"
+    assert _short_fingerprint(None) == "not recorded"

@@ -222,6 +222,7 @@ def _cmd_fit(args) -> int:
             importance_draws=args.importance_draws,
             laplace_rescale=args.laplace_rescale,
             laplace_split=args.laplace_split,
+            precondition=args.precondition,
         )
     else:
         settings = FitSettings(
@@ -240,6 +241,7 @@ def _cmd_fit(args) -> int:
             importance_draws=args.importance_draws,
             laplace_rescale=args.laplace_rescale,
             laplace_split=args.laplace_split,
+            precondition=args.precondition,
         )
     for field in ("chains", "warmup", "samples", "map_starts", "map_steps", "max_tree_depth", "segment"):
         if getattr(settings, field) < 1:
@@ -254,6 +256,13 @@ def _cmd_fit(args) -> int:
         raise ValueError(f"--hessian-batch: must be a positive integer, got {settings.hessian_batch}")
     if settings.refine_steps < 0:
         raise ValueError(f"--refine-steps: must be 0 or a positive integer, got {settings.refine_steps}")
+    if settings.precondition:
+        from .fitresult import FitError, resolve_fit_path
+
+        try:
+            resolve_fit_path(settings.precondition.split("@")[0])
+        except FitError as e:
+            raise ValueError(f"--precondition: {e}") from None
     run_fit(args.out, settings, progress=not args.no_progress, method="laplace" if args.laplace else "nuts")
     return 0
 
@@ -361,6 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="further L-BFGS iterations from the best MAP start (a rerun with a larger number continues)",
+    )
+    p.add_argument(
+        "--precondition",
+        default="",
+        metavar="FIT",
+        help="precondition the MAP refinement by the covariance of this fit's posterior draws (a name under fits/ or a "
+        "folder; coordinates matched by name): L-BFGS then runs in whitened coordinates",
     )
     p.add_argument(
         "--hessian-batch",

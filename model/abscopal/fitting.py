@@ -24,6 +24,7 @@ from .inference import (
     PROPOSAL_DF,
     PROPOSAL_SEED_OFFSET,
     FitSettings,
+    draws_covariance,
     find_map,
     importance_check,
     importance_draws,
@@ -290,6 +291,7 @@ def _map_lines(m: dict | None) -> list[str]:
         out.append(
             f"- refinement, {r['steps']} more L-BFGS iterations: log posterior {r['log_posterior_before']:.2f} -> "
             f"{r['log_posterior']:.2f}, gradient norm {r['grad_norm_before']:.3g} -> {r['grad_norm']:.3g} ({r['message']})"
+            + (f"; preconditioned by {r['preconditioned']}" if r.get("preconditioned") else "")
         )
     return out + [""]
 
@@ -409,6 +411,64 @@ def _carry_over(map_record: dict, names: list[str], default: np.ndarray) -> tupl
     return z, m
 
 
+#: settings that may change when a fit resumes: the number of draws (extend a run, or stop it
+#: early), the MAP refinement (it continues from the saved MAP) and how the later stages compute
+FREE_SETTINGS = (
+    "samples",
+    "segment",
+    "refine_steps",
+    "hessian_batch",
+    "importance_draws",
+    "laplace_rescale",
+    "laplace_split",
+    "precondition",
+)
+
+
+def _short_fingerprint(fp) -> str:
+    """A data fingerprint for a note: a SHA-256 digest shortened to 12 hex digits; anything else
+    (a hand-made checkpoint's label) whole."""
+    if fp is None:
+        return "not recorded"
+    fp = str(fp)
+    return fp[:12] if len(fp) == 64 and all(c in "0123456789abcdef" for c in fp) else fp
+
+
+def _same_settings(a: dict, b: dict) -> bool:
+    """Whether two settings dicts agree on everything that a resume may not change (a key absent
+    from one side, from a fit made before the key existed, counts as its default)."""
+    default = asdict(FitSettings())
+    return all(a.get(k, default.get(k)) == b.get(k, default.get(k)) for k in set(a) | set(b) if k not in FREE_SETTINGS)
+
+
+def _map_record_from_fit(out: Path, fingerprint: str, names: list[str], settings: FitSettings) -> dict | None:
+    """The MAP checkpoint rebuilt from a finished fit in ``out`` (fit.json's point, diagnostics.json's
+    account of the search), so that a fresh clone, which has the shipped fit but not its gitignored
+    ``work/``, can continue the refinement instead of starting the MAP search afresh. None unless
+    the fit is of the same records, coordinates and settings."""
+    fj, dj = out / "fit.json", out / "diagnostics.json"
+    if not (fj.is_file() and dj.is_file()):
+        return None
+    meta, diag = json.loads(fj.read_text()), json.loads(dj.read_text())
+    m = meta.get("map") or {}
+    if meta.get("data_sha256") != fingerprint or m.get("names") != names:
+        return None
+    if not _same_settings(meta.get("settings", {}), asdict(settings)):
+        return None
+    search = diag.get("map") or {}
+    return dict(
+        z=list(m["z"]),
+        inv_mass=[1.0] * len(names),  # not shipped; only NUTS's starting mass matrix (adapted in warm-up)
+        names=names,
+        starts=search.get("starts", []),
+        refinements=search.get("refinements", []),
+        seconds=0.0,
+        note=search.get("note", ""),
+        data_sha256=fingerprint,
+        from_fit=str(fj),
+    )
+
+
 def run_fit(
     out: str | Path, settings: FitSettings = FitSettings(), progress: bool = True, log=print, method: str = "nuts"
 ) -> Path:
@@ -430,11 +490,7 @@ def run_fit(
     settings_path = work / "settings.json"
     if settings_path.is_file():
         old = json.loads(settings_path.read_text())
-        # the number of draws may change on a resume (extend a run, or stop it early): not the rest
-        # (and the MAP refinement may be extended: it continues from the saved MAP)
-        free = ("samples", "segment", "refine_steps", "hessian_batch", "importance_draws", "laplace_rescale", "laplace_split")
-        same = {k: v for k, v in old.items() if k not in free}
-        if same != {k: v for k, v in asdict(settings).items() if k not in free}:
+        if not _same_settings(old, asdict(settings)):
             raise ValueError(
                 f"{out}: an unfinished fit with other settings is there ({settings_path}); use another --out or delete {work}"
             )
@@ -452,6 +508,11 @@ def run_fit(
     map_path = work / "map.json"
     f = neg_log_density_and_grad(prob)
     fingerprint = L.problem_fingerprint(prob)
+    if not map_path.is_file():
+        shipped = _map_record_from_fit(out, fingerprint, layout_of(prob).names(), settings)
+        if shipped is not None:
+            write_json(map_path, shipped)
+            log(f"MAP: no checkpoint in {work}; the refinement continues from the MAP of {shipped['from_fit']}")
     resumed = map_path.is_file()  # the wall time below is then this invocation's alone
     if resumed:
         map_record = json.loads(map_path.read_text())
@@ -482,7 +543,7 @@ def run_fit(
                 seconds=0.0,
                 note=(
                     f"Warm start: the refinement began at a MAP found for earlier records "
-                    f"(data fingerprint {str(map_record.get('data_sha256', 'not recorded'))[:12]}); the records changed since. "
+                    f"(data fingerprint {_short_fingerprint(map_record.get('data_sha256'))}); the records changed since. "
                     f"Before that: {old_note}"
                 ).strip(),
                 data_sha256=fingerprint,
@@ -505,9 +566,17 @@ def run_fit(
     init = np.asarray(map_record["z"])
     inv_mass = np.asarray(map_record["inv_mass"])
     done = sum(r["steps"] for r in map_record.get("refinements", []))
+    cov = None
+    if settings.precondition and settings.refine_steps > done:
+        from .fitresult import load_fit
+
+        cov, source = draws_covariance(prob, load_fit(settings.precondition))
+        log(f"MAP refinement preconditioned by {source}")
     while settings.refine_steps > done:  # in chunks, each saved: an interrupted refinement resumes
         steps = min(REFINE_CHUNK, settings.refine_steps - done)
-        init, rec = refine_map(prob, init, steps, f=f, log=log, progress=progress)
+        init, rec = refine_map(prob, init, steps, f=f, log=log, progress=progress, precondition=cov)
+        if cov is not None:
+            rec["preconditioned"] = source
         map_record["z"] = np.asarray(init).tolist()
         map_record["refinements"] = map_record.get("refinements", []) + [rec]
         write_json(map_path, map_record)

@@ -64,6 +64,7 @@ class FitSettings:
     importance_draws: int = 0  # Laplace: Student-t proposal draws, PSIS-resampled when k-hat < 0.7 (0: Gaussian draws)
     laplace_rescale: int = 0  # Laplace: rounds of secant rescaling of the covariance (rescale_covariance)
     laplace_split: int = 0  # Laplace: rounds of per-side rescaling: split-normal draws (split_rescale)
+    precondition: str = ""  # a fit (name or folder) whose draws' covariance preconditions the MAP refinement
 
     @staticmethod
     def quick_settings(seed: int = 0) -> FitSettings:
@@ -305,20 +306,47 @@ def neg_log_density_and_grad(prob: L.Problem):
     return jax.jit(jax.value_and_grad(lambda z: -make_log_density(prob)(z)))
 
 
-def refine_map(prob: L.Problem, z, steps: int, f=None, log=print, progress: bool = False) -> tuple[np.ndarray, dict]:
+def refine_map(
+    prob: L.Problem,
+    z,
+    steps: int,
+    f=None,
+    log=print,
+    progress: bool = False,
+    precondition: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict]:
     """``steps`` more L-BFGS iterations from ``z`` (a progress bar per iteration with ``progress``).
     Returns (z, record with the log posterior, the gradient norm before and after, and scipy's
-    message)."""
+    message).
+
+    ``precondition``: a covariance estimate ``C`` of the posterior (size x size, e.g. from
+    ``draws_covariance``). L-BFGS then runs in whitened coordinates ``u`` with ``z = z0 + A u``,
+    ``A A^T = C``: on a posterior whose curvature spans five orders of magnitude, its few dozen
+    iterations otherwise go into learning the scales (measured on the review fit: 3 nats per 50
+    plain iterations, against 5 nats in 5 preconditioned ones). The returned gradient norm is
+    that of ``z`` (unwhitened), comparable across refinements."""
     from scipy.optimize import minimize
     from tqdm.auto import tqdm
 
     fun = _scipy_objective(f or neg_log_density_and_grad(prob))
-    v0, g0 = fun(np.asarray(z))
+    z = np.asarray(z, dtype=float)
+    v0, g0 = fun(z)
+    if precondition is None:
+        A = np.eye(len(z))
+    else:
+        A = whitening_factor(precondition)
+        if A.shape[0] != len(z):
+            raise ValueError(f"precondition: expected a {len(z)} x {len(z)} covariance, got {np.shape(precondition)}")
+
+    def fu(u):
+        v, g = fun(z + A @ u)
+        return v, A.T @ g
+
     with tqdm(total=int(steps), desc="MAP refinement (L-BFGS)", disable=not progress, leave=False) as bar:
         res = minimize(
-            fun, np.asarray(z), jac=True, method="L-BFGS-B", options=dict(maxiter=int(steps)), callback=lambda *_: bar.update(1)
+            fu, np.zeros(len(z)), jac=True, method="L-BFGS-B", options=dict(maxiter=int(steps)), callback=lambda *_: bar.update(1)
         )
-    z1 = np.asarray(res.x) if res.fun < v0 else np.asarray(z)
+    z1 = z + A @ np.asarray(res.x) if res.fun < v0 else z
     v1, g1 = fun(z1)
     rec = dict(
         steps=int(steps),
@@ -329,10 +357,83 @@ def refine_map(prob: L.Problem, z, steps: int, f=None, log=print, progress: bool
         message=str(res.message),
     )
     log(
-        f"MAP refinement ({steps} L-BFGS iterations): log posterior {-v0:.3f} -> {-v1:.3f}, "
-        f"gradient norm {rec['grad_norm_before']:.3g} -> {rec['grad_norm']:.3g} ({res.message})"
+        f"MAP refinement ({steps} L-BFGS iterations{'' if precondition is None else ', preconditioned'}): log posterior "
+        f"{-v0:.3f} -> {-v1:.3f}, gradient norm {rec['grad_norm_before']:.3g} -> {rec['grad_norm']:.3g} ({res.message})"
     )
     return z1, rec
+
+
+def whitening_factor(cov: np.ndarray, floor: float = 1e-8) -> np.ndarray:
+    """``A`` with ``A A^T = cov`` (symmetric square root; eigenvalues raised to ``floor``, so that a
+    rank-deficient sample covariance still gives a usable, invertible factor)."""
+    cov = np.asarray(cov, dtype=float)
+    if cov.ndim != 2 or cov.shape[0] != cov.shape[1] or not np.all(np.isfinite(cov)):
+        raise ValueError(f"precondition: a finite square covariance matrix is needed, got shape {cov.shape}")
+    w, V = np.linalg.eigh(0.5 * (cov + cov.T))
+    return (V * np.sqrt(np.maximum(w, floor))) @ V.T
+
+
+def unconstrained_values(prob: L.Problem, values: dict, lines=None, series_groups=None, inoculum_groups=None):
+    """The inverse of ``natural_values``: parameters in their units -> flat ``z`` (..., size), and a
+    boolean mask (size,) of the coordinates found in ``values``.
+
+    ``values`` holds arrays with leading draw axes; per-line ones end in a tumour-line axis ordered
+    as ``lines`` (default ``prob.lines``), ``sigma_series`` in ``series_groups`` and ``v0_inoculum``
+    in ``inoculum_groups`` (defaults: the problem's). Lines and groups are matched by name; a
+    coordinate with nothing to match (a line the values do not have) is 0 and False in the mask."""
+    lay = layout_of(prob)
+    lines = list(prob.lines if lines is None else lines)
+    sg = list(prob.series_groups if series_groups is None else series_groups)
+    ig = list(prob.inoculum_groups if inoculum_groups is None else inoculum_groups)
+    lead = np.shape(values[prob.shared[0]] if prob.shared else values[f"mu_{prob.per_line[0]}"])
+    z = np.zeros(lead + (lay.size,))
+    found = np.zeros(lay.size, dtype=bool)
+    S, Q, Ln = len(prob.shared), len(prob.per_line), lay.n_lines
+    for i, n in enumerate(prob.shared):
+        z[..., i], found[i] = np.log(values[n]), True
+    for i, n in enumerate(prob.per_line):
+        mu, lsd = np.log(values[f"mu_{n}"]), np.log(values[f"sigma_{n}"])
+        z[..., S + i], z[..., S + Q + i] = mu, lsd
+        found[[S + i, S + Q + i]] = True
+        for j, line in enumerate(prob.lines):
+            if line in lines:
+                k = S + 2 * Q + i * Ln + j
+                z[..., k] = (np.log(values[n][..., lines.index(line)]) - mu) / np.exp(lsd)
+                found[k] = True
+    for slc, key, have, want in (
+        (lay.series_slice, "sigma_series", sg, prob.series_groups),
+        (lay.inoculum_slice, "v0_inoculum", ig, prob.inoculum_groups),
+    ):
+        for j, g in enumerate(want):
+            if g in have:
+                z[..., slc.start + j] = np.log(values[key][..., have.index(g)])
+                found[slc.start + j] = True
+    return z, found
+
+
+def draws_covariance(prob: L.Problem, fit) -> tuple[np.ndarray, str]:
+    """The covariance of a fit's posterior draws in ``prob``'s unconstrained coordinates (matched by
+    name), for ``refine_map(precondition=...)``; a coordinate the fit does not have (a new line or
+    group) gets variance 1 and no correlation. ``fit``: a ``Fit`` (``load_fit``). Returns (cov, a
+    sentence saying where it came from)."""
+    post = fit.posterior
+    values = {k: np.asarray(post[k].values).reshape((-1,) + post[k].shape[2:]) for k in post.data_vars}
+    coords = {
+        d: [str(x) for x in post.coords[d].values]
+        for d in ("tumour_line", "discrepancy_group", "inoculum_group")
+        if d in post.coords
+    }
+    z, found = unconstrained_values(
+        prob, values, coords.get("tumour_line"), coords.get("discrepancy_group"), coords.get("inoculum_group")
+    )
+    if z.shape[0] < 2:
+        raise ValueError(f"precondition: the fit {fit.path} has {z.shape[0]} draw(s); at least 2 are needed for a covariance")
+    cov = np.eye(z.shape[-1])
+    cov[np.ix_(found, found)] = np.cov(z[:, found].T)
+    return (
+        cov,
+        f"the covariance of the {z.shape[0]} posterior draws of the fit {fit.name!r} ({int(found.sum())} of {len(found)} coordinates matched)",
+    )
 
 
 def _fingerprint(prob) -> np.ndarray:
