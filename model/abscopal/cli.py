@@ -260,7 +260,7 @@ def _cmd_fit(args) -> int:
         from .fitresult import FitError, resolve_fit_path
 
         try:
-            resolve_fit_path(settings.precondition.split("@")[0])
+            resolve_fit_path(settings.precondition.removesuffix("@map"))  # the suffix load_fit reads
         except FitError as e:
             raise ValueError(f"--precondition: {e}") from None
     run_fit(args.out, settings, progress=not args.no_progress, method="laplace" if args.laplace else "nuts")

@@ -427,7 +427,7 @@ def draws_covariance(prob: L.Problem, fit) -> tuple[np.ndarray, str]:
         prob, values, coords.get("tumour_line"), coords.get("discrepancy_group"), coords.get("inoculum_group")
     )
     if z.shape[0] < 2:
-        raise ValueError(f"precondition: the fit {fit.path} has {z.shape[0]} draw(s); at least 2 are needed for a covariance")
+        raise ValueError(f"precondition: the fit {fit.name!r} has {z.shape[0]} draw(s); at least 2 are needed for a covariance")
     cov = np.eye(z.shape[-1])
     cov[np.ix_(found, found)] = np.cov(z[:, found].T)
     return (
