@@ -508,8 +508,9 @@ def run_fit(
     map_path = work / "map.json"
     f = neg_log_density_and_grad(prob)
     fingerprint = L.problem_fingerprint(prob)
+    names = layout_of(prob).names()
     if not map_path.is_file():
-        shipped = _map_record_from_fit(out, fingerprint, layout_of(prob).names(), settings)
+        shipped = _map_record_from_fit(out, fingerprint, names, settings)
         if shipped is not None:
             write_json(map_path, shipped)
             log(f"MAP: no checkpoint in {work}; the refinement continues from the MAP of {shipped['from_fit']}")
@@ -527,7 +528,6 @@ def run_fit(
                     f"--refine-steps N to continue from it on the current records, or delete {work} to start afresh"
                 )
             old_note = map_record.get("note", "")
-            names = layout_of(prob).names()
             z0, m0 = _carry_over(map_record, names, prior_median_z(prob))
             if list(map_record["names"]) != names:
                 old_note = (
@@ -557,7 +557,7 @@ def run_fit(
         map_record = dict(
             z=np.asarray(init).tolist(),
             inv_mass=np.asarray(best_inv_mass).tolist(),
-            names=layout_of(prob).names(),
+            names=names,
             starts=[dict(start=r["start"], log_posterior=r["log_posterior"], lbfgs=r["lbfgs_message"]) for r in results],
             seconds=time.time() - t0,
             data_sha256=fingerprint,

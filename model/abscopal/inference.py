@@ -388,26 +388,27 @@ def unconstrained_values(prob: L.Problem, values: dict, lines=None, series_group
     lead = np.shape(values[prob.shared[0]] if prob.shared else values[f"mu_{prob.per_line[0]}"])
     z = np.zeros(lead + (lay.size,))
     found = np.zeros(lay.size, dtype=bool)
-    S, Q, Ln = len(prob.shared), len(prob.per_line), lay.n_lines
-    for i, n in enumerate(prob.shared):
-        z[..., i], found[i] = np.log(values[n]), True
-    for i, n in enumerate(prob.per_line):
+    pos = {name: k for k, name in enumerate(lay.names())}  # the layout's own labels give the positions
+
+    def put(name, value):
+        z[..., pos[name]], found[pos[name]] = value, True
+
+    for n in prob.shared:
+        put(f"log_{n}", np.log(values[n]))
+    for n in prob.per_line:
         mu, lsd = np.log(values[f"mu_{n}"]), np.log(values[f"sigma_{n}"])
-        z[..., S + i], z[..., S + Q + i] = mu, lsd
-        found[[S + i, S + Q + i]] = True
+        put(f"mu_log_{n}", mu)
+        put(f"log_sigma_{n}", lsd)
         for j, line in enumerate(prob.lines):
             if line in lines:
-                k = S + 2 * Q + i * Ln + j
-                z[..., k] = (np.log(values[n][..., lines.index(line)]) - mu) / np.exp(lsd)
-                found[k] = True
-    for slc, key, have, want in (
-        (lay.series_slice, "sigma_series", sg, prob.series_groups),
-        (lay.inoculum_slice, "v0_inoculum", ig, prob.inoculum_groups),
+                put(f"eta_{n}[{j}]", (np.log(values[n][..., lines.index(line)]) - mu) / np.exp(lsd))
+    for label, key, have, want in (
+        ("log_sigma_series", "sigma_series", sg, prob.series_groups),
+        ("log_v0_inoculum", "v0_inoculum", ig, prob.inoculum_groups),
     ):
         for j, g in enumerate(want):
             if g in have:
-                z[..., slc.start + j] = np.log(values[key][..., have.index(g)])
-                found[slc.start + j] = True
+                put(f"{label}[{j}]", np.log(values[key][..., have.index(g)]))
     return z, found
 
 
@@ -417,7 +418,7 @@ def draws_covariance(prob: L.Problem, fit) -> tuple[np.ndarray, str]:
     group) gets variance 1 and no correlation. ``fit``: a ``Fit`` (``load_fit``). Returns (cov, a
     sentence saying where it came from)."""
     post = fit.posterior
-    values = {k: np.asarray(post[k].values).reshape((-1,) + post[k].shape[2:]) for k in post.data_vars}
+    values = {k: fit._samples(k) for k in post.data_vars}  # chains x draws flattened, as Fit keeps them
     coords = {
         d: [str(x) for x in post.coords[d].values]
         for d in ("tumour_line", "discrepancy_group", "inoculum_group")
