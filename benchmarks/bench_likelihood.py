@@ -1,17 +1,23 @@
-"""Cost of the fit's log posterior (every fitted record's arms in one vmapped solve) and of its
-gradient, for one parameter vector and for K vectorised chains, with compile times: the numbers
-that decide whether NUTS fits in a session (see issue 3 and fits/review/report.md).
+"""Cost of the fit's log posterior and of its gradient at the shipped MAP, for the package's solve
+path (``likelihood.solve_arms``: arms one by one, jumps-only segments, closed-form PK) against the
+path shipped before it (``reference_path.py``: one vmap of the 64-state model over all arms), in
+one run, with compile times and the agreement of the two; and a profile of where the package's
+time goes (typical mice, virtual mice, the rest).
 
-Run: python benchmarks/bench_likelihood.py [--chains 1 8] [--repeat 3] [--out benchmarks/results_likelihood.md]
-The point is the prior median of every parameter (no fit needed). Nothing here asserts a time.
+Run: python benchmarks/bench_likelihood.py [--repeat 5] [--no-reference] [--json FILE]
+Writes benchmarks/results_likelihood.md. Nothing here asserts a time.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import jax
 
@@ -20,68 +26,144 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(__file__))
+from reference_path import SHIPPED_SOLVER, solve_arms_shipped  # noqa: E402
+
 from abscopal import inference as I  # noqa: E402
 from abscopal import likelihood as L  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
+TIGHT = dict(rtol=1e-9, atol=1e-12, max_steps=100_000)
+
 
 def timed(fn, repeat):
+    """(compile + first call seconds, mean seconds of ``repeat`` further calls, last value)."""
+    t = time.perf_counter()
+    out = jax.block_until_ready(fn())
+    first = time.perf_counter() - t
     t = time.perf_counter()
     for _ in range(repeat):
         out = jax.block_until_ready(fn())
-    return (time.perf_counter() - t) / repeat, out
+    return first, (time.perf_counter() - t) / repeat, out
+
+
+def measure(logp, z, repeat):
+    fwd = jax.jit(logp)
+    grad = jax.jit(jax.value_and_grad(logp))
+    c_fwd, t_fwd, v = timed(lambda: fwd(z), repeat)
+    c_grad, t_grad, (v2, g) = timed(lambda: grad(z), repeat)
+    return dict(compile_forward=c_fwd, forward=t_fwd, compile_gradient=c_grad, gradient=t_grad, logp=float(v), grad=np.asarray(g))
+
+
+def profile(prob, z, repeat):
+    """Forward and gradient of the package's path on parts of the problem (same point)."""
+    rows = []
+    parts = {
+        "typical mice only (no population arms)": dataclasses.replace(prob, pop_arms=prob.pop_arms[:0]),
+        "all (typical + virtual mice)": prob,
+    }
+    for name, pr in parts.items():
+        lay = I.layout_of(pr)
+
+        def solve_only(z, pr=pr, lay=lay):
+            log_shared, mu, log_sd, eta, _ = lay.split(z)
+            line_vals = jnp.exp(mu[:, None] + jnp.exp(log_sd)[:, None] * eta).T
+            P = L.arm_values(pr, jnp.exp(log_shared), line_vals, jnp.exp(lay.log_inoculum(z)))
+            obs, obs_pop, _ = L.solve_arms(pr, P, **I.SOLVER)
+            return jnp.sum(obs[..., 0]) + jnp.sum(obs_pop[..., 0])
+
+        m = measure(solve_only, z, repeat)
+        rows.append((name, m["forward"], m["gradient"]))
+    return rows
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--chains", type=int, nargs="+", default=[1, 8])
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--adjoint", default="checkpoint", choices=["checkpoint", "backsolve"])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--no-reference", action="store_true", help="skip the shipped path (slow: ~2 min compile)")
+    ap.add_argument("--json", default=None)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results_likelihood.md"))
     args = ap.parse_args()
 
     prob = L.build_problem(load_records(), use="fit", n_virtual=8, seed=0)
-    solver = dict(I.SOLVER, adjoint=args.adjoint)
-    logp = I.make_log_density(prob, solver)
-    z0 = jnp.asarray(I.prior_median_z(prob))
-    rows = []
-    for k in args.chains:
-        z = jnp.broadcast_to(z0, (k, z0.size)) + 0.01 * jax.random.normal(jax.random.PRNGKey(0), (k, z0.size))
-        fwd = jax.jit(jax.vmap(logp))
-        grad = jax.jit(jax.vmap(jax.value_and_grad(logp)))
-        t = time.perf_counter()
-        jax.block_until_ready(fwd(z))
-        c_fwd = time.perf_counter() - t
-        t = time.perf_counter()
-        v, g = jax.block_until_ready(grad(z))
-        c_grad = time.perf_counter() - t
-        t_fwd, _ = timed(lambda fwd=fwd, z=z: fwd(z), args.repeat)
-        t_grad, _ = timed(lambda grad=grad, z=z: grad(z), args.repeat)
-        finite = bool(np.all(np.isfinite(np.asarray(g))))
-        rows.append((k, c_fwd, c_grad, t_fwd, t_grad, finite))
+    z = jnp.asarray(json.loads((ROOT / "fits/review/fit.json").read_text())["map"]["z"])
+    new = measure(I.make_log_density(prob, I.SOLVER), z, args.repeat)
+    print(f"package: fwd {new['forward']:.4f}s grad {new['gradient']:.4f}s (compile {new['compile_gradient']:.1f}s)", flush=True)
+    tight = measure(I.make_log_density(prob, TIGHT), z, 1)
+    print(f"tight (rtol 1e-9): logp {tight['logp']:.6f}", flush=True)
+    ref = None
+    if not args.no_reference:
+        ref = measure(I.make_log_density(prob, SHIPPED_SOLVER, solve_fn=solve_arms_shipped), z, max(1, args.repeat // 2))
         print(
-            f"chains {k}: compile fwd {c_fwd:.1f}s grad {c_grad:.1f}s; fwd {t_fwd:.3f}s grad {t_grad:.3f}s; finite {finite}",
-            flush=True,
+            f"shipped: fwd {ref['forward']:.3f}s grad {ref['gradient']:.3f}s (compile {ref['compile_gradient']:.1f}s)", flush=True
         )
+    prof = profile(prob, z, args.repeat)
 
+    rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))
+    result = dict(
+        forward_s=new["forward"],
+        gradient_s=new["gradient"],
+        compile_forward_s=new["compile_forward"],
+        compile_gradient_s=new["compile_gradient"],
+        logp=new["logp"],
+        tight_logp_abs_diff=abs(new["logp"] - tight["logp"]),
+        tight_grad_rel_diff=rel(new["grad"], tight["grad"]),
+    )
+    if ref is not None:
+        result.update(
+            reference_forward_s=ref["forward"],
+            reference_gradient_s=ref["gradient"],
+            reference_compile_gradient_s=ref["compile_gradient"],
+            logp_abs_diff=abs(new["logp"] - ref["logp"]),
+            grad_rel_diff=rel(new["grad"], ref["grad"]),
+            forward_speedup=ref["forward"] / new["forward"],
+            gradient_speedup=ref["gradient"] / new["gradient"],
+        )
     dev = jax.devices()[0]
     lines = [
         "# Fit log-posterior benchmark",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores; JAX {jax.__version__} on {dev.platform} "
-        f"({getattr(dev, 'device_kind', '')}); Python {platform.python_version()}.",
-        f"Problem: {len(prob.records)} fitted records, {prob.n_arms} arms ({len(prob.pop_arms)} also over 8 virtual mice), "
-        f"{I.layout_of(prob).size} unconstrained coordinates; solver {I.SOLVER}, adjoint {args.adjoint}; point: prior medians.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores; JAX {jax.__version__} on {dev.platform}; "
+        f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d')}.",
+        f"Problem: {len(prob.records)} fitted records, {prob.n_arms} arms ({len(prob.pop_arms)} also over "
+        f"{prob.z.shape[0]} virtual mice), {I.layout_of(prob).size} coordinates; point: the shipped MAP "
+        "(`fits/review/fit.json`).",
+        f"Package path: `likelihood.solve_arms` (mode {L.solve_mode()}), solver {I.SOLVER}. "
+        f"Shipped path: `benchmarks/reference_path.py`, solver {SHIPPED_SOLVER}.",
         "",
-        "| chains (vmapped) | compile forward | compile gradient | forward | gradient | gradient / forward | gradient per chain | finite |",
-        "|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| path | compile forward | compile gradient | forward | gradient | log p |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| package | {new['compile_forward']:.1f} s | {new['compile_gradient']:.1f} s | {new['forward'] * 1e3:.1f} ms | "
+        f"{new['gradient'] * 1e3:.1f} ms | {new['logp']:.5f} |",
     ]
-    for k, cf, cg, tf, tg, fin in rows:
-        lines.append(f"| {k} | {cf:.1f} s | {cg:.1f} s | {tf:.3f} s | {tg:.3f} s | {tg / tf:.1f}x | {tg / k:.3f} s | {fin} |")
-    lines += ["", f"Generated by `benchmarks/bench_likelihood.py` on {time.strftime('%Y-%m-%d')}."]
+    if ref is not None:
+        lines.append(
+            f"| shipped (reference) | {ref['compile_forward']:.1f} s | {ref['compile_gradient']:.1f} s | "
+            f"{ref['forward'] * 1e3:.0f} ms | {ref['gradient'] * 1e3:.0f} ms | {ref['logp']:.5f} |"
+        )
+        lines += [
+            "",
+            f"Speed-up in this run: forward {result['forward_speedup']:.1f}x, gradient {result['gradient_speedup']:.1f}x. "
+            f"Agreement with the shipped path: |log p difference| {result['logp_abs_diff']:.2e}, gradient "
+            f"{result['grad_rel_diff']:.2e} (relative, norm).",
+        ]
+    lines += [
+        f"Against a tight-tolerance solve of the same path (rtol 1e-9, atol 1e-12): |log p difference| "
+        f"{result['tight_logp_abs_diff']:.2e}, gradient {result['tight_grad_rel_diff']:.2e} (relative, norm).",
+        "",
+        "Where the package's time goes (solve only: arm values -> observables, no likelihood terms):",
+        "",
+        "| part | forward | gradient |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {name} | {f * 1e3:.1f} ms | {g * 1e3:.1f} ms |" for name, f, g in prof]
+    lines += ["", "Generated by `benchmarks/bench_likelihood.py`."]
     atomic_write_text(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ class _FitWithAStiffDraw:
 
 def test_a_failed_posterior_draw_is_left_out_and_counted():
     schedules = ab.default_scenario(horizon_days=30.0)[:2]
-    opts = SolverOptions(max_steps=64, n_out=31)
+    opts = SolverOptions(max_steps=512, n_out=31)
     c = ab.compare(schedules, n_draws=4, fit=_FitWithAStiffDraw(), options=opts)
     assert c.n_draws == 4 and c.n_dropped == 1
     assert all(v.shape[0] == 3 for v in c.volumes.values())

@@ -78,3 +78,67 @@ def observable_function(backend: str = "jax"):
         return dict(zip(names, raw(y, p)))
 
     return observables
+
+
+@cache
+def core_functions(backend: str = "jax"):
+    """The model with its drug PK in closed form (``pk``): functions of the core states only.
+
+    ``(rhs, initial, rt_event, bolus_matrix, pk_rates)``:
+
+    - ``rhs(y, p, c) -> dy/dt`` of the core states, ``c`` the PK agents' concentrations (n_pk,)
+    - ``initial(p)``, ``rt_event(y, p, dose_gy, on_irr, on_abs)``: as ``functions``, core states
+    - ``bolus_matrix(p) -> (n_agents, n_core)``: core-state increment per unit amount (zero rows for
+      the PK agents, whose doses enter the closed form instead)
+    - ``pk_rates(p) -> (ka, b, ke)``, each (n_pk,): the rates of ``pk.pk_structure``
+
+    Trailing lane axes are accepted as in ``functions``.
+    """
+    from .pk import pk_structure
+
+    if backend not in ("jax", "numpy"):
+        raise ValueError(f"backend must be 'jax' or 'numpy', got {backend!r}")
+    xp = jnp if backend == "jax" else np
+    m = build_model()
+    pk = pk_structure()
+    sym = {s.name: s for s in m.states}
+    core = [sym[n] for n in pk.core_states]
+    conc = [sym[n] for n in pk.conc_states]
+    params = list(m.params)
+    rhs_of = dict(zip(m.state_names, m.rhs))
+    init_of = dict(zip(m.state_names, m.initial))
+    ev_of = dict(zip(m.state_names, m.rt_event))
+    rhs_raw = _lambdify([core, params, conc], [rhs_of[n] for n in pk.core_states], backend)
+    init_raw = _lambdify([params], [init_of[n] for n in pk.core_states], backend)
+    ev_raw = _lambdify([core, params, *m.rt_symbols], [ev_of[n] for n in pk.core_states], backend)
+    rates_raw = _lambdify([params], [*pk.ka, *pk.b, *pk.ke], backend)
+    index = {name: i for i, name in enumerate(pk.core_states)}
+    targets = np.array([index.get(name, -1) for name, _ in m.bolus])
+    factors = _lambdify([params], [f for _, f in m.bolus], backend)
+    onehot_np = np.zeros((len(targets), len(core)))
+    onehot_np[targets >= 0, targets[targets >= 0]] = 1.0
+    n_pk = len(pk.agents)
+
+    def stack(values):
+        arrays = xp.broadcast_arrays(*[xp.asarray(v, dtype=xp.float64) for v in values])
+        return xp.stack(arrays)
+
+    def rhs(y, p, c):
+        return stack(rhs_raw(y, p, c))
+
+    def initial(p):
+        return stack(init_raw(p))
+
+    def rt_event(y, p, dose, on_irr, on_abs):
+        return stack(ev_raw(y, p, dose, on_irr, on_abs))
+
+    def bolus_matrix(p):
+        f = stack(factors(p))
+        onehot = xp.asarray(onehot_np).reshape(onehot_np.shape + (1,) * (f.ndim - 1))
+        return onehot * f[:, None]
+
+    def pk_rates(p):
+        r = stack(rates_raw(p))
+        return r[:n_pk], r[n_pk : 2 * n_pk], r[2 * n_pk :]
+
+    return rhs, initial, rt_event, bolus_matrix, pk_rates

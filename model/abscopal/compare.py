@@ -24,7 +24,7 @@ CHUNK = 100  # at most this many draws per compiled batch (fixed, so every chunk
 BLOCK = 4  # schedules per compiled batch
 #: solver options for posterior draws: each draw its own step control, at most this many steps per
 #: output interval (a draw that needs more is stiff far outside the data: dropped and counted)
-FIT_OPTIONS = SolverOptions(max_steps=512)
+FIT_OPTIONS = SolverOptions(max_steps=1024)
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def simulate_draws(
     keep = np.all(ok, axis=0)
     if not keep.any():
         raise SimulationError(
-            f"every one of {len(keep)} parameter draws failed to solve (step limit {options.max_steps} per output interval); "
+            f"every one of {len(keep)} parameter draws failed to solve (step limit {options.max_steps} per segment between state jumps); "
             "no table was produced"
         )
     return ts, ys, keep
@@ -197,7 +197,7 @@ def compare(
     """Simulate each schedule for the same parameter draws and summarise the end points.
 
     With a ``fit``, each posterior draw is solved on its own (``FIT_OPTIONS`` by default: at most
-    512 steps per output interval); a draw whose solve fails is left out of every schedule, and
+    1024 steps per segment between state jumps); a draw whose solve fails is left out of every schedule, and
     ``n_dropped`` and the printed table say how many. Without a fit the cohort is solved as one
     system per schedule (``SolverOptions()``), and any failure is an error."""
     _require_x64()

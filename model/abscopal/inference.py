@@ -39,7 +39,9 @@ import numpy as np
 from . import likelihood as L
 from .simulate import pad_rows
 
-SOLVER = dict(rtol=1e-5, atol=1e-8, max_steps=256)
+#: the fit's solver settings; ``max_steps`` is per segment between state jumps (a segment can span
+#: the whole 60-day horizon of an untreated arm)
+SOLVER = dict(rtol=1e-5, atol=1e-8, max_steps=4096)
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,7 @@ def _half_normal_log(log_x, scale):
     return math.log(2.0) - 0.5 * math.log(2 * math.pi) - math.log(scale) - 0.5 * (x / scale) ** 2 + log_x
 
 
-def make_log_density(prob: L.Problem, solver: dict = SOLVER, with_likelihood: bool = True):
+def make_log_density(prob: L.Problem, solver: dict = SOLVER, with_likelihood: bool = True, solve_fn=None):
     """``log p(z)`` (prior + likelihood) on the flat unconstrained vector of ``layout_of(prob)``.
 
     shared: log theta ~ Normal(table prior); per line: log theta = mu + sigma * eta with
@@ -179,7 +181,7 @@ def make_log_density(prob: L.Problem, solver: dict = SOLVER, with_likelihood: bo
             return lp
         shared_vals = jnp.exp(log_shared)
         line_vals = jnp.exp(mu[:, None] + jnp.exp(log_sd)[:, None] * eta).T  # (L, Q)
-        return lp + L.log_likelihood(prob, shared_vals, line_vals, sigma_series, solver, jnp.exp(log_v0))
+        return lp + L.log_likelihood(prob, shared_vals, line_vals, sigma_series, solver, jnp.exp(log_v0), solve_fn)
 
     return log_density
 

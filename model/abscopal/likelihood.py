@@ -47,8 +47,9 @@ from .equations import build_model
 from .parameters import default_params, spec
 from .population import variability
 from .records import Comparison, Count, Record, TimeCourse, load_records
-from .schedules import schedule_from_dict
-from .simulate import solve_core
+from .schedules import EVENT_NONE, schedule_from_dict
+from .pk import dose_slots
+from .solver import SOLVE_MODES, solve_mode, solve_segments, split_events  # noqa: F401
 
 # ---------------------------------------------------------------- settings
 DETECTION_MM3 = 1.0  # a zero mean volume is read as "below 1 mm^3"
@@ -186,6 +187,8 @@ class Problem:
     series_groups: tuple[str, ...] = ()  # discrepancy groups: one fitted series SD each
     inoculum_groups: tuple[str, ...] = ()  # inoculum groups: one fitted day-0 volume each
     inoculum_of_arm: np.ndarray | None = None  # (A,) index into inoculum_groups, -1: the table's v0
+    jumps: dict = field(default_factory=dict)  # (A, J) state jumps per arm (``solver.split_events``)
+    doses: dict = field(default_factory=dict)  # (A, D) PK doses per arm (closed form)
 
     @property
     def n_arms(self) -> int:
@@ -354,6 +357,7 @@ def build_problem(
     events_list = [s.to_arrays(20.0, n_events) for s in schedules]
     events = {k: np.stack([e[k] for e in events_list]) for k in events_list[0] if k != "horizon"}
     horizon = np.array([e["horizon"] for e in events_list])
+    jumps, doses = compact_events(events, horizon)
 
     def arr(rows, key, dtype=np.float64):
         return np.array([r[key] for r in rows], dtype=dtype)
@@ -377,6 +381,8 @@ def build_problem(
         days=days,
         inoculum_groups=inoculum_groups,
         inoculum_of_arm=np.array(inocula, dtype=np.int64),
+        jumps=jumps,
+        doses=doses,
     )
     prob.q = dict(
         kind=np.array(qkind, dtype=np.int64),
@@ -419,6 +425,22 @@ def build_problem(
         cnt=[r["record"] for r in cnt_rows],
     )
     return prob
+
+
+def compact_events(events: dict, horizon: np.ndarray) -> tuple[dict, dict]:
+    """Stacked padded events (A, n_events) -> (jumps (A, J), doses (A, D)) as NumPy arrays, with J
+    and D the most jumps and PK doses of any arm (at least 1): the fewest segments to solve."""
+    split = [split_events({k: v[a] for k, v in events.items()}, float(horizon[a])) for a in range(len(horizon))]
+    jumps = {k: np.stack([np.asarray(j[k]) for j, _ in split]) for k in split[0][0]}
+    doses = {k: np.stack([np.asarray(d[k]) for _, d in split]) for k in ("time", "agent", "amount")}
+    n_j = max(1, int((jumps["kind"] != EVENT_NONE).sum(axis=1).max()))
+    jumps = {k: v[:, :n_j] for k, v in jumps.items()}
+    n_d = max(1, int((doses["amount"] != 0).sum(axis=1).max()))  # (the doses come first)
+    doses = {k: doses[k][:, :n_d] for k in ("time", "agent", "amount")}
+    n_slots = max(1, max(len(set(a[u != 0].tolist())) for a, u in zip(doses["agent"], doses["amount"])))
+    slots = [dose_slots(a, u, n_slots) for a, u in zip(doses["agent"], doses["amount"])]
+    doses.update({k: np.stack([s_[k] for s_ in slots]) for k in slots[0]})
+    return jumps, doses
 
 
 def problem_fingerprint(prob: Problem) -> str:
@@ -542,33 +564,60 @@ def _smooth_time(logv, logthr, days, s=SMOOTH_LOG):
     return jnp.sum(0.5 * (alive[..., 1:] + alive[..., :-1]) * dt, axis=-1)
 
 
-def solve_arms(prob: Problem, P, rtol=1e-5, atol=1e-8, max_steps=256, adjoint="checkpoint"):
-    """Typical mice of all arms (vmapped) and the virtual population of the population arms.
-    Returns (obs (A, n_out, n_obs), obs_pop (B, K, n_out, n_obs), ok). ``adjoint``: see
-    ``simulate._adjoint`` (only matters under ``jax.grad``)."""
-    kw = dict(rtol=rtol, atol=atol, max_steps=max_steps, n_out=prob.n_out, adjoint=adjoint)
-    core = lambda p, ev, h: solve_core(p, ev, h, **kw)
-    ev = {k: jnp.asarray(v) for k, v in prob.events.items()}
-    _, ys, ok = jax.vmap(core)(P, ev, jnp.asarray(prob.horizon))
-    obs = _observables(ys, P[:, None, :])
-    if len(prob.pop_arms):
-        B = prob.pop_arms
-        mult = jnp.exp(jnp.asarray(prob.z) * jnp.asarray(prob.var_sd))  # (K, n_var)
-        Pp = jnp.broadcast_to(P[B][:, None, :], (len(B), prob.z.shape[0], P.shape[1]))
-        Pp = Pp.at[:, :, prob.var_index].multiply(mult[None])
-        evp = {k: v[B] for k, v in ev.items()}
+def population_values(prob: Problem, P):
+    """Parameter rows of the virtual mice of the population arms: (B, K, n_params), each mouse the
+    arm's typical values times its log-normal draw (common random numbers ``prob.z``)."""
+    B = prob.pop_arms
+    mult = jnp.exp(jnp.asarray(prob.z) * jnp.asarray(prob.var_sd))  # (K, n_var)
+    Pp = jnp.broadcast_to(P[B][:, None, :], (len(B), prob.z.shape[0], P.shape[1]))
+    return Pp.at[:, :, prob.var_index].multiply(mult[None])
 
-        def pop(pk, e, h):  # mice as lanes of one system
-            _, y, o = solve_core(pk.T, e, h, **kw)
-            return jnp.moveaxis(y, -1, 0), o
 
-        ysp, okp = jax.vmap(pop)(Pp, evp, jnp.asarray(prob.horizon)[B])
-        obs_pop = _observables(ysp, Pp[:, :, None, :])
-        ok = jnp.all(ok) & jnp.all(okp)
-    else:
-        obs_pop = jnp.zeros((0, prob.z.shape[0], prob.n_out, len(OBS)))
-        ok = jnp.all(ok)
-    return obs, obs_pop, ok
+#: how ``solve_arms`` solves the virtual mice of a population arm: "each" (every mouse a solve of
+#: its own, like the typical mice) or "lanes" (the K mice of an arm as one system of K lanes: one
+#: step-size control for all). Measured on the review's problem: lanes 41 ms forward but 520 ms
+#: gradient (compile 51 s), each 56 ms and 270 ms (compile 18 s).
+POPULATION_MODES = ("lanes", "each")
+
+
+def solve_arms(prob: Problem, P, rtol=1e-5, atol=1e-8, max_steps=4096, adjoint="checkpoint", mode="auto", population="each"):
+    """Typical mice of all arms and the virtual mice of the population arms, every arm a solve of its
+    own (``solver.solve_segments``: jumps only, closed-form PK, output days saved inside), run
+    one after another in one compiled loop (``mode``: see ``SOLVE_MODES``; ``population``: see
+    ``POPULATION_MODES``). Returns (obs (A, n_out, n_obs), obs_pop (B, K, n_out, n_obs), ok)."""
+    if population not in POPULATION_MODES:
+        raise ValueError(f"population: must be one of {POPULATION_MODES}, got {population!r}")
+    A, B, K = prob.n_arms, len(prob.pop_arms), prob.z.shape[0]
+    days = jnp.asarray(prob.days)
+    kw = dict(rtol=rtol, atol=atol, max_steps=max_steps, adjoint=adjoint)
+    loop = (lambda f, xs: jax.vmap(f)(xs)) if solve_mode(mode) == "vmap" else jax.lax.map
+
+    def one(x):
+        p, j, d, h = x
+        return solve_segments(p, j, d, h, days, **kw)
+
+    def inputs(arm_of_row):
+        return (
+            {k: jnp.asarray(v[arm_of_row]) for k, v in prob.jumps.items()},
+            {k: jnp.asarray(v[arm_of_row]) for k, v in prob.doses.items()},
+            jnp.asarray(prob.horizon)[arm_of_row],
+        )
+
+    rows, arm_of_row = P, np.arange(A)
+    if B and population == "each":
+        rows = jnp.concatenate([P, population_values(prob, P).reshape(B * K, P.shape[1])])
+        arm_of_row = np.concatenate([arm_of_row, np.repeat(prob.pop_arms, K)])
+    ys, ok = loop(one, (rows, *inputs(arm_of_row)))
+    obs_all = _observables(ys, rows[:, None, :])
+    obs = obs_all[:A]
+    if not B:
+        return obs, jnp.zeros((0, K, prob.n_out, len(OBS))), jnp.all(ok)
+    if population == "each":
+        return obs, obs_all[A:].reshape((B, K) + obs_all.shape[1:]), jnp.all(ok)
+    Pp = population_values(prob, P)  # (B, K, n_params): lanes last for the solver
+    ysp, okp = loop(one, (jnp.swapaxes(Pp, 1, 2), *inputs(prob.pop_arms)))
+    obs_pop = _observables(jnp.moveaxis(ysp, -1, 1), Pp[:, :, None, :])
+    return obs, obs_pop, jnp.all(ok) & jnp.all(okp)
 
 
 def quantities(prob: Problem, obs, obs_pop):
@@ -652,10 +701,12 @@ def count_logp(prob: Problem, qv):
     return logc + k * jnp.log(p) + (n - k) * jnp.log1p(-p)
 
 
-def log_likelihood_terms(prob: Problem, shared_vals, line_vals, sigma_series, solver=None, inoculum=None):
-    """All log-likelihood terms: dict with 'tc', 'cmp', 'cnt' arrays, and 'ok' (solver success)."""
+def log_likelihood_terms(prob: Problem, shared_vals, line_vals, sigma_series, solver=None, inoculum=None, solve_fn=None):
+    """All log-likelihood terms: dict with 'tc', 'cmp', 'cnt' arrays, and 'ok' (solver success).
+    ``solve_fn(prob, P, **solver)``: the solve path (default ``solve_arms``; the benchmarks pass
+    the reference path they time it against)."""
     P = arm_values(prob, shared_vals, line_vals, inoculum)
-    obs, obs_pop, ok = solve_arms(prob, P, **(solver or {}))
+    obs, obs_pop, ok = (solve_fn or solve_arms)(prob, P, **(solver or {}))
     qv = quantities(prob, obs, obs_pop)
     out = {"ok": ok}
     out["tc"] = time_course_terms(prob, obs, sigma_series)[0] if prob.tc else jnp.zeros((0,))
@@ -670,9 +721,9 @@ def log_likelihood_terms(prob: Problem, shared_vals, line_vals, sigma_series, so
     return out
 
 
-def log_likelihood(prob: Problem, shared_vals, line_vals, sigma_series, solver=None, inoculum=None):
+def log_likelihood(prob: Problem, shared_vals, line_vals, sigma_series, solver=None, inoculum=None, solve_fn=None):
     """Total log-likelihood; ``-inf`` when any solve fails (step limit, non-finite state).
     ``inoculum``: the day-0 volumes of ``prob.inoculum_groups`` (mm3)."""
-    t = log_likelihood_terms(prob, shared_vals, line_vals, sigma_series, solver, inoculum)
+    t = log_likelihood_terms(prob, shared_vals, line_vals, sigma_series, solver, inoculum, solve_fn)
     total = jnp.sum(t["tc"]) + jnp.sum(t["cmp"]) + jnp.sum(t["cnt"])
     return jnp.where(t["ok"] & jnp.isfinite(total), total, -jnp.inf)

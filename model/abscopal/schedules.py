@@ -22,6 +22,8 @@ from .agents import agent_index, agent_names, get_agent
 from .parameters import tumour_lines
 
 MAX_EVENTS = 64
+#: distinct drugs with pharmacokinetics (antibodies, cytokines, small molecules) in one schedule
+MAX_PK_AGENTS = 4
 MAX_DOSE_PER_FRACTION_GY = 30.0
 MAX_HORIZON_DAYS = 365.0
 TARGETS = ("irradiated", "abscopal", "both")
@@ -110,6 +112,12 @@ class Schedule:
         n = len(self.rt) + len(self.drugs)
         if n > MAX_EVENTS:
             raise ScheduleError(f"schedule {self.name!r}: {n} events; at most {MAX_EVENTS} are allowed")
+        pk_agents = sorted({get_agent(d.agent).name for d in self.drugs if get_agent(d.agent).has_pk})
+        if len(pk_agents) > MAX_PK_AGENTS:
+            raise ScheduleError(
+                f"drug: schedule {self.name!r} uses {len(pk_agents)} agents with PK ({', '.join(pk_agents)}); "
+                f"at most {MAX_PK_AGENTS} are allowed (each is evaluated in closed form at every solver step)"
+            )
 
     # ----- derived quantities -----
     @property

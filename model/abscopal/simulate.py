@@ -1,8 +1,8 @@
 """Simulation with diffrax: one compilation for every schedule of up to ``MAX_EVENTS`` events.
 
-The solve is a ``lax.scan`` over segments between events; each event (RT fraction, drug bolus, or a
-no-op pad) is a pure map on the state applied at the start of its segment. The core is a pure
-function of plain arrays, so it is ``vmap``-ed over parameter sets and schedules.
+The solve itself is ``solver.solve_core`` (segments between state jumps, drug PK in closed form);
+this module wraps it for one schedule (``simulate``), batches of parameter sets and schedules, and
+virtual cohorts solved as lanes of one system (sharded over devices).
 
 Float64 is required (tiny viable volumes near cure): importing this module does not switch it on;
 ``abscopal.enable_x64()`` (called by the CLI) does, and ``simulate`` refuses to run without it.
@@ -13,16 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache, partial
 
-import diffrax as dfx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .codegen import functions, observable_function
+from .codegen import observable_function
 from .equations import SITE_NAMES, SITES, build_model
 from .parameters import Params, default_params
-from .schedules import EVENT_DRUG, EVENT_RT, Schedule
+from .schedules import Schedule
+from .solver import ADJOINTS, TRACE_COUNT, solve_core, solve_mode  # noqa: F401  (re-exported)
 
 #: one cell, in mm^3 (1 mm^3 ~ 1e6 cells, Del Monte 2009 Cell Cycle 8:505)
 CELL_VOLUME_MM3 = 1e-6
@@ -44,10 +44,6 @@ class SolverOptions:
         return dict(rtol=self.rtol, atol=self.atol, max_steps=self.max_steps, n_out=self.n_out)
 
 
-# incremented each time the core is traced: lets tests prove that schedules share one compilation
-TRACE_COUNT = {"core": 0}
-
-
 def enable_x64() -> None:
     """Switch JAX to 64-bit floats (the caller's choice; the CLI and tests do it)."""
     jax.config.update("jax_enable_x64", True)
@@ -56,97 +52,6 @@ def enable_x64() -> None:
 def _require_x64() -> None:
     if not jax.config.jax_enable_x64:
         raise RuntimeError("abscopal needs 64-bit floats: call abscopal.enable_x64() before simulating")
-
-
-def _max_norm(x) -> jax.Array:
-    return jnp.max(jnp.abs(x))
-
-
-def _vector_field(t, y, p):
-    rhs = functions("jax")[0]
-    return rhs(y, p)
-
-
-ADJOINTS = ("checkpoint", "backsolve")
-
-
-def _adjoint(adjoint: str, rtol: float, atol: float):
-    """diffrax's reverse-mode method for a segment's solve.
-
-    ``"checkpoint"``: differentiate through the solver's own steps (recursive checkpointing; exact
-    gradient of the discrete solve). ``"backsolve"``: the continuous adjoint, integrated backwards
-    over each segment with the same solver and tolerances: about half the cost on a canonical
-    schedule (``benchmarks/results.md``) and within ~1e-5 of the exact gradient there
-    (``tests/test_gradient.py``), but integrating fast-decaying states backwards is unstable: at the
-    fit's MAP it gave an infinite gradient and took 9x longer. Opt-in only; the fit does not use it.
-    """
-    if adjoint == "checkpoint":
-        return dfx.RecursiveCheckpointAdjoint()
-    if adjoint == "backsolve":
-        return dfx.BacksolveAdjoint(solver=dfx.Tsit5(), stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol))
-    raise ValueError(f"adjoint: must be one of {ADJOINTS}, got {adjoint!r}")
-
-
-def solve_core(p, events, horizon, *, rtol, atol, max_steps, n_out, adjoint="checkpoint"):
-    """Pure core: ``p`` (n_params,), ``events`` dict of padded arrays, ``horizon`` scalar.
-
-    The event days and the ``n_out`` output days are merged into one sorted list of points (events
-    before outputs on the same day, so an output on an event day shows the post-event state); one
-    ``lax.scan`` integrates from point to point and applies each event as a pure map on the state.
-
-    ``p`` may carry a trailing lane axis (n_params, N): the N mice then share the schedule and are
-    solved as one system (one step-size controller, max-norm error over all of them).
-
-    Returns ``(ts, ys, ok)``: output days (n_out,), states (n_out, n_states[, N]), success flag.
-    """
-    TRACE_COUNT["core"] += 1
-    _, initial, rt_event, bolus_matrix = functions("jax")
-    y0 = initial(p)
-    B = bolus_matrix(p)
-    ts = jnp.linspace(0.0, horizon, n_out)
-    n_ev = events["time"].shape[0]
-    times = jnp.concatenate([events["time"], ts])
-    order = jnp.argsort(times, stable=True)  # events come first in `times`, so they sort first on ties
-    point = dict(
-        t=times[order],
-        kind=jnp.concatenate([events["kind"], jnp.zeros(n_out, events["kind"].dtype)])[order],
-        value=jnp.concatenate([events["value"], jnp.zeros(n_out)])[order],
-        on_irr=jnp.concatenate([events["on_irr"], jnp.zeros(n_out)])[order],
-        on_abs=jnp.concatenate([events["on_abs"], jnp.zeros(n_out)])[order],
-        agent=jnp.concatenate([events["agent"], jnp.zeros(n_out, events["agent"].dtype)])[order],
-    )
-    term = dfx.ODETerm(_vector_field)
-    solver = dfx.Tsit5()
-    # max-norm of the scaled error: every state of every lane (mouse) meets the tolerance
-    controller = dfx.PIDController(rtol=rtol, atol=atol, norm=_max_norm)
-    adjoint_method = _adjoint(adjoint, rtol, atol)
-
-    def step(carry, pt):
-        t_prev, y, ok = carry
-        sol = dfx.diffeqsolve(
-            term,
-            solver,
-            t_prev,
-            pt["t"],
-            None,
-            y,
-            args=p,
-            saveat=dfx.SaveAt(t1=True),
-            stepsize_controller=controller,
-            max_steps=max_steps,
-            throw=False,
-            adjoint=adjoint_method,
-        )
-        y_new = sol.ys[-1]
-        seg_ok = (sol.result == dfx.RESULTS.successful) & jnp.all(jnp.isfinite(y_new))
-        y_new = jnp.where(seg_ok, y_new, y)  # keep a finite state; the flag records the failure
-        y_new = jnp.where(pt["kind"] == EVENT_RT, rt_event(y_new, p, pt["value"], pt["on_irr"], pt["on_abs"]), y_new)
-        y_new = jnp.where(pt["kind"] == EVENT_DRUG, y_new + pt["value"] * B[pt["agent"]], y_new)
-        return (pt["t"], y_new, ok & seg_ok), y_new
-
-    (_, _, ok), ys = jax.lax.scan(step, (jnp.zeros(()), y0, jnp.bool_(True)), point)
-    position = jnp.argsort(order)[n_ev:]  # where each output day landed in the sorted list
-    return ts, ys[position], ok
 
 
 @partial(jax.jit, static_argnames=("rtol", "atol", "max_steps", "n_out", "adjoint"))
@@ -278,15 +183,18 @@ def solve_grid(p, events, horizon, *, rtol=1e-6, atol=1e-9, max_steps=4096, n_ou
 def solve_grid_each(p, events, horizon, *, rtol=1e-6, atol=1e-9, max_steps=512, n_out=121):
     """Like ``solve_grid`` but every mouse has its own step-size control and its own success flag:
     the path for heterogeneous parameter sets (posterior draws), where one stiff draw would slow or
-    fail a whole cohort solved as one system. Returns ts (S, n_out), ys (S, N, n_out, n_states),
+    fail a whole cohort solved as one system. The mice run one after another on CPUs and as
+    vmapped lanes on GPUs (``solver.solve_mode``). Returns ts (S, n_out), ys (S, N, n_out, n_states),
     ok (S, N)."""
+
+    loop = jax.vmap if solve_mode() == "vmap" else (lambda f: lambda xs: jax.lax.map(f, xs))
 
     def per_schedule(events_one, horizon_one):
         one = lambda q: solve_core(q, events_one, horizon_one, rtol=rtol, atol=atol, max_steps=max_steps, n_out=n_out)
-        ts, ys, ok = jax.vmap(one)(p)
+        ts, ys, ok = loop(one)(p)
         return ts[0], ys, ok
 
-    return jax.vmap(per_schedule)(events, horizon)
+    return loop(lambda x: per_schedule(*x))((events, horizon))
 
 
 @cache

@@ -1,0 +1,208 @@
+"""The ODE solve of one schedule: tumour/immune states integrated by diffrax between state jumps,
+drug PK in closed form (``pk``).
+
+A schedule's events are of two kinds. **Jumps** change the state at an instant: RT fractions (the
+linear-quadratic map of ``equations``) and boluses of cells or antigen (DC vaccine, adoptive T
+cells, antigen). **PK doses** (antibodies, cytokines, small molecules) only enter a depot whose
+concentration is known in closed form, so they are no event of the ODE at all: the right-hand side
+reads each agent's concentration as a function of time. The solve is a ``lax.scan`` over the
+segments between jumps (one ``diffeqsolve`` each, with its own step-size control), saving the output
+days that fall in the segment (``SaveAt(ts=...)``) inside it; segments of zero length (padding,
+two jumps on one day) are skipped by ``lax.cond``. An output on an event's day shows the state
+after the event.
+
+``p`` may carry a trailing lane axis (n_params, N): N mice that share the schedule are then solved
+as one system (one step-size controller, max-norm error over all of them): the path for cohorts.
+Heterogeneous schedules (the fit's arms) are solved one after another (``lax.map``), each with its
+own steps: see ``likelihood.solve_arms``.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import diffrax as dfx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .codegen import core_functions
+from .equations import build_model
+from .pk import concentrations, pk_schedule, pk_states, pk_structure
+from .schedules import EVENT_DRUG, EVENT_NONE, EVENT_RT, MAX_PK_AGENTS
+
+# incremented each time a solve is traced: lets tests prove that schedules share one compilation
+TRACE_COUNT = {"core": 0}
+
+ADJOINTS = ("checkpoint", "backsolve")
+
+
+def _max_norm(x) -> jax.Array:
+    return jnp.max(jnp.abs(x))
+
+
+def _adjoint(adjoint: str, rtol: float, atol: float):
+    """diffrax's reverse-mode method for a segment's solve.
+
+    ``"checkpoint"``: differentiate through the solver's own steps (recursive checkpointing; exact
+    gradient of the discrete solve). ``"backsolve"``: the continuous adjoint, integrated backwards
+    with the same solver and tolerances; integrating fast-decaying states backwards can be unstable
+    (at the 2026-11 fit's MAP it gave an infinite gradient). Opt-in only; the fit does not use it.
+    """
+    if adjoint == "checkpoint":
+        return dfx.RecursiveCheckpointAdjoint()
+    if adjoint == "backsolve":
+        return dfx.BacksolveAdjoint(solver=dfx.Tsit5(), stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol))
+    raise ValueError(f"adjoint: must be one of {ADJOINTS}, got {adjoint!r}")
+
+
+#: how heterogeneous solves (the fit's arms, posterior draws) run: "sequential" (``lax.map``: each arm or mouse its own steps;
+#: the fastest on CPUs, where a vmapped solve runs every lane for as many steps as its slowest:
+#: 14x slower forward and 20x slower gradient on the review's arms, issue 19) or "vmap" (all
+#: solves as lanes of one vectorised loop: the choice for GPUs, whose lanes run in parallel).
+#: ``"auto"`` picks "vmap" when JAX's default backend is a GPU, else "sequential".
+SOLVE_MODES = ("auto", "sequential", "vmap")
+
+
+def solve_mode(mode: str = "auto") -> str:
+    """The documented rule behind ``SOLVE_MODES``."""
+    if mode not in SOLVE_MODES:
+        raise ValueError(f"mode: must be one of {SOLVE_MODES}, got {mode!r}")
+    if mode == "auto":
+        return "vmap" if jax.default_backend() == "gpu" else "sequential"
+    return mode
+
+
+@cache
+def _state_layout():
+    """Permutation that puts [core states, depots, concentrations] into the model's state order."""
+    names = build_model().state_names
+    pk = pk_structure()
+    stacked = list(pk.core_states) + list(pk.depot_states) + list(pk.conc_states)
+    return np.array([stacked.index(n) for n in names])
+
+
+#: how many distinct PK agents one schedule may use (``Schedule`` refuses more): the closed form
+#: evaluates this many agents in every right-hand side call
+PK_SLOTS = MAX_PK_AGENTS
+
+
+def split_events(events: dict, horizon):
+    """Padded schedule events (``Schedule.to_arrays``) -> (jumps, doses), same length each.
+
+    ``jumps``: the RT fractions and cell/antigen boluses first, in time order, then no-ops at the
+    horizon. ``doses``: every PK dose (``agent``: its PK index; ``amount`` 0 for the other events).
+    Works on NumPy or JAX arrays (traced or not)."""
+    pk_index = jnp.asarray(pk_structure().pk_index)
+    kind = jnp.asarray(events["kind"])
+    agent = jnp.asarray(events["agent"])
+    time = jnp.asarray(events["time"])
+    j_pk = pk_index[agent]
+    is_dose = (kind == EVENT_DRUG) & (j_pk >= 0)
+    is_jump = (kind == EVENT_RT) | ((kind == EVENT_DRUG) & ~is_dose)
+    order = jnp.argsort(jnp.where(is_jump, time, jnp.inf), stable=True)
+    real = is_jump[order]
+    jumps = dict(
+        time=jnp.where(real, time[order], horizon),
+        kind=jnp.where(real, kind[order], EVENT_NONE),
+        value=jnp.where(real, jnp.asarray(events["value"])[order], 0.0),
+        on_irr=jnp.where(real, jnp.asarray(events["on_irr"])[order], 0.0),
+        on_abs=jnp.where(real, jnp.asarray(events["on_abs"])[order], 0.0),
+        agent=jnp.where(real, agent[order], 0),
+    )
+    by_time = jnp.argsort(jnp.where(is_dose, time, jnp.inf), stable=True)  # the doses first, in time order
+    agent_d = jnp.maximum(j_pk, 0)[by_time]
+    given = is_dose[by_time]
+    doses = dict(time=time[by_time], agent=agent_d, amount=jnp.where(given, jnp.asarray(events["value"])[by_time], 0.0))
+    # slots: the schedule's distinct PK agents (in PK order), at most PK_SLOTS
+    n_pk = len(pk_structure().agents)
+    used = jnp.zeros(n_pk, bool).at[agent_d].max(given)
+    slot_agent = jnp.argsort(~used, stable=True)[:PK_SLOTS]
+    slot_of_agent = jnp.zeros(n_pk, jnp.int32).at[slot_agent].set(jnp.arange(PK_SLOTS, dtype=jnp.int32))
+    doses.update(slot=slot_of_agent[agent_d], slot_agent=slot_agent, slot_used=used[slot_agent])
+    return jumps, doses
+
+
+def _vector_field(t, y, args):
+    p, coef = args
+    return core_functions("jax")[0](y, p, concentrations(t, coef))
+
+
+def solve_segments(p, jumps, doses, horizon, days, *, rtol, atol, max_steps, adjoint="checkpoint"):
+    """States at ``days`` (n_out,) of one schedule given as (jumps, doses) (``split_events``).
+
+    Returns ``(ys, ok)``: all model states (n_out, n_states[, N]) in the model's order (the PK
+    states from the closed form) and the success flag (a failed segment keeps a finite state and
+    clears the flag; it never returns a silent NaN as success)."""
+    TRACE_COUNT["core"] += 1
+    _, initial, rt_event, bolus_matrix, pk_rates = core_functions("jax")
+    coef = pk_schedule(pk_rates(p), doses, doses["slot_agent"].shape[0])
+    y0 = initial(p)
+    B = bolus_matrix(p)
+    n_jumps = jumps["time"].shape[0]
+    starts = jnp.concatenate([jnp.zeros((1,)), jumps["time"]])
+    ends = jnp.concatenate([jumps["time"], jnp.reshape(horizon, (1,)).astype(starts.dtype)])
+    pad = lambda x, v: jnp.concatenate([x, jnp.full((1,), v, x.dtype)])
+    seg = dict(
+        t0=starts,
+        t1=ends,
+        last=jnp.arange(n_jumps + 1) == n_jumps,
+        kind=pad(jumps["kind"], EVENT_NONE),
+        value=pad(jumps["value"], 0.0),
+        on_irr=pad(jumps["on_irr"], 0.0),
+        on_abs=pad(jumps["on_abs"], 0.0),
+        agent=pad(jumps["agent"], 0),
+    )
+    term = dfx.ODETerm(_vector_field)
+    # a dose is a kink of its concentration (continuous, with a jump in slope): steps end on it
+    # (``step_ts``) instead of straddling it, which the error estimate would punish with rejected
+    # steps and which would make the solution only piecewise smooth in the parameters
+    dose_ts = jnp.where(doses["amount"] != 0, doses["time"], horizon + 1.0)
+    controller = dfx.ClipStepSizeController(dfx.PIDController(rtol=rtol, atol=atol, norm=_max_norm), step_ts=dose_ts)
+    adjoint_method = _adjoint(adjoint, rtol, atol)
+
+    def integrate(y, s):
+        sol = dfx.diffeqsolve(
+            term,
+            dfx.Tsit5(),
+            s["t0"],
+            s["t1"],
+            None,
+            y,
+            args=(p, coef),
+            saveat=dfx.SaveAt(ts=jnp.clip(days, s["t0"], s["t1"])),
+            stepsize_controller=controller,
+            max_steps=max_steps,
+            throw=False,
+            adjoint=adjoint_method,
+        )
+        good = (sol.result == dfx.RESULTS.successful) & jnp.all(jnp.isfinite(sol.ys))
+        return jnp.where(good, sol.ys, y[None]), good
+
+    def hold(y, s):
+        return jnp.broadcast_to(y[None], (days.shape[0],) + y.shape), jnp.bool_(True)
+
+    def step(carry, s):
+        y, ok, out = carry
+        ys, good = jax.lax.cond(s["t1"] > s["t0"], integrate, hold, y, s)
+        inside = (days >= s["t0"]) & ((days < s["t1"]) | s["last"])
+        out = jnp.where(inside.reshape((-1,) + (1,) * y.ndim), ys, out)
+        y = ys[-1]
+        y = jnp.where(s["kind"] == EVENT_RT, rt_event(y, p, s["value"], s["on_irr"], s["on_abs"]), y)
+        y = jnp.where(s["kind"] == EVENT_DRUG, y + s["value"] * B[s["agent"]], y)
+        return (y, ok & good, out), None
+
+    out0 = jnp.zeros((days.shape[0],) + y0.shape)
+    (_, ok, core), _ = jax.lax.scan(step, (y0, jnp.bool_(True), out0), seg)
+    depot, conc = pk_states(days, coef)
+    full = jnp.concatenate([core, depot, conc], axis=1)[:, _state_layout()]
+    return full, ok
+
+
+def solve_core(p, events, horizon, *, rtol, atol, max_steps, n_out, adjoint="checkpoint"):
+    """Pure core: ``p`` (n_params[, N]), ``events`` dict of padded arrays, ``horizon`` scalar.
+    Returns ``(ts, ys, ok)``: output days (n_out,), states (n_out, n_states[, N]), success flag."""
+    ts = jnp.linspace(0.0, horizon, n_out)
+    jumps, doses = split_events(events, horizon)
+    ys, ok = solve_segments(p, jumps, doses, horizon, ts, rtol=rtol, atol=atol, max_steps=max_steps, adjoint=adjoint)
+    return ts, ys, ok

@@ -1,0 +1,87 @@
+"""The fit's solve path (arms one by one, jumps-only segments, closed-form PK) against a
+tight-tolerance solve of the same log posterior (rtol 1e-9), and one compilation for all arms and
+points.
+
+Tolerances, as measured at the fit's solver settings (rtol 1e-5, atol 1e-8): at the shipped MAP
+|d log p| = 1.1e-4 and the gradient differs by 0.26 % (relative, norm); at a prior draw (log p =
+-5115) |d log p| = 4.3e-3, a relative 8.5e-7 (far in the tail a probit comparison's log penalty
+moves by d / tau^2 per unit of log-volume error), gradient 1e-5. The checks are
+|d log p| <= 1e-3 + 2e-6 |log p| and a gradient within 1 %."""
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from abscopal import inference as I
+from abscopal import likelihood as L
+from abscopal.fitting import QUICK_RECORDS
+from abscopal.records import load_records
+from abscopal.solver import TRACE_COUNT
+
+TIGHT = dict(rtol=1e-9, atol=1e-12, max_steps=100_000)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _check_against_tight(prob, z, rel_logp=2e-6):
+    fast = jax.jit(jax.value_and_grad(I.make_log_density(prob, I.SOLVER)))
+    tight = jax.jit(jax.value_and_grad(I.make_log_density(prob, TIGHT)))
+    v, g = fast(z)
+    vt, gt = tight(z)
+    assert np.isfinite(float(vt)) and np.all(np.isfinite(np.asarray(gt)))
+    assert abs(float(v) - float(vt)) <= 1e-3 + rel_logp * abs(float(vt)), (float(v), float(vt))
+    rel = float(jnp.linalg.norm(g - gt) / jnp.linalg.norm(gt))
+    assert rel < 0.01, rel
+
+
+def _quick_problem():
+    records = tuple(r for r in load_records() if r.id in QUICK_RECORDS)
+    return L.build_problem(records, use="fit", n_virtual=2, seed=0)
+
+
+def test_quick_problem_matches_a_tight_solve_at_the_prior_median():
+    prob = _quick_problem()
+    assert len(prob.pop_arms) > 0 and prob.doses["amount"].any(), "the check needs drugs and a population"
+    # the prior median is far in the tail here (log p -3507; measured |d log p| 0.044)
+    _check_against_tight(prob, jnp.asarray(I.prior_median_z(prob)), rel_logp=3e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["shipped MAP", "prior draw"])
+def test_review_problem_matches_a_tight_solve(point):
+    prob = L.build_problem(load_records(), use="fit", n_virtual=8, seed=0)
+    if point == "shipped MAP":
+        z = np.asarray(json.loads((ROOT / "fits/review/fit.json").read_text())["map"]["z"])
+    else:
+        z = I.prior_draws_z(prob, 1, seed=3)[0]
+    _check_against_tight(prob, jnp.asarray(z))
+
+
+def test_all_arms_share_one_compilation():
+    """Typical and virtual mice: one trace, whatever the number of arms; a
+    new point reuses them."""
+    prob = _quick_problem()
+    f = jax.jit(I.make_log_density(prob, dict(I.SOLVER, rtol=2e-5)))  # options unique to this test
+    before = TRACE_COUNT["core"]
+    z = jnp.asarray(I.prior_median_z(prob))
+    f(z)
+    assert TRACE_COUNT["core"] - before == 1, "one body for the typical and the virtual mice"
+    f(z + 0.01)
+    assert TRACE_COUNT["core"] - before == 1
+
+
+def test_population_lanes_equal_mice_solved_each():
+    prob = _quick_problem()
+    z = jnp.asarray(I.prior_median_z(prob))
+    lay = I.layout_of(prob)
+    log_shared, mu, log_sd, eta, _ = lay.split(z)
+    line_vals = jnp.exp(mu[:, None] + jnp.exp(log_sd)[:, None] * eta).T
+    P = L.arm_values(prob, jnp.exp(log_shared), line_vals, jnp.exp(lay.log_inoculum(z)))
+    kw = dict(rtol=1e-8, atol=1e-11)
+    _, lanes, ok1 = L.solve_arms(prob, P, population="lanes", **kw)
+    _, each, ok2 = L.solve_arms(prob, P, population="each", **kw)
+    assert bool(ok1) and bool(ok2)
+    np.testing.assert_allclose(np.asarray(lanes), np.asarray(each), atol=1e-5)
