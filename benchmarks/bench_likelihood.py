@@ -27,12 +27,11 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from reference_path import SHIPPED_SOLVER, solve_arms_shipped  # noqa: E402
-
 from abscopal import inference as I  # noqa: E402
 from abscopal import likelihood as L  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
+from reference_path import SHIPPED_SOLVER, solve_arms_shipped  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TIGHT = dict(rtol=1e-9, atol=1e-12, max_steps=100_000)

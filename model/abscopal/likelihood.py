@@ -45,10 +45,10 @@ from jax.scipy.stats import norm
 
 from .equations import build_model
 from .parameters import default_params, spec
+from .pk import dose_slots
 from .population import variability
 from .records import Comparison, Count, Record, TimeCourse, load_records
 from .schedules import EVENT_NONE, schedule_from_dict
-from .pk import dose_slots
 from .solver import SOLVE_MODES, solve_mode, solve_segments, split_events  # noqa: F401
 
 # ---------------------------------------------------------------- settings
