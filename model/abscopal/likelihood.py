@@ -1,9 +1,11 @@
 """The likelihood of the curated records (``fits/data/records``) given the model.
 
-Every arm of every fitted record becomes one padded schedule; all arms are solved in one vmapped
-call (a "typical mouse" per arm), and the arms that a fraction end point needs (cure fractions,
-counts) are solved again over a small fixed virtual population (common random numbers, so the
-likelihood is a smooth deterministic function of the parameters). Observation kinds:
+Every arm of every fitted record becomes one schedule, split once into its state jumps (RT
+fractions, cell/antigen boluses) and its PK doses (closed form; ``solver``, ``pk``). Each arm's
+"typical mouse" is a solve of its own, and the arms that a fraction end point needs (cure
+fractions, counts) are solved again for each mouse of a small fixed virtual population (common
+random numbers, so the likelihood is a smooth deterministic function of the parameters); all
+solves run one after another in one compiled loop (``solve_arms``). Observation kinds:
 
 * **time course** (mean +- SEM): log-normal, ``log y ~ N(log v_model(day), sqrt((sem/mean)^2 +
   sigma_model^2))``; with ``lognormal_estimated_sigma`` the SD is ``sqrt(sigma_series^2 +

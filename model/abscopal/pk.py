@@ -165,9 +165,14 @@ def _state_at(t, c):
 
 def concentrations(t, c):
     """Every PK agent's central concentration at time ``t`` (scalar): (n_pk[, N])."""
-    _, C = _state_at(t, c)
-    onehot = c["onehot"].reshape(c["onehot"].shape + (1,) * (C.ndim - 1))
-    return jnp.sum(onehot * C[:, None], axis=0)  # (elementwise: fuses with the rest, unlike a dot)
+    def given(_):
+        _, C = _state_at(t, c)
+        onehot = c["onehot"].reshape(c["onehot"].shape + (1,) * (C.ndim - 1))
+        return jnp.sum(onehot * C[:, None], axis=0)  # (elementwise: fuses with the rest, unlike a dot)
+
+    shape = (c["onehot"].shape[1],) + c["knots"]["C"].shape[2:]
+    # a schedule without doses (or before its first) skips the closed form (under vmap: both run)
+    return jax.lax.cond(t >= c["dose_t"][0], given, lambda _: jnp.zeros(shape, c["knots"]["C"].dtype), None)
 
 
 def pk_states(ts, c):
