@@ -165,6 +165,7 @@ def _state_at(t, c):
 
 def concentrations(t, c):
     """Every PK agent's central concentration at time ``t`` (scalar): (n_pk[, N])."""
+
     def given(_):
         _, C = _state_at(t, c)
         onehot = c["onehot"].reshape(c["onehot"].shape + (1,) * (C.ndim - 1))
