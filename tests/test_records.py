@@ -123,10 +123,19 @@ def test_agents_agree_with_the_model_catalogue():
 
 
 def test_arms_are_accepted_by_the_schedule_loader(records):
-    schedules = pytest.importorskip("abscopal.schedules")
+    """Every arm loads as a schedule with the same fractions, doses, horizon and tumour line."""
+    from abscopal.agents import get_agent
+    from abscopal.schedules import schedule_from_dict
+
     for r in records.values():
-        for name in r.arms:
-            schedules.schedule_from_dict(r.schedule_dict(name))
+        for name, arm in r.arms.items():
+            s = schedule_from_dict(r.schedule_dict(name))
+            where = f"{r.id}:{name}"
+            assert s.tumour_line == r.tumour_line and s.horizon_days == arm.horizon_days, where
+            assert [(f.day, f.dose_gy, f.target) for f in s.rt] == [(f.day, f.dose_gy, f.target) for f in arm.rt], where
+            got = sorted((d.day, get_agent(d.agent).name, d.dose, d.unit) for d in s.drugs)
+            want = sorted((d.day, get_agent(d.agent).name, d.dose, d.unit) for d in arm.drugs)
+            assert got == want, where
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):
