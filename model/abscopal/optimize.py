@@ -229,7 +229,7 @@ def cure_loss(viable):
     return -(jax.scipy.special.logsumexp(jax.nn.log_sigmoid(x), axis=1) - jnp.log(x.shape[1]))
 
 
-@partial(jax.jit, static_argnames=("rtol", "atol", "max_steps"))
+@partial(jax.jit, static_argnames=("max_steps",))
 def _value_and_grad(z, lo, hi, n_frac, draws, c, obj, *, rtol, atol, max_steps):
     """Loss per candidate (B,) and its gradient with respect to the unit-box variables z (B, 3).
 

@@ -54,13 +54,13 @@ def _require_x64() -> None:
         raise RuntimeError("abscopal needs 64-bit floats: call abscopal.enable_x64() before simulating")
 
 
-@partial(jax.jit, static_argnames=("rtol", "atol", "max_steps", "n_out", "adjoint"))
+@partial(jax.jit, static_argnames=("max_steps", "n_out", "adjoint"))
 def solve(p, events, horizon, *, rtol=1e-6, atol=1e-9, max_steps=4096, n_out=121, adjoint="checkpoint"):
     """Jitted single solve (see ``solve_core``; ``adjoint`` only matters under ``jax.grad``)."""
     return solve_core(p, events, horizon, rtol=rtol, atol=atol, max_steps=max_steps, n_out=n_out, adjoint=adjoint)
 
 
-@partial(jax.jit, static_argnames=("rtol", "atol", "max_steps", "n_out", "batch_params", "batch_events"))
+@partial(jax.jit, static_argnames=("max_steps", "n_out", "batch_params", "batch_events"))
 def solve_batch(p, events, horizon, *, batch_params=True, batch_events=False, rtol=1e-6, atol=1e-9, max_steps=4096, n_out=121):
     """``vmap`` of ``solve_core`` over parameter sets (axis 0 of ``p``) and/or schedules (axis 0 of
     every event array and of ``horizon``)."""
@@ -157,7 +157,7 @@ def simulate(
     return Trajectory(np.asarray(ts), np.asarray(ys), params, schedule, ok)
 
 
-@partial(jax.jit, static_argnames=("rtol", "atol", "max_steps", "n_out"))
+@partial(jax.jit, static_argnames=("max_steps", "n_out"))
 def solve_population(p, events, horizon, *, rtol=1e-6, atol=1e-9, max_steps=16384, n_out=121):
     """N mice (rows of ``p``, (N, n_params)) under ONE schedule, solved as one system: the fast path
     for virtual cohorts. Returns ts (n_out,), ys (N, n_out, n_states), ok (a single flag: a failure
@@ -166,7 +166,7 @@ def solve_population(p, events, horizon, *, rtol=1e-6, atol=1e-9, max_steps=1638
     return ts, jnp.moveaxis(ys, -1, 0), ok
 
 
-@partial(jax.jit, static_argnames=("rtol", "atol", "max_steps", "n_out"))
+@partial(jax.jit, static_argnames=("max_steps", "n_out"))
 def solve_grid(p, events, horizon, *, rtol=1e-6, atol=1e-9, max_steps=4096, n_out=121):
     """Every parameter set (axis 0 of ``p``, N) under every schedule (axis 0 of the events, S): the
     population is one system per schedule, vmapped over schedules.
@@ -179,7 +179,7 @@ def solve_grid(p, events, horizon, *, rtol=1e-6, atol=1e-9, max_steps=4096, n_ou
     return jax.vmap(population)(events, horizon)
 
 
-@partial(jax.jit, static_argnames=("rtol", "atol", "max_steps", "n_out"))
+@partial(jax.jit, static_argnames=("max_steps", "n_out"))
 def solve_grid_each(p, events, horizon, *, rtol=1e-6, atol=1e-9, max_steps=512, n_out=121):
     """Like ``solve_grid`` but every mouse has its own step-size control and its own success flag:
     the path for heterogeneous parameter sets (posterior draws), where one stiff draw would slow or
@@ -208,17 +208,18 @@ def population_mesh(devices: tuple | None = None) -> Mesh:
 
 
 @cache
-def _sharded_population(mesh: Mesh, rtol: float, atol: float, max_steps: int, n_out: int):
+def _sharded_population(mesh: Mesh, max_steps: int, n_out: int):
     """``solve_population`` of one chunk per device: rows sharded along the mesh axis, the schedule
-    replicated; each device solves its own chunk as one system (no communication between devices).
-    Jitted once per mesh and solver options; the chunk size fixes the shapes."""
+    and the tolerances (``tol``: rtol, atol) replicated; each device solves its own chunk as one
+    system (no communication between devices). Jitted once per mesh, step bound and output grid;
+    the chunk size fixes the shapes."""
 
-    def local(p, events, horizon):
-        ts, ys, ok = solve_core(p.T, events, horizon, rtol=rtol, atol=atol, max_steps=max_steps, n_out=n_out)
+    def local(p, events, horizon, tol):
+        ts, ys, ok = solve_core(p.T, events, horizon, rtol=tol[0], atol=tol[1], max_steps=max_steps, n_out=n_out)
         return ts[None], jnp.moveaxis(ys, -1, 0), ok[None]
 
     rows, same = PartitionSpec("mice"), PartitionSpec()
-    fn = jax.shard_map(local, mesh=mesh, in_specs=(rows, same, same), out_specs=(rows, rows, rows), check_vma=False)
+    fn = jax.shard_map(local, mesh=mesh, in_specs=(rows, same, same, same), out_specs=(rows, rows, rows), check_vma=False)
     return jax.jit(fn)
 
 
@@ -250,11 +251,12 @@ def simulate_population(
     n_dev = mesh.devices.size
     step = int(chunk) * n_dev
     padded = pad_rows(values, step)  # whole chunks of padding (copies of the last row) fill the last step
-    fn = _sharded_population(mesh, **options.kwargs())
+    fn = _sharded_population(mesh, options.max_steps, options.n_out)
+    tol = jax.device_put(jnp.array([options.rtol, options.atol]), NamedSharding(mesh, PartitionSpec()))
     rows_sharding = NamedSharding(mesh, PartitionSpec("mice"))
     ev = jax.device_put(events, NamedSharding(mesh, PartitionSpec()))
     # JAX dispatches asynchronously: every step is queued before the first result is read
-    pending = [fn(jax.device_put(padded[i : i + step], rows_sharding), ev, horizon) for i in range(0, padded.shape[0], step)]
+    pending = [fn(jax.device_put(padded[i : i + step], rows_sharding), ev, horizon, tol) for i in range(0, padded.shape[0], step)]
     ys_all = np.concatenate([np.asarray(y) for _, y, _ in pending])[:n]
     ok_all = np.concatenate([np.repeat(np.asarray(ok), chunk) for _, _, ok in pending])[:n]
     ts = np.asarray(pending[0][0])[0]
