@@ -8,7 +8,7 @@ from scipy.integrate import solve_ivp
 import abscopal as ab
 from abscopal.agents import catalogue
 from abscopal.codegen import core_functions
-from abscopal.pk import dose_slots, pk_schedule, pk_states, pk_structure
+from abscopal.pk import pk_schedule, pk_states, pk_structure
 
 
 def _ode_reference(ka, b, ke, doses, ts):
@@ -39,8 +39,9 @@ def test_closed_form_matches_the_ode(agent):
     # a pad (amount 0) after the doses, as the solver's padded arrays have
     agent, amount = np.array([j, j, j, 0]), np.array([u for _, u in doses] + [0.0])
     d = dict(time=jnp.array([t for t, _ in doses] + [20.0]), agent=jnp.asarray(agent), amount=jnp.asarray(amount))
-    d.update({k: jnp.asarray(v) for k, v in dose_slots(agent, amount, 2).items()})
-    c = pk_schedule(tuple(jnp.asarray(r) for r in core_functions("jax")[4](jnp.asarray(p.values))), d, 2)
+    # two slots, the second unused (as a schedule with fewer agents than slots has)
+    d.update(slot=jnp.zeros(4, int), slot_agent=jnp.array([j, 0]), slot_used=jnp.array([True, False]))
+    c = pk_schedule(tuple(jnp.asarray(r) for r in core_functions("jax")[4](jnp.asarray(p.values))), d)
     depot, conc = (np.asarray(x)[:, j] for x in pk_states(jnp.asarray(ts), c))
     np.testing.assert_allclose(depot, ref[:, 0], rtol=1e-10, atol=1e-10 * ref[:, 0].max())
     np.testing.assert_allclose(conc, ref[:, 1], rtol=1e-10, atol=1e-10 * ref[:, 1].max())
@@ -55,8 +56,8 @@ def test_equal_rates_limit_is_finite_and_continuous():
     for gap in (0.0, 1e-9, 1e-5, 1e-4, 0.5):
         rates = (jnp.array([1.0 + gap]), jnp.array([1.0]), jnp.array([1.0]))  # ka, b, ke
         d = dict(time=jnp.zeros(1), agent=jnp.zeros(1, int), amount=jnp.ones(1))
-        d.update({k: jnp.asarray(v) for k, v in dose_slots(np.zeros(1, int), np.ones(1)).items()})
-        conc = np.asarray(pk_states(s, pk_schedule(rates, d, 1))[1])[:, 0]
+        d.update(slot=jnp.zeros(1, int), slot_agent=jnp.zeros(1, int), slot_used=jnp.ones(1, bool))
+        conc = np.asarray(pk_states(s, pk_schedule(rates, d))[1])[:, 0]
         ka, sn = 1.0 + gap, np.asarray(s)
         exact = sn * np.exp(-sn) if gap == 0 else (np.exp(-sn) - np.exp(-ka * sn)) / (ka - 1.0)
         # (numpy's difference quotient itself loses ~7 digits at gap 1e-9)

@@ -20,6 +20,58 @@ def _lambdify(args, exprs, backend: str):
     return sp.lambdify(args, list(exprs), modules=modules, cse=True)
 
 
+def _xp(backend: str):
+    if backend not in ("jax", "numpy"):
+        raise ValueError(f"backend must be 'jax' or 'numpy', got {backend!r}")
+    return jnp if backend == "jax" else np
+
+
+def _stacker(xp):
+    def stack(values):
+        # constants (e.g. a zero rate) broadcast to the lane shape of the states, if any
+        arrays = xp.broadcast_arrays(*[xp.asarray(v, dtype=xp.float64) for v in values])
+        return xp.stack(arrays)
+
+    return stack
+
+
+def _state_functions(backend: str, state_names, rhs_extra=()):
+    """``(rhs, initial, rt_event, bolus_matrix)`` of the model restricted to ``state_names`` (model
+    order); ``rhs`` takes ``rhs_extra`` (lists of symbols, e.g. drug concentrations) after ``p``. A
+    bolus into a state outside the set is a zero row of ``bolus_matrix``."""
+    xp = _xp(backend)
+    stack = _stacker(xp)
+    m = build_model()
+    sym = {s.name: s for s in m.states}
+    states, params = [sym[n] for n in state_names], list(m.params)
+    position = [m.state_names.index(n) for n in state_names]
+    of = lambda exprs: [exprs[i] for i in position]  # noqa: E731
+    rhs_raw = _lambdify([states, params, *rhs_extra], of(m.rhs), backend)
+    init_raw = _lambdify([params], of(m.initial), backend)
+    ev_raw = _lambdify([states, params, *m.rt_symbols], of(m.rt_event), backend)
+    factors = _lambdify([params], [f for _, f in m.bolus], backend)
+    index = {name: i for i, name in enumerate(state_names)}
+    targets = np.array([index.get(name, -1) for name, _ in m.bolus])
+    onehot_np = np.zeros((len(targets), len(states)))
+    onehot_np[targets >= 0, targets[targets >= 0]] = 1.0
+
+    def rhs(y, p, *extra):
+        return stack(rhs_raw(y, p, *extra))
+
+    def initial(p):
+        return stack(init_raw(p))
+
+    def rt_event(y, p, dose, on_irr, on_abs):
+        return stack(ev_raw(y, p, dose, on_irr, on_abs))
+
+    def bolus_matrix(p):
+        f = stack(factors(p))  # (n_agents, *lanes)
+        onehot = xp.asarray(onehot_np).reshape(onehot_np.shape + (1,) * (f.ndim - 1))
+        return onehot * f[:, None]
+
+    return rhs, initial, rt_event, bolus_matrix
+
+
 @cache
 def functions(backend: str = "jax"):
     """``(rhs, initial, rt_event, bolus_matrix)`` for ``backend`` in {"jax", "numpy"}.
@@ -32,39 +84,7 @@ def functions(backend: str = "jax"):
     All accept trailing "lane" axes (``y``: (n_states, N), ``p``: (n_params, N)) to solve a whole
     virtual population as one system.
     """
-    if backend not in ("jax", "numpy"):
-        raise ValueError(f"backend must be 'jax' or 'numpy', got {backend!r}")
-    xp = jnp if backend == "jax" else np
-    m = build_model()
-    states, params = list(m.states), list(m.params)
-    rhs_raw = _lambdify([states, params], m.rhs, backend)
-    init_raw = _lambdify([params], m.initial, backend)
-    ev_raw = _lambdify([states, params, *m.rt_symbols], m.rt_event, backend)
-    index = {name: i for i, name in enumerate(m.state_names)}
-    factors = _lambdify([params], [f for _, f in m.bolus], backend)
-    targets = np.array([index[name] for name, _ in m.bolus])
-    n_states = len(states)
-
-    def stack(values):
-        # constants (e.g. a zero rate) broadcast to the lane shape of the states, if any
-        arrays = xp.broadcast_arrays(*[xp.asarray(v, dtype=xp.float64) for v in values])
-        return xp.stack(arrays)
-
-    def rhs(y, p):
-        return stack(rhs_raw(y, p))
-
-    def initial(p):
-        return stack(init_raw(p))
-
-    def rt_event(y, p, dose, on_irr, on_abs):
-        return stack(ev_raw(y, p, dose, on_irr, on_abs))
-
-    def bolus_matrix(p):
-        f = stack(factors(p))  # (n_agents, *lanes)
-        onehot = xp.asarray(np.eye(n_states)[targets]).reshape((len(targets), n_states) + (1,) * (f.ndim - 1))
-        return onehot * f[:, None]
-
-    return rhs, initial, rt_event, bolus_matrix
+    return _state_functions(backend, build_model().state_names)
 
 
 @cache
@@ -96,46 +116,13 @@ def core_functions(backend: str = "jax"):
     """
     from .pk import pk_structure
 
-    if backend not in ("jax", "numpy"):
-        raise ValueError(f"backend must be 'jax' or 'numpy', got {backend!r}")
-    xp = jnp if backend == "jax" else np
-    m = build_model()
+    stack = _stacker(_xp(backend))
     pk = pk_structure()
-    sym = {s.name: s for s in m.states}
-    core = [sym[n] for n in pk.core_states]
+    sym = {s.name: s for s in build_model().states}
     conc = [sym[n] for n in pk.conc_states]
-    params = list(m.params)
-    rhs_of = dict(zip(m.state_names, m.rhs))
-    init_of = dict(zip(m.state_names, m.initial))
-    ev_of = dict(zip(m.state_names, m.rt_event))
-    rhs_raw = _lambdify([core, params, conc], [rhs_of[n] for n in pk.core_states], backend)
-    init_raw = _lambdify([params], [init_of[n] for n in pk.core_states], backend)
-    ev_raw = _lambdify([core, params, *m.rt_symbols], [ev_of[n] for n in pk.core_states], backend)
-    rates_raw = _lambdify([params], [*pk.ka, *pk.b, *pk.ke], backend)
-    index = {name: i for i, name in enumerate(pk.core_states)}
-    targets = np.array([index.get(name, -1) for name, _ in m.bolus])
-    factors = _lambdify([params], [f for _, f in m.bolus], backend)
-    onehot_np = np.zeros((len(targets), len(core)))
-    onehot_np[targets >= 0, targets[targets >= 0]] = 1.0
+    rhs, initial, rt_event, bolus_matrix = _state_functions(backend, pk.core_states, (conc,))
+    rates_raw = _lambdify([list(build_model().params)], [*pk.ka, *pk.b, *pk.ke], backend)
     n_pk = len(pk.agents)
-
-    def stack(values):
-        arrays = xp.broadcast_arrays(*[xp.asarray(v, dtype=xp.float64) for v in values])
-        return xp.stack(arrays)
-
-    def rhs(y, p, c):
-        return stack(rhs_raw(y, p, c))
-
-    def initial(p):
-        return stack(init_raw(p))
-
-    def rt_event(y, p, dose, on_irr, on_abs):
-        return stack(ev_raw(y, p, dose, on_irr, on_abs))
-
-    def bolus_matrix(p):
-        f = stack(factors(p))
-        onehot = xp.asarray(onehot_np).reshape(onehot_np.shape + (1,) * (f.ndim - 1))
-        return onehot * f[:, None]
 
     def pk_rates(p):
         r = stack(rates_raw(p))

@@ -47,11 +47,10 @@ from jax.scipy.stats import norm
 
 from .equations import build_model
 from .parameters import default_params, spec
-from .pk import dose_slots
 from .population import variability
 from .records import Comparison, Count, Record, TimeCourse, load_records
 from .schedules import EVENT_NONE, schedule_from_dict
-from .solver import SOLVE_MODES, solve_mode, solve_segments, split_events  # noqa: F401
+from .solver import SOLVE_MODES, map_rows, solve_segments, split_events  # noqa: F401
 
 # ---------------------------------------------------------------- settings
 DETECTION_MM3 = 1.0  # a zero mean volume is read as "below 1 mm^3"
@@ -430,19 +429,19 @@ def build_problem(
 
 
 def compact_events(events: dict, horizon: np.ndarray) -> tuple[dict, dict]:
-    """Stacked padded events (A, n_events) -> (jumps (A, J), doses (A, D)) as NumPy arrays, with J
-    and D the most jumps and PK doses of any arm (at least 1): the fewest segments to solve."""
-    split = [split_events({k: v[a] for k, v in events.items()}, float(horizon[a])) for a in range(len(horizon))]
-    jumps = {k: np.stack([np.asarray(j[k]) for j, _ in split]) for k in split[0][0]}
-    doses = {k: np.stack([np.asarray(d[k]) for _, d in split]) for k in ("time", "agent", "amount")}
+    """Stacked padded events (A, n_events) -> (jumps (A, J), doses (A, D)) as NumPy arrays, with J,
+    D and the number of agent slots the most of any arm (at least 1): the fewest segments to solve
+    and agents to evaluate. ``split_events`` puts the real jumps, doses and used slots first."""
+    jumps, doses = jax.vmap(split_events)(events, jnp.asarray(horizon))
+    jumps, doses = jax.tree.map(np.asarray, (jumps, doses))
     n_j = max(1, int((jumps["kind"] != EVENT_NONE).sum(axis=1).max()))
-    jumps = {k: v[:, :n_j] for k, v in jumps.items()}
-    n_d = max(1, int((doses["amount"] != 0).sum(axis=1).max()))  # (the doses come first)
-    doses = {k: doses[k][:, :n_d] for k in ("time", "agent", "amount")}
-    n_slots = max(1, max(len(set(a[u != 0].tolist())) for a, u in zip(doses["agent"], doses["amount"])))
-    slots = [dose_slots(a, u, n_slots) for a, u in zip(doses["agent"], doses["amount"])]
-    doses.update({k: np.stack([s_[k] for s_ in slots]) for k in slots[0]})
-    return jumps, doses
+    n_d = max(1, int((doses["amount"] != 0).sum(axis=1).max()))
+    n_s = max(1, int(doses["slot_used"].sum(axis=1).max()))
+    per_slot = ("slot_agent", "slot_used")
+    return (
+        {k: v[:, :n_j] for k, v in jumps.items()},
+        {k: v[:, : n_s if k in per_slot else n_d] for k, v in doses.items()},
+    )
 
 
 def problem_fingerprint(prob: Problem) -> str:
@@ -592,7 +591,6 @@ def solve_arms(prob: Problem, P, rtol=1e-5, atol=1e-8, max_steps=4096, adjoint="
     A, B, K = prob.n_arms, len(prob.pop_arms), prob.z.shape[0]
     days = jnp.asarray(prob.days)
     kw = dict(rtol=rtol, atol=atol, max_steps=max_steps, adjoint=adjoint)
-    loop = (lambda f, xs: jax.vmap(f)(xs)) if solve_mode(mode) == "vmap" else jax.lax.map
 
     def one(x):
         p, j, d, h = x
@@ -609,7 +607,7 @@ def solve_arms(prob: Problem, P, rtol=1e-5, atol=1e-8, max_steps=4096, adjoint="
     if B and population == "each":
         rows = jnp.concatenate([P, population_values(prob, P).reshape(B * K, P.shape[1])])
         arm_of_row = np.concatenate([arm_of_row, np.repeat(prob.pop_arms, K)])
-    ys, ok = loop(one, (rows, *inputs(arm_of_row)))
+    ys, ok = map_rows(one, (rows, *inputs(arm_of_row)), mode)
     obs_all = _observables(ys, rows[:, None, :])
     obs = obs_all[:A]
     if not B:
@@ -617,7 +615,7 @@ def solve_arms(prob: Problem, P, rtol=1e-5, atol=1e-8, max_steps=4096, adjoint="
     if population == "each":
         return obs, obs_all[A:].reshape((B, K) + obs_all.shape[1:]), jnp.all(ok)
     Pp = population_values(prob, P)  # (B, K, n_params): lanes last for the solver
-    ysp, okp = loop(one, (jnp.swapaxes(Pp, 1, 2), *inputs(prob.pop_arms)))
+    ysp, okp = map_rows(one, (jnp.swapaxes(Pp, 1, 2), *inputs(prob.pop_arms)), mode)
     obs_pop = _observables(jnp.moveaxis(ysp, -1, 1), Pp[:, :, None, :])
     return obs, obs_pop, jnp.all(ok) & jnp.all(okp)
 

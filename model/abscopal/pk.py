@@ -56,9 +56,11 @@ def pk_structure() -> PKStructure:
     rhs = dict(zip(m.state_names, m.rhs))
     sym = {s.name: s for s in m.states}
     keys, ka, b, ke = [], [], [], []
-    for a in catalogue():
+    pk_index = np.full(len(catalogue()), -1, dtype=np.int32)
+    for i, a in enumerate(catalogue()):
         if not a.has_pk:
             continue
+        pk_index[i] = len(keys)
         A, C = sym[f"A_{a.key}"], sym[f"C_{a.key}"]
         ra, rc = sp.expand(rhs[A.name]), sp.expand(rhs[C.name])
         k_a = -sp.diff(ra, A)
@@ -72,12 +74,6 @@ def pk_structure() -> PKStructure:
         ka.append(k_a)
         b.append(b_a)
         ke.append(k_e)
-    pk_index = np.full(len(catalogue()), -1, dtype=np.int32)
-    j = 0
-    for i, a in enumerate(catalogue()):
-        if a.has_pk:
-            pk_index[i] = j
-            j += 1
     pk_names = {f"A_{k}" for k in keys} | {f"C_{k}" for k in keys}
     # every other state's right-hand side may read the concentrations, never the depots
     for name, expr in rhs.items():
@@ -95,20 +91,22 @@ def pk_structure() -> PKStructure:
     )
 
 
-def pk_schedule(rates, doses, n_slots: int):
+def pk_schedule(rates, doses):
     """The closed form's constants for one schedule, computed once per solve (not in the right-hand
     side): the depot amount and concentration of each of the schedule's agents just after each dose.
 
     ``rates``: ``(ka, b, ke)``, each (n_pk[, N]) (a trailing lane axis for mice solved as one
     system). ``doses``: dict of ``time`` (D,) in increasing order, ``agent`` (D,) PK index,
-    ``amount`` (D,) in the agent's internal unit (0: a pad; pads last, any time). ``n_slots``: how
-    many distinct agents a schedule may use (static; ``slots`` of ``doses`` maps each dose to one).
+    ``amount`` (D,) in the agent's internal unit (0: a pad; pads last, any time), ``slot`` (D,) the
+    dose's slot among the schedule's distinct agents, ``slot_agent`` and ``slot_used`` (n_slots,)
+    which agent a slot holds (``solver.split_events``).
 
     Between knots the chain is propagated exactly from the last knot's state ``(A_i, C_i)``:
     ``A = A_i exp(-ka s)``, ``C = C_i exp(-ke s) + b A_i (exp(-ke s) - exp(-ka s)) / (ka - ke)``:
     two exponentials per agent in use, whatever the number of doses."""
     ka, b, ke = rates
     slot_agent = doses["slot_agent"]  # (n_slots,) PK index of each slot (any value when unused)
+    n_slots = slot_agent.shape[0]
     lane = ka.shape[1:]
     take = lambda x: x[jnp.clip(slot_agent, 0, ka.shape[0] - 1)]  # (n_slots[, N])
     r = dict(ka=take(ka), b=take(b), ke=take(ke))
@@ -147,8 +145,9 @@ def _advance(r, A, C, s):
 
 
 def _bateman(r, s, e_a, e_e):
-    """``(exp(-ke s) - exp(-ka s)) / (ka - ke)`` from the two exponentials already computed: the difference quotient where ``(k_hi - k_lo) s > 1e-3`` (it loses
-    at most 3 of 16 digits), its Taylor series below (truncation < 1e-10 relative)."""
+    """``(exp(-ke s) - exp(-ka s)) / (ka - ke)`` from the two exponentials already computed: the
+    difference quotient where ``|ka - ke| s > 1e-3`` (it loses at most 3 of 16 digits), its Taylor
+    series below (truncation < 1e-10 relative)."""
     x = r["gap"] * s
     e_lo = jnp.where(r["ka"] < r["ke"], e_a, e_e)
     far = x > 1e-3
@@ -182,17 +181,3 @@ def pk_states(ts, c):
     A, C = jax.vmap(lambda t: _state_at(t, c))(ts)  # (T, n_slots[, N])
     mix = lambda x: jnp.moveaxis(jnp.tensordot(c["onehot"], x, axes=([0], [1])), 0, 1)
     return mix(A), mix(C)
-
-
-def dose_slots(agent: np.ndarray, amount: np.ndarray, n_slots: int | None = None) -> dict:
-    """Host-side: map a schedule's PK doses to slots (one per distinct agent, in first-use order).
-    ``agent``, ``amount``: (D,) PK index and amount (0: pad). Returns ``slot`` (D,), ``slot_agent``
-    and ``slot_used`` (n_slots,)."""
-    used = [int(a) for a, u in zip(agent, amount) if u != 0]
-    distinct = list(dict.fromkeys(used))
-    n_slots = max(1, len(distinct)) if n_slots is None else n_slots
-    if len(distinct) > n_slots:
-        raise ValueError(f"doses: {len(distinct)} distinct PK agents exceed the {n_slots} slots")
-    slot = np.array([distinct.index(int(a)) if u != 0 else 0 for a, u in zip(agent, amount)], dtype=np.int32)
-    slot_agent = np.array(distinct + [0] * (n_slots - len(distinct)), dtype=np.int32)
-    return dict(slot=slot, slot_agent=slot_agent, slot_used=np.arange(n_slots) < len(distinct))

@@ -112,7 +112,7 @@ class Schedule:
         n = len(self.rt) + len(self.drugs)
         if n > MAX_EVENTS:
             raise ScheduleError(f"schedule {self.name!r}: {n} events; at most {MAX_EVENTS} are allowed")
-        pk_agents = sorted({get_agent(d.agent).name for d in self.drugs if get_agent(d.agent).has_pk})
+        pk_agents = sorted({a.name for a in (get_agent(d.agent) for d in self.drugs) if a.has_pk})
         if len(pk_agents) > MAX_PK_AGENTS:
             raise ScheduleError(
                 f"drug: schedule {self.name!r} uses {len(pk_agents)} agents with PK ({', '.join(pk_agents)}); "

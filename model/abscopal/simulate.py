@@ -22,7 +22,7 @@ from .codegen import observable_function
 from .equations import SITE_NAMES, SITES, build_model
 from .parameters import Params, default_params
 from .schedules import Schedule
-from .solver import ADJOINTS, TRACE_COUNT, solve_core, solve_mode  # noqa: F401  (re-exported)
+from .solver import ADJOINTS, TRACE_COUNT, map_rows, solve_core  # noqa: F401  (re-exported)
 
 #: one cell, in mm^3 (1 mm^3 ~ 1e6 cells, Del Monte 2009 Cell Cycle 8:505)
 CELL_VOLUME_MM3 = 1e-6
@@ -184,17 +184,16 @@ def solve_grid_each(p, events, horizon, *, rtol=1e-6, atol=1e-9, max_steps=512, 
     """Like ``solve_grid`` but every mouse has its own step-size control and its own success flag:
     the path for heterogeneous parameter sets (posterior draws), where one stiff draw would slow or
     fail a whole cohort solved as one system. The mice run one after another on CPUs and as
-    vmapped lanes on GPUs (``solver.solve_mode``). Returns ts (S, n_out), ys (S, N, n_out, n_states),
+    vmapped lanes on GPUs (``solver.map_rows``). Returns ts (S, n_out), ys (S, N, n_out, n_states),
     ok (S, N)."""
 
-    loop = jax.vmap if solve_mode() == "vmap" else (lambda f: lambda xs: jax.lax.map(f, xs))
-
-    def per_schedule(events_one, horizon_one):
+    def per_schedule(x):
+        events_one, horizon_one = x
         one = lambda q: solve_core(q, events_one, horizon_one, rtol=rtol, atol=atol, max_steps=max_steps, n_out=n_out)
-        ts, ys, ok = loop(one)(p)
+        ts, ys, ok = map_rows(one, p)
         return ts[0], ys, ok
 
-    return loop(lambda x: per_schedule(*x))((events, horizon))
+    return map_rows(per_schedule, (events, horizon))
 
 
 @cache

@@ -73,6 +73,12 @@ def solve_mode(mode: str = "auto") -> str:
     return mode
 
 
+def map_rows(fn, xs, mode: str = "auto"):
+    """``fn`` over axis 0 of the pytree ``xs``, by the rule of ``solve_mode``: one after another
+    (``lax.map``) or as vmapped lanes."""
+    return jax.vmap(fn)(xs) if solve_mode(mode) == "vmap" else jax.lax.map(fn, xs)
+
+
 @cache
 def _state_layout():
     """Permutation that puts [core states, depots, concentrations] into the model's state order."""
@@ -82,17 +88,14 @@ def _state_layout():
     return np.array([stacked.index(n) for n in names])
 
 
-#: how many distinct PK agents one schedule may use (``Schedule`` refuses more): the closed form
-#: evaluates this many agents in every right-hand side call
-PK_SLOTS = MAX_PK_AGENTS
-
-
 def split_events(events: dict, horizon):
     """Padded schedule events (``Schedule.to_arrays``) -> (jumps, doses), same length each.
 
     ``jumps``: the RT fractions and cell/antigen boluses first, in time order, then no-ops at the
-    horizon. ``doses``: every PK dose (``agent``: its PK index; ``amount`` 0 for the other events).
-    Works on NumPy or JAX arrays (traced or not)."""
+    horizon. ``doses``: the PK doses first, in time order (``agent``: PK index; ``amount`` 0 for the
+    other events), with each dose's ``slot`` among the schedule's distinct agents (``slot_agent``,
+    ``slot_used``: ``pk.pk_schedule``; at most ``MAX_PK_AGENTS``, which ``Schedule`` enforces).
+    Works on NumPy or JAX arrays (traced or not, vmappable)."""
     pk_index = jnp.asarray(pk_structure().pk_index)
     kind = jnp.asarray(events["kind"])
     agent = jnp.asarray(events["agent"])
@@ -114,11 +117,11 @@ def split_events(events: dict, horizon):
     agent_d = jnp.maximum(j_pk, 0)[by_time]
     given = is_dose[by_time]
     doses = dict(time=time[by_time], agent=agent_d, amount=jnp.where(given, jnp.asarray(events["value"])[by_time], 0.0))
-    # slots: the schedule's distinct PK agents (in PK order), at most PK_SLOTS
+    # slots: the schedule's distinct PK agents (in PK order), at most MAX_PK_AGENTS
     n_pk = len(pk_structure().agents)
     used = jnp.zeros(n_pk, bool).at[agent_d].max(given)
-    slot_agent = jnp.argsort(~used, stable=True)[:PK_SLOTS]
-    slot_of_agent = jnp.zeros(n_pk, jnp.int32).at[slot_agent].set(jnp.arange(PK_SLOTS, dtype=jnp.int32))
+    slot_agent = jnp.argsort(~used, stable=True)[:MAX_PK_AGENTS]
+    slot_of_agent = jnp.zeros(n_pk, jnp.int32).at[slot_agent].set(jnp.arange(MAX_PK_AGENTS, dtype=jnp.int32))
     doses.update(slot=slot_of_agent[agent_d], slot_agent=slot_agent, slot_used=used[slot_agent])
     return jumps, doses
 
@@ -136,7 +139,7 @@ def solve_segments(p, jumps, doses, horizon, days, *, rtol, atol, max_steps, adj
     clears the flag; it never returns a silent NaN as success)."""
     TRACE_COUNT["core"] += 1
     _, initial, rt_event, bolus_matrix, pk_rates = core_functions("jax")
-    coef = pk_schedule(pk_rates(p), doses, doses["slot_agent"].shape[0])
+    coef = pk_schedule(pk_rates(p), doses)
     y0 = initial(p)
     B = bolus_matrix(p)
     n_jumps = jumps["time"].shape[0]
