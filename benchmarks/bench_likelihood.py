@@ -31,6 +31,7 @@ from abscopal import inference as I  # noqa: E402
 from abscopal import likelihood as L  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
+from abscopal.solver import solve_mode  # noqa: E402
 from reference_path import SHIPPED_SOLVER, solve_arms_shipped  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,7 +130,7 @@ def main():
         f"Problem: {len(prob.records)} fitted records, {prob.n_arms} arms ({len(prob.pop_arms)} also over "
         f"{prob.z.shape[0]} virtual mice), {I.layout_of(prob).size} coordinates; point: the shipped MAP "
         "(`fits/review/fit.json`).",
-        f"Package path: `likelihood.solve_arms` (mode {L.solve_mode()}), solver {I.SOLVER}. "
+        f"Package path: `likelihood.solve_arms` (mode {solve_mode()}), solver {I.SOLVER}. "
         f"Shipped path: `benchmarks/reference_path.py`, solver {SHIPPED_SOLVER}.",
         "",
         "| path | compile forward | compile gradient | forward | gradient | log p |",

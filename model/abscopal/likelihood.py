@@ -50,7 +50,7 @@ from .parameters import default_params, spec
 from .population import variability
 from .records import Comparison, Count, Record, TimeCourse, load_records
 from .schedules import EVENT_NONE, schedule_from_dict
-from .solver import SOLVE_MODES, map_rows, solve_segments, split_events  # noqa: F401
+from .solver import map_rows, solve_segments, split_events
 
 # ---------------------------------------------------------------- settings
 DETECTION_MM3 = 1.0  # a zero mean volume is read as "below 1 mm^3"
@@ -584,7 +584,7 @@ POPULATION_MODES = ("lanes", "each")
 def solve_arms(prob: Problem, P, rtol=1e-5, atol=1e-8, max_steps=4096, adjoint="checkpoint", mode="auto", population="each"):
     """Typical mice of all arms and the virtual mice of the population arms, every arm a solve of its
     own (``solver.solve_segments``: jumps only, closed-form PK, output days saved inside), run
-    one after another in one compiled loop (``mode``: see ``SOLVE_MODES``; ``population``: see
+    one after another in one compiled loop (``mode``: see ``solver.SOLVE_MODES``; ``population``: see
     ``POPULATION_MODES``). Returns (obs (A, n_out, n_obs), obs_pop (B, K, n_out, n_obs), ok)."""
     if population not in POPULATION_MODES:
         raise ValueError(f"population: must be one of {POPULATION_MODES}, got {population!r}")
