@@ -51,12 +51,16 @@ def test_defaults_round_trip_without_intervals(tmp_path, fmt):
             assert [r["value"] for r in loaded.records if r["name"] == name and r["tumour_line"] == line] == [value]
 
 
-def test_unfitted_line_takes_population_median(fit, tmp_path):
+def test_unfitted_line_keeps_its_table_values(fit, tmp_path):
+    """A line without growth data in the fit keeps its table values of the per-line parameters;
+    the shared ones are the fit's."""
     loaded = load_params(export("json", tmp_path / "p.json", fit=fit))
     other = next(line for line in tumour_lines() if line not in fit.lines)
     s = fit.summary().set_index(["name", "tumour_line"])
-    assert loaded.params(other)["r"] == s.loc[("mu_r", "(population)"), "median"]
-    assert loaded.params(other)["alpha"] == s.loc[("alpha", ""), "median"]
+    for name in fit.per_line:
+        assert loaded.params(other)[name] == ab.default_params(other)[name]
+    for name in fit.shared:
+        assert loaded.params(other)[name] == s.loc[(name, ""), "median"]
 
 
 def test_json_truncated_or_edited_is_refused(fit, tmp_path):

@@ -265,7 +265,7 @@ def test_unconstrained_values_invert_natural_values_and_match_lines_by_name():
     shuffled = {k: (v[..., idx] if k in prob.per_line else v) for k, v in vals.items()}
     back, found = unconstrained_values(prob, shuffled, lines=order)
     names = layout_of(prob).names()
-    missing = {f"eta_{n}[0]" for n in prob.per_line}
+    missing = {f"u_{n}[0]" for n in prob.per_line}
     assert {n for n, ok in zip(names, found) if not ok} == missing
     np.testing.assert_allclose(back[:, found], z[:, found], atol=1e-12)
 

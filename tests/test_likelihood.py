@@ -157,22 +157,34 @@ def test_every_fitted_observation_is_mapped():
         L.build_problem(recs, use="nothing")
 
 
-def test_a_variant_with_its_own_hierarchy_line_gets_its_own_per_line_parameters():
-    """S01-S03 (probably SIRPa-KO MC38) name hierarchy_line: their arms use that line's per-line
-    parameters, while their base parameters stay MC38's."""
+def test_per_line_parameters_belong_to_the_lines_with_growth_data():
+    """Per-line parameters are estimated only for the lines with time courses (growth data); S01-S03
+    (MC38 in SIRPa-/- hosts) name hierarchy_line 'MC38 SIRPa-KO', a line of its own whose base
+    parameters stay MC38's; arms of every other line keep their table values (line index -1)."""
     recs = load_records()
     prob = L.build_problem(recs)
-    assert "MC38 SIRPa-KO" in prob.lines and "MC38" in prob.lines
+    growth = {r.fit_line for r in recs if r.use == "fit" and r.kind == "time_course"}
+    assert list(prob.lines) == sorted(growth) and {"MC38 SIRPa-KO", "MC38"} <= growth
     names = ab.build_model().param_names
     mc38 = ab.default_params("MC38")
     for i, a in enumerate(prob.arms):
         rec = next(r for r in recs if r.id == a.record)
-        # every fitted record on an unnamed tumour is its own line too ("generic R07", ...)
-        want = "MC38 SIRPa-KO" if a.record in ("S01", "S02", "S03") else rec.tumour_line
-        want = f"generic {rec.id}" if want == "generic" else want
-        assert prob.lines[prob.line_of_arm[i]] == want
+        if rec.fit_line in growth:
+            assert prob.lines[prob.line_of_arm[i]] == rec.fit_line
+        else:
+            assert prob.line_of_arm[i] == -1
         if a.record in ("S01", "S02", "S03"):
-            assert prob.base[i, names.index("r")] == mc38["r"]
+            assert rec.fit_line == "MC38 SIRPa-KO" and prob.base[i, names.index("r")] == mc38["r"]
+    # an arm of a line without growth data keeps its table values whatever the per-line values
+    shared = jnp.asarray([prob.base[0, names.index(n)] for n in prob.shared])
+    lines = jnp.asarray(np.full((len(prob.lines), len(prob.per_line)), 0.3))
+    P = np.asarray(L.arm_values(prob, shared, lines, jnp.full(len(prob.inoculum_groups), 0.5)))
+    for i in np.flatnonzero(prob.line_of_arm < 0):
+        for n in prob.per_line:
+            assert P[i, names.index(n)] == prob.base[i, names.index(n)]
+    for i in np.flatnonzero(prob.line_of_arm >= 0):
+        for n in prob.per_line:
+            assert P[i, names.index(n)] == 0.3
 
 
 def test_an_inoculum_group_starts_its_records_from_the_fitted_day0_volume():
@@ -191,7 +203,7 @@ def test_an_inoculum_group_starts_its_records_from_the_fitted_day0_volume():
     for i, a in enumerate(prob.arms):
         rec = next(r for r in recs if r.id == a.record)
         delay = rec.inoculation_days.get("abscopal", 0.0) - rec.inoculation_days["irradiated"]
-        if a.record in ("S01", "S02", "S03"):
+        if rec.inoculum_group == "Rauf 2025":
             assert P[i, i0] == 0.5
             want_abs = 0.0 if rec.setting == "single-tumour" else 0.5 * math.exp(-P[i, ir] * delay)
         else:

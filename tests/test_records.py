@@ -31,8 +31,15 @@ def records():
 
 
 # ----- the shipped records -----
+#: every shipped record: the review's outcomes, the numeric series, and numbers printed in primary studies
+SHIPPED = (
+    {f"R{i:02d}" for i in range(1, 31)} | {f"S{i:02d}" for i in range(1, 20)} | {"P01", "P10", "P30", "P31", "P32"}
+)
+
+
 def test_all_shipped_records_load(records):
-    assert len(records) == 35
+    assert set(records) == SHIPPED
+    assert len(list((DATA / "records").glob("*.toml"))) == len(SHIPPED)
     assert records == {r.id: r for r in load_records(DATA)}  # explicit path gives the same
 
 
@@ -49,7 +56,11 @@ def test_each_kind_present(records):
 
 def test_check_records_say_why(records):
     checks = {r.id for r in records.values() if r.use == "check"}
-    assert checks == {"R02", "R26", "R27", "R28", "S05"}
+    # (issue 20: a record whose tumour line the study does not name, or names outside the catalogue,
+    # is a check; so are R12 (an intracranial survival, not a flank volume) and R21 (fitted via P30))
+    assert checks == {"R02", "R26", "R27", "R28", "S05", "S08", "S11", "S12", "S16", "S17", "S18", "S19", "P10", "P32"} | {
+        f"R{i:02d}" for i in (3, 4, 6, 7, 8, 9, 10, 12, 14, 15, 16, 20, 21, 22, 23, 24, 25)
+    }
     assert all(records[i].use_reason.strip() for i in checks)
     assert records["R28"].comparisons == () and records["R28"].check_text
 
@@ -62,13 +73,11 @@ def test_generic_protocols_are_documented(records):
             assert r.tumour_line_note, r.id
 
 
-def test_fitted_generic_records_are_lines_of_their_own(records):
-    """An unnamed tumour is a different tumour in each study: every fitted record on ``generic``
-    is its own line of the hierarchy (drawn from the line population), never one shared line."""
-    generic = [r for r in records.values() if r.tumour_line == "generic" and r.use == "fit"]
-    assert len(generic) == 16
-    assert all(r.fit_line == f"generic {r.id}" for r in generic), [r.id for r in generic if r.fit_line == "generic"]
-    assert all(r.fit_line == "generic" for r in records.values() if r.tumour_line == "generic" and r.use == "check")
+def test_no_generic_record_is_fitted(records):
+    """An unnamed tumour is a different tumour in each study: a record on ``generic`` is a check,
+    never a fitted line of its own (issue 20)."""
+    assert not [r.id for r in records.values() if r.tumour_line == "generic" and r.use == "fit"]
+    assert all(r.fit_line == "generic" for r in records.values() if r.tumour_line == "generic")
 
 
 def test_series_copies_are_unchanged():
@@ -81,6 +90,11 @@ def test_series_records_cover_every_csv_row(records):
     rauf = sum(len(t.rows) for i in ("S01", "S02", "S03") for t in records[i].time_courses)
     markovsky = sum(len(t.rows) for i in ("S04", "S05") for t in records[i].time_courses)
     assert (rauf, markovsky) == (99, 109)  # the row counts of the two CSV files
+    # the second Rauf file: every row but the zeros outside the authors' fitting windows (dropped as
+    # in S01-S03) and the arms no record can encode (agents outside the catalogue, see the records)
+    tidy2 = (DATA / "series" / "rauf2025_tidy2.csv").read_text().splitlines()
+    later = sum(len(t.rows) for i in range(6, 20) for t in records[f"S{i:02d}"].time_courses)
+    assert later == 318 and len(tidy2) - 1 == 415
 
 
 def test_series_values(records):
@@ -263,7 +277,7 @@ def test_malformed_record_names_record_and_field(data_copy, case, rid, mutate, f
 
 def test_unmodified_copy_loads(data_copy):
     _rewrite(data_copy, "R01", lambda raw: None)  # a tomli_w round trip changes nothing
-    assert len(load_records(data_copy)) == 35
+    assert {r.id for r in load_records(data_copy)} == SHIPPED
 
 
 def test_nan_in_series_csv(data_copy):
@@ -302,3 +316,25 @@ def test_single_file_and_record_arrays(tmp_path):
     many.write_text(tomli_w.dumps({"record": [raw, raw]}))
     with pytest.raises(RecordError, match="record R01: field 'id': duplicate"):
         load_records(many)
+
+
+def test_the_estimation_table_agrees_with_the_parameter_table():
+    """fits/data/README.md shows, for each parameter it lists, whether it is estimated: the same as
+    the estimate column of parameters.csv (the one source)."""
+    from abscopal.parameters import parameter_table
+
+    text = (DATA / "README.md").read_text()
+    shown = {}
+    for line in text.splitlines():
+        if line.startswith("| `") and "` |" in line:
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            shown[cells[0].strip("`")] = cells[1]
+    table = {s.name: s for s in parameter_table()}
+    listed = {n for n in shown if n in table}
+    assert len(listed) > 50
+    for name in listed:
+        s = table[name]
+        want = "estimated per line" if s.per_line else "estimated" if s.estimate else "fixed"
+        assert shown[name] == want, name
+    # every estimated parameter is listed
+    assert {s.name for s in table.values() if s.estimate} <= listed

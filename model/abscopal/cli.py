@@ -263,7 +263,10 @@ def _cmd_fit(args) -> int:
             resolve_fit_path(settings.precondition.removesuffix("@map"))  # the suffix load_fit reads
         except FitError as e:
             raise ValueError(f"--precondition: {e}") from None
-    run_fit(args.out, settings, progress=not args.no_progress, method="laplace" if args.laplace else "nuts")
+    if args.laplace and args.map:
+        raise ValueError("--laplace and --map: choose one")
+    method = "laplace" if args.laplace else "map" if args.map else "nuts"
+    run_fit(args.out, settings, progress=not args.no_progress, method=method)
     return 0
 
 
@@ -413,6 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fallback: draws from the Laplace approximation at the MAP (finite-difference Hessian, PSIS-checked) "
         "instead of NUTS (labelled NOT CONVERGED)",
+    )
+    p.add_argument(
+        "--map",
+        action="store_true",
+        help="stop at the MAP: the fit stores the posterior mode as its one draw (no parameter uncertainty)",
     )
     p.set_defaults(func=_cmd_fit)
     return ap

@@ -87,6 +87,11 @@ def lq_survival(alpha: sp.Expr, beta: sp.Expr, dose: sp.Expr) -> sp.Expr:
     return sp.exp(-alpha * dose - beta * dose**2)
 
 
+#: mechanisms through which an agent blocks a pathway: modifier ``prod(1 - emax * occupancy)``, so
+#: each such emax is a fraction in [0, 1] (``parameters.structural_bounds``)
+BLOCK_MECHANISMS = frozenset({"pd1_axis", "tgfb_block", "myeloid_recruitment", "myeloid_function"})
+
+
 def drug_modifiers(p: _Symbols, conc: dict[str, sp.Expr]) -> dict[str, sp.Expr]:
     """Pharmacodynamic modifiers, one per mechanism, from each agent's occupancy (review Section 3).
 
@@ -103,6 +108,7 @@ def drug_modifiers(p: _Symbols, conc: dict[str, sp.Expr]) -> dict[str, sp.Expr]:
         return 1 + sp.Add(*terms)
 
     def block(mech: str) -> sp.Expr:
+        assert mech in BLOCK_MECHANISMS, mech  # its emax must be bounded to [0, 1] (parameters.structural_bounds)
         terms = [1 - p[f"emax_{a.key}"] * occ[a.key] for a in catalogue() if a.has_pk and mech in a.mechanisms]
         return sp.Mul(*terms)
 
@@ -135,22 +141,35 @@ def site_rates(s: dict[str, sp.Symbol], sysv: dict[str, sp.Symbol], p: _Symbols,
     intratumoural agents (the irradiated one), 0 otherwise. Returns (rates, influx, antigen release).
     """
     V, D, E, X, R, M, G, P = (s[k] for k in SITE_STATES)
-    W = V + D + p["v_eps"]  # total tumour volume (guarded away from zero)
+    W = V + D + p["v_eps"]  # total tumour volume (guarded away from zero) for densities
     dmg = D / W  # RT damage signal: fraction of doomed cells (drives suppression, PD-L1, chemokines)
     # suppression of effector function by Tregs, MDSCs/TAMs (as densities) and TGF-beta (review Section 2)
     suppression = 1 + (R + p["c_M"] * mod["myeloid_function_free"] * M) / (p["K_sup"] * W) + p["c_G"] * mod["tgfb_free"] * G
     # PD-L1 brake on killing (adaptive resistance, Kosinsky 2018), lifted by anti-PD-(L)1
     pd_brake = 1 - P * mod["pd1_free"]
-    # effector killing, saturating in target volume (Kosinsky 2018 mass action, bounded per effector)
-    kill = p["k_kill"] * p["antigenicity"] * pd_brake * E * V / (W + p["K_kill"]) / suppression
+    # effector killing, ratio-dependent (de Pillis, Radunskaya, Wiseman 2005 Cancer Res 65:7950): each
+    # CTL kills at most k_kill cells a day (intravital imaging: 2-16, Halle 2016 Immunity 44:233), and a
+    # tumour cell dies at most at d_kill_max a day when CTLs are in excess. The per-cell kill rate
+    # depends on the CTL : tumour-cell ratio E/(V + D), not on the absolute volume, so a small tumour
+    # that keeps its ratio can be eliminated (the abscopal tumour is no longer protected by its size).
+    k_eff = p["k_kill"] * pd_brake / suppression  # cells killed per CTL per day at this site
+    kill = k_eff * E * V / (V + D + k_eff * E / p["d_kill_max"] + p["v_cell"])
     tk_kill = injected * mod["in_situ_kill"] * V
     # trafficking of circulating effectors into the tumour: the abscopal coupling (Poleszczuk 2016),
     # saturating in size (perfusion) and raised by RT-induced chemokines/adhesion molecules (CXCL16, VCAM-1)
     influx = p["k_in"] * sysv["Tc"] * (V + D) / (V + D + p["K_in"]) * (1 + p["a_chem"] * dmg)
     stim = V / (V + p["K_stim"])  # antigen stimulation of infiltrating T cells
+    # IFN-gamma / TNF signal of the effectors, saturating in their density: induces PD-L1 (Kosinsky 2018)
+    # and removes MDSCs (CD8 T cells reduce MDSCs through TNF after RT + anti-PD-L1, Deng 2014 JCI 124:687)
+    effector_signal = E / W / (E / W + p["K_PE"])
     rates = {
-        # logistic growth (Kosinsky 2018) minus immune and in-situ (AdV-tk) killing
-        "V": p["r"] * V * (1 - (V + D) / p["vmax"]) - kill - tk_kill,
+        # logistic growth of viable cells (Kosinsky 2018), crowded by viable cells only (doomed cells
+        # stop dividing and are cleared, so they do not hold the tumour at its carrying capacity), times
+        # a smooth switch V^4 / (V^4 + v_cell^4): growth needs a cell to divide, so a tumour driven
+        # below one cell is extinct and stays so (the deterministic form of extinction; the exponent 4
+        # is a numerical choice: from 0.1 cell, regrowth would take thousands of days), minus immune
+        # and in-situ killing
+        "V": p["r"] * V * (1 - V / p["vmax"]) * V**4 / (V**4 + p["v_cell"] ** 4) - kill - tk_kill,
         # doomed cells die with delay (mitotic catastrophe) at rate mu
         "D": tk_kill - p["mu"] * D,
         # effectors: influx, antigen-driven local expansion (co-stimulation), death, exhaustion, reinvigoration
@@ -163,13 +182,14 @@ def site_rates(s: dict[str, sp.Symbol], sysv: dict[str, sp.Symbol], p: _Symbols,
         # Tregs recruited in proportion to tumour size, more after RT (review Section 2), IL-2 expands them,
         # anti-CTLA-4 / anti-GITR / low-dose cyclophosphamide deplete them
         "R": p["k_R"] * (1 + p["a_R"] * dmg) * mod["treg_expansion"] * (V + D) - (p["delta_R"] + mod["treg_depletion"]) * R,
-        # MDSCs / M2 TAMs recruited after RT via CCL2 (blocked by CCR2 antagonists), depleted by CSF-1R inhibition
+        # MDSCs / M2 TAMs recruited after RT via CCL2 (blocked by CCR2 antagonists), depleted by CSF-1R
+        # inhibition and removed by effector CD8 T cells (TNF; Deng 2014 JCI)
         "M": p["k_M"] * (1 + p["a_M"] * dmg) * mod["myeloid_recruitment_free"] * (V + D)
-        - (p["delta_M"] + mod["myeloid_depletion"]) * M,
+        - (p["delta_M"] + mod["myeloid_depletion"] + p["k_ME"] * effector_signal) * M,
         # TGF-beta relaxes to a baseline raised by RT damage
         "G": p["delta_G"] * (1 + p["a_G"] * dmg - G),
         # PD-L1 induced by IFN-gamma from effectors and by RT, relaxing to the line's baseline
-        "P": p["k_P"] * (E / W / (E / W + p["K_PE"]) + p["a_P"] * dmg) * (1 - P) - p["delta_P"] * (P - p["p0"]),
+        "P": p["k_P"] * (effector_signal + p["a_P"] * dmg) * (1 - P) - p["delta_P"] * (P - p["p0"]),
     }
     release = p["antigenicity"] * (p["mu"] * D + p["f_kill_ag"] * kill + p["k_shed"] * V)
     return rates, influx, release
@@ -254,7 +274,11 @@ def build_model(display: bool = False) -> Model:
     dose, on_irr, on_abs = _sym("rt_dose"), _sym("rt_irr"), _sym("rt_abs")
     beta = p["alpha"] / p["ab_ratio"]
     sf = lq_survival(p["alpha"], beta, dose)
-    sf_lymph = lq_survival(p["alpha_L"], p["alpha_L"] / p["ab_L"], dose)
+    # tumour-resident T cells resist radiation, unlike circulating lymphocytes (Arina et al. 2019 Nat
+    # Commun, "Tumor-reprogrammed resident T cells resist radiation to control tumors"): a purely linear
+    # survival exp(-alpha_res * d) with a small alpha_res (assumed: no surviving fraction per dose was
+    # found in stored text), so that a fraction of them outlives even 20 Gy
+    sf_res = lq_survival(p["alpha_res"], 0, dose)
     sf_treg = lq_survival(p["alpha_Treg"], p["alpha_Treg"] / p["ab_L"], dose)
     # innate sensing of RT-damaged DNA falls at high doses per fraction (TREX1, Vanpouille-Box 2017)
     trex = 1 / (1 + (dose / p["d_trex"]) ** p["n_trex"])
@@ -268,11 +292,16 @@ def build_model(display: bool = False) -> Model:
 
         event[V] = V * hit(sf)
         event[D] = D + on * V * (1 - sf)
-        event[site[k]["E"]] = site[k]["E"] * hit(sf_lymph)
-        event[site[k]["X"]] = site[k]["X"] * hit(sf_lymph)
+        event[site[k]["E"]] = site[k]["E"] * hit(sf_res)
+        event[site[k]["X"]] = site[k]["X"] * hit(sf_res)
         event[site[k]["R"]] = site[k]["R"] * hit(sf_treg)
         killed = killed + on * V * (1 - sf)
     event[IFN] = IFN + p["sting"] * p["k_ifn_rt"] * trex * killed
+    # immunogenic cell death: calreticulin exposure, ATP and HMGB1 release rise with the dose per
+    # fraction (Golden 2014 OncoImmunology 3:e28518), so a fraction releases antigen/DAMPs at once,
+    # per killed volume f_icd * d / (d + d_icd): schedules of equal BED (equal kill) prime differently
+    # (review Section 4, records R26/R27). The saturating form and its constants are assumptions.
+    event[Ag] = Ag + p["antigenicity"] * p["f_icd"] * dose / (dose + p["d_icd"]) * killed
     rt_event = tuple(event[s] for s in states)
 
     # --- drug administrations: the internal amount enters one state, times a factor ---
@@ -326,7 +355,7 @@ def equations_text(latex: bool = False) -> str:
             lines.append(rf"\frac{{d {sp.latex(s)}}}{{dt}} = {sp.latex(expr)}")
         else:
             lines.append(f"d{s.name}/dt = {sp.sstr(expr)}")
-    header = "RT fraction (dose d, targeted site): V <- V*SF(d), D <- D + V*(1-SF(d)), in-field E, X, R killed (LQ)"
+    header = "RT fraction (dose d, targeted site): V <- V*SF(d), D <- D + V*(1-SF(d)), in-field E, X, R killed (LQ), IFN and antigen released"
     mods = modifier_definitions()
     if latex:
         ev = [rf"{sp.latex(s)}^{{+}} = {sp.latex(e)}" for s, e in zip(m.states, m.rt_event) if e != s]

@@ -5,15 +5,15 @@ A fit is a folder (``fits/review/`` is the shipped one) with
 * ``posterior.nc``: the arviz InferenceData (an ``xarray.DataTree``; groups posterior, prior,
   posterior_predictive, observed_data, sample_stats), netCDF via h5netcdf. Posterior variables are
   in the parameters' own units: a shared parameter is ``name`` with dims (chain, draw); a
-  per-tumour-line parameter is ``name`` with dims (chain, draw, tumour_line) plus its population
-  hyperparameters ``mu_<name>`` (median of the line population, natural units) and
-  ``sigma_<name>`` (SD of the log);
+  per-tumour-line parameter is ``name`` with dims (chain, draw, tumour_line), one value per line
+  with growth data (fits made before 2026-11-29 also hold the hierarchical ``mu_<name>`` and
+  ``sigma_<name>``);
 * ``fit.json``: which parameters were estimated, the lines, the seed and settings, the
   diagnostics and an honest convergence status.
 
 ``Fit.draws`` turns posterior samples into full parameter vectors for any tumour line: a fitted
-line uses its own per-line draws, any other line draws its per-line values from the fitted
-population (the hierarchy's predictive), and inter-animal variability is added on top.
+line uses its own per-line draws, any other line keeps its table values, and inter-animal
+variability is added on top.
 Nothing is unpickled: netCDF and JSON only.
 """
 
@@ -134,10 +134,11 @@ class Fit:
             if tumour_line in self.lines:
                 j = self.lines.index(tumour_line)
                 out[:, base.index(name)] = self._samples(name)[idx, j]
-            else:  # a line the fit did not see: draw from the fitted line population
+            elif f"mu_{name}" in self.posterior:  # an older, hierarchical fit: draw from its line population
                 mu = self._samples(f"mu_{name}")[idx]
                 sd = self._samples(f"sigma_{name}")[idx]
                 out[:, base.index(name)] = mu * np.exp(sd * rng.standard_normal(len(idx)))
+            # else: a line without growth data in the fit keeps its table value (already in ``base``)
         return out
 
     def draws(self, n: int, seed: int = 0, tumour_line: str = "generic", animals: bool = True) -> np.ndarray:
@@ -305,7 +306,7 @@ def load_fit(name_or_path: str | os.PathLike = "review") -> Fit:
         raise FitError(f"fit {path}: posterior.nc has no 'posterior' group")
     post = tree["posterior"].to_dataset()
     est = meta["estimated"]
-    needed = list(est["shared"]) + list(est["per_line"]) + [f"{h}_{n}" for n in est["per_line"] for h in ("mu", "sigma")]
+    needed = list(est["shared"]) + list(est["per_line"])
     missing = [v for v in needed if v not in post]
     if missing:
         raise FitError(f"fit {path}: posterior lacks variables {missing}")
@@ -355,8 +356,6 @@ def toy_fit(path: str | os.PathLike, n_chains: int = 2, n_draws: int = 50, seed:
         vals = np.array([default_params(base_tumour_line(line))[name] for line in lines])
         post[name] = vals * np.exp(0.1 * rng.standard_normal((n_chains, n_draws, len(lines))))
         prior[name] = vals * np.exp(0.5 * rng.standard_normal((1, n_draws, len(lines))))
-        post[f"mu_{name}"] = vals.mean() * np.exp(0.1 * rng.standard_normal((n_chains, n_draws)))
-        post[f"sigma_{name}"] = np.abs(0.3 + 0.05 * rng.standard_normal((n_chains, n_draws)))
     dims = {name: ["tumour_line"] for name in per_line}
     tree = az.from_dict({"posterior": post, "prior": prior}, dims=dims, coords={"tumour_line": lines})
     meta = {

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import likelihood as L
 from .inference import (
+    SOLVER,
     HESSIAN_STEP_SD,
     KHAT_RELIABLE,
     PROPOSAL_DF,
@@ -45,6 +46,11 @@ from .inference import (
     write_json,
 )
 from .io import atomic_write_text
+from .parameters import base_tumour_line, default_params, spec
+
+#: how the posterior is represented after the MAP: NUTS draws, Laplace draws (a labelled
+#: approximation), or the MAP point alone
+METHODS = ("nuts", "laplace", "map")
 
 #: records used by the quick (CI) fit: one of each observation kind
 QUICK_RECORDS = ("S01", "R29", "R17")
@@ -110,18 +116,19 @@ def _predict(
     return {k: np.stack([r[k] for r in res]) for k in res[0]}
 
 
-def _by_group(prob_groups, nat, key, c, d, fit_groups, what):
+def _by_group(prob_groups, nat, key, c, d, fit_groups, what, default=None):
     """The fitted ``nat[key]`` of draw (c, d) for the groups ``prob_groups``: as stored, or by name
-    from the fit's ``fit_groups`` (another problem); a group the fit did not have is an error."""
+    from the fit's ``fit_groups`` (another problem); a group the fit did not have takes ``default``
+    (when given) or is an error."""
     if not prob_groups:
         return np.zeros(0)
     fitted = np.atleast_1d(nat[key][c, d]) if key in nat else np.zeros(0)
     if fit_groups is None:
         return fitted
     missing = [g for g in prob_groups if g not in fit_groups]
-    if missing:
+    if missing and default is None:
         raise ValueError(f"records outside the fitted ones: {what} {missing} have no fitted {key}")
-    return np.array([fitted[fit_groups.index(g)] for g in prob_groups])
+    return np.array([fitted[fit_groups.index(g)] if g in fit_groups else default for g in prob_groups])
 
 
 def _unpack_one(prob, nat, c, d, fit_lines=None, rng=None, fit_groups=None, fit_inocula=None):
@@ -134,10 +141,11 @@ def _unpack_one(prob, nat, c, d, fit_lines=None, rng=None, fit_groups=None, fit_
             for q, n in enumerate(prob.per_line):
                 if line in fit_lines:
                     lines[j, q] = nat[n][c, d][fit_lines.index(line)]
-                else:
-                    lines[j, q] = nat[f"mu_{n}"][c, d] * np.exp(nat[f"sigma_{n}"][c, d] * rng.standard_normal())
+                else:  # a line the fit had no growth data for: its table value
+                    lines[j, q] = default_params(base_tumour_line(line))[n]
     sig = _by_group(prob.series_groups, nat, "sigma_series", c, d, fit_groups, "discrepancy groups")
-    v0 = _by_group(prob.inoculum_groups, nat, "v0_inoculum", c, d, fit_inocula, "inoculum groups")
+    # a check record's inoculum group that the fit did not have starts from the table's day-0 volume
+    v0 = _by_group(prob.inoculum_groups, nat, "v0_inoculum", c, d, fit_inocula, "inoculum groups", spec("v0_irr").value)
     return shared, lines, sig, v0
 
 
@@ -251,7 +259,11 @@ def _diagnostics(tree, prob, stats) -> dict:
     for v in names:
         r = np.asarray(rhat[v].values if hasattr(rhat, "__getitem__") else rhat.to_dataset()[v].values).ravel()
         e = np.asarray(ess[v].values).ravel()
-        per[v] = dict(max_rhat=float(np.nanmax(r)), min_ess_bulk=float(np.nanmin(e)))
+        # (one draw, as with --map: no R-hat or ESS, reported as NaN)
+        per[v] = dict(
+            max_rhat=float(np.nanmax(r)) if np.any(np.isfinite(r)) else math.nan,
+            min_ess_bulk=float(np.nanmin(e)) if np.any(np.isfinite(e)) else math.nan,
+        )
     div = np.asarray(stats["diverging"])
     steps = np.asarray(stats["num_steps"])
     d = dict(
@@ -276,7 +288,7 @@ def _command(meta: dict, out) -> str:
     default = asdict(FitSettings.quick_settings() if st.get("quick") else FitSettings())
     flags = ["--quick"] if st.get("quick") else []
     flags += [f"--{k.replace('_', '-')} {v}" for k, v in st.items() if k in default and k != "quick" and v != default[k]]
-    flags += ["--laplace"] if meta.get("method") == "laplace" else []
+    flags += [f"--{meta['method']}"] if meta.get("method") in ("laplace", "map") else []
     return " ".join(["abscopal fit --out", str(out), *flags])
 
 
@@ -478,8 +490,8 @@ def run_fit(
     MAP (covariance from a finite-difference Hessian, checked by Pareto-smoothed importance
     sampling): a fallback for when NUTS cannot finish in the time available, labelled as such
     (status NOT CONVERGED, "not MCMC", the PSIS k-hat) in fit.json and the report."""
-    if method not in ("nuts", "laplace"):
-        raise ValueError(f"method: must be 'nuts' or 'laplace', got {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"method: must be one of {METHODS}, got {method!r}")
     import arviz as az
 
     from .fitresult import save_fit
@@ -586,6 +598,17 @@ def run_fit(
     laplace = None
     if method == "nuts":
         draws, stats = run_nuts(prob, init, settings, work, progress=progress, log=log, inv_mass=inv_mass)
+    elif method == "map":  # the MAP alone: one "draw", no parameter uncertainty (said in fit.json and the report)
+        draws = np.asarray(init)[None, None, :]
+        stats = dict(
+            diverging=np.zeros((1, 1), bool),
+            num_steps=np.zeros((1, 1), np.int64),
+            potential_energy=np.asarray(f(jnp.asarray(init))[0]).reshape(1, 1),
+            step_size=float("nan"),
+            warmup_seconds=0.0,
+            sample_seconds=0.0,
+        )
+        log("MAP only: the fit stores the posterior mode as its one draw (no parameter uncertainty)")
     else:
         H, hinfo = laplace_hessian(
             prob, init, f=f, checkpoint=work / "hessian.npz", progress=progress, batch=settings.hessian_batch, with_info=True
@@ -782,11 +805,13 @@ def run_fit(
     diag["map"] = dict(
         starts=map_record.get("starts", []), refinements=map_record.get("refinements", []), note=map_record.get("note", "")
     )
-    if method == "laplace":
+    if method in ("laplace", "map"):
         diag["converged"] = False
-        diag["method"] = "laplace"
+        diag["method"] = method
         diag["laplace"] = laplace
     status = "converged" if diag["converged"] else "NOT CONVERGED (see diagnostics)"
+    if method == "map":
+        status = "MAP only: the posterior mode, no parameter uncertainty (the posterior is the NUTS issue's)"
     if method == "laplace":
         what = (
             "importance-resampled Laplace approximation (Student-t proposal around the MAP, finite-difference Hessian)"
@@ -824,10 +849,9 @@ def run_fit(
             smooth_log=L.SMOOTH_LOG,
             sigma_model=L.SIGMA_MODEL,
             detection_mm3=L.DETECTION_MM3,
-            hyper_sigma_scale=L.HYPER_SIGMA_SCALE,
             series_sigma_scale=L.SERIES_SIGMA_SCALE,
             inoculum_sigma=L.INOCULUM_SIGMA,
-            solver=__import__("abscopal.inference", fromlist=["SOLVER"]).SOLVER,
+            solver=SOLVER,
         ),
         map_starts=map_record["starts"],
         diagnostics={k: v for k, v in diag.items() if k != "per_variable"},

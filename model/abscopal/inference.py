@@ -1,15 +1,14 @@
-"""Bayesian inference: the hierarchical model in numpyro, multi-start MAP, then NUTS from the MAP.
+"""Bayesian inference: multi-start MAP, then NUTS from the MAP.
 
-The sampler moves a flat unconstrained vector ``z`` (``Layout``: log shared parameters, then the
-line population's log medians and log SDs, then the non-centred line effects, then the log SD of
-the estimated-SD series); its log density is written out in JAX (``make_log_density``) and given
-to numpyro's NUTS as ``potential_fn``, so MAP and NUTS use the same function:
+The sampler moves a flat unconstrained vector ``z`` (``Layout``: the shared parameters, then the
+per-line parameters of each line with growth data, then the log SDs of the estimated-SD series,
+then the log day-0 volumes of the inoculum groups); its log density is written out in JAX
+(``make_log_density``) and given to numpyro's NUTS as ``potential_fn``, so MAP and NUTS use the
+same function:
 
-* shared mechanism parameters: ``log theta ~ Normal(log median, sigma)`` from the parameter
-  table's prior (``likelihood.log_prior_spec``);
-* per-tumour-line parameters (growth ``r``, LQ ``alpha``, ``antigenicity``), non-centred:
-  ``log theta[line] = mu + sigma * eta[line]``, ``mu ~ Normal(table prior)``,
-  ``sigma ~ HalfNormal(0.5)``, ``eta ~ Normal(0, 1)``;
+* every estimated parameter (the table's ``estimate`` column: ``yes`` shared, ``line`` per tumour
+  line with growth data) moves through the bounded transform of ``priors.Prior``: its table bounds
+  hold for every ``z``, and its prior is the table's, truncated to the bounds;
 * the SD of the series fitted with an estimated SD, one per discrepancy group (source):
   ``sigma_series[g] ~ HalfNormal(0.5)``;
 * the day-0 volume of the records of an inoculum group (a source whose own control volumes
@@ -37,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import likelihood as L
+from .priors import Prior, prior
 from .simulate import pad_rows
 
 #: the fit's solver settings; ``max_steps`` is per segment between state jumps (a segment can span
@@ -91,20 +91,22 @@ class Layout:
 
     shared: tuple[str, ...]
     per_line: tuple[str, ...]
-    n_lines: int
+    lines: tuple[str, ...]  # the lines with growth data: one value of each per-line parameter
     series_groups: tuple[str, ...] = ()  # one fitted series SD per discrepancy group
     inoculum_groups: tuple[str, ...] = ()  # one fitted day-0 volume per inoculum group (last)
 
     @property
+    def n_lines(self) -> int:
+        return len(self.lines)
+
+    @property
     def size(self) -> int:
-        S, Q = len(self.shared), len(self.per_line)
-        return S + 2 * Q + Q * self.n_lines + len(self.series_groups) + len(self.inoculum_groups)
+        return len(self.shared) + len(self.per_line) * self.n_lines + len(self.series_groups) + len(self.inoculum_groups)
 
     def names(self) -> list[str]:
-        """A label per coordinate (the numpyro-style site names)."""
-        out = [f"log_{n}" for n in self.shared]
-        out += [f"mu_log_{n}" for n in self.per_line] + [f"log_sigma_{n}" for n in self.per_line]
-        out += [f"eta_{n}[{j}]" for n in self.per_line for j in range(self.n_lines)]
+        """A label per coordinate."""
+        out = [f"u_{n}" for n in self.shared]
+        out += [f"u_{n}[{j}]" for n in self.per_line for j in range(self.n_lines)]
         out += [f"log_sigma_series[{g}]" for g in range(len(self.series_groups))]
         return out + [f"log_v0_inoculum[{h}]" for h in range(len(self.inoculum_groups))]
 
@@ -120,27 +122,45 @@ class Layout:
         return slice(self.size - len(self.inoculum_groups), self.size)
 
     def split(self, z):
-        """z (..., size) -> (log shared (..., S), mu (..., Q), log sigma (..., Q), eta (..., Q, L),
-        log sigma_series (..., G))."""
+        """z (..., size) -> (u shared (..., S), u per line (..., Q, L), log sigma_series (..., G))."""
         S, Q, Ln = len(self.shared), len(self.per_line), self.n_lines
-        i = 0
-        log_shared = z[..., i : i + S]
-        i += S
-        mu = z[..., i : i + Q]
-        i += Q
-        log_sd = z[..., i : i + Q]
-        i += Q
-        eta = z[..., i : i + Q * Ln].reshape(z.shape[:-1] + (Q, Ln))
-        return log_shared, mu, log_sd, eta, z[..., self.series_slice]
+        u_line = z[..., S : S + Q * Ln].reshape(z.shape[:-1] + (Q, Ln))
+        return z[..., :S], u_line, z[..., self.series_slice]
 
     def log_inoculum(self, z):
         """z (..., size) -> log v0_inoculum (..., H): the last H coordinates."""
         return z[..., self.inoculum_slice]
 
+    def priors(self) -> tuple[list[Prior], list[list[Prior]]]:
+        """The bounded priors: one per shared parameter, and per line of each per-line parameter."""
+        return [prior(n) for n in self.shared], [[prior(n, line) for line in self.lines] for n in self.per_line]
+
+    def values(self, z, xp=jnp):
+        """z (..., size) -> (shared values (..., S), per-line values (..., L, Q)) in their units."""
+        u_sh, u_line, _ = self.split(z)
+        p_sh, p_line = self.priors()
+        shared = xp.stack([pr.value(u_sh[..., i]) for i, pr in enumerate(p_sh)], axis=-1) if p_sh else u_sh
+        if not p_line or not self.n_lines:
+            return shared, xp.zeros(z.shape[:-1] + (self.n_lines, len(self.per_line)))
+        cols = [xp.stack([pr.value(u_line[..., q, j]) for j, pr in enumerate(row)], axis=-1) for q, row in enumerate(p_line)]
+        return shared, xp.stack(cols, axis=-1)
+
+    def log_prior_parameters(self, z):
+        """The log prior density of the estimated parameters' coordinates (bounded transforms)."""
+        u_sh, u_line, _ = self.split(z)
+        p_sh, p_line = self.priors()
+        lp = 0.0
+        for i, pr in enumerate(p_sh):
+            lp = lp + pr.log_density(u_sh[..., i])
+        for q, row in enumerate(p_line):
+            for j, pr in enumerate(row):
+                lp = lp + pr.log_density(u_line[..., q, j])
+        return lp
+
 
 def layout_of(prob: L.Problem) -> Layout:
     return Layout(
-        tuple(prob.shared), tuple(prob.per_line), len(prob.lines), tuple(prob.series_groups), tuple(prob.inoculum_groups)
+        tuple(prob.shared), tuple(prob.per_line), tuple(prob.lines), tuple(prob.series_groups), tuple(prob.inoculum_groups)
     )
 
 
@@ -158,60 +178,52 @@ def _half_normal_log(log_x, scale):
 def make_log_density(prob: L.Problem, solver: dict = SOLVER, with_likelihood: bool = True, solve_fn=None):
     """``log p(z)`` (prior + likelihood) on the flat unconstrained vector of ``layout_of(prob)``.
 
-    shared: log theta ~ Normal(table prior); per line: log theta = mu + sigma * eta with
-    mu ~ Normal(table prior), sigma ~ HalfNormal(HYPER_SIGMA_SCALE), eta ~ Normal(0, 1);
-    sigma_series[g] ~ HalfNormal(SERIES_SIGMA_SCALE) per discrepancy group; log v0_inoculum[h] ~
-    Normal(``inoculum_prior()``) per inoculum group. A failed solve gives -inf."""
+    Estimated parameters: the bounded table priors of ``priors.Prior`` (shared, and per line with
+    growth data); sigma_series[g] ~ HalfNormal(SERIES_SIGMA_SCALE) per discrepancy group; log
+    v0_inoculum[h] ~ Normal(``inoculum_prior()``) per inoculum group. A failed solve gives -inf."""
     lay = layout_of(prob)
-    sp_ = np.array([L.log_prior_spec(n) for n in prob.shared]).reshape(-1, 2)
-    lp_ = np.array([L.log_prior_spec(n) for n in prob.per_line]).reshape(-1, 2)
 
     def normal(x, m, s):
         return jnp.sum(-0.5 * ((x - m) / s) ** 2 - jnp.log(s) - 0.5 * math.log(2 * math.pi))
 
     def log_density(z):
-        log_shared, mu, log_sd, eta, log_ss = lay.split(z)
-        lp = normal(log_shared, sp_[:, 0], sp_[:, 1]) + normal(mu, lp_[:, 0], lp_[:, 1])
-        lp += jnp.sum(_half_normal_log(log_sd, L.HYPER_SIGMA_SCALE)) + normal(eta, 0.0, 1.0)
+        _, _, log_ss = lay.split(z)
+        lp = lay.log_prior_parameters(z)
         lp += jnp.sum(_half_normal_log(log_ss, L.SERIES_SIGMA_SCALE))
         log_v0 = lay.log_inoculum(z)
         lp += normal(log_v0, *inoculum_prior())
-        sigma_series = jnp.exp(log_ss)
         if not with_likelihood:
             return lp
-        shared_vals = jnp.exp(log_shared)
-        line_vals = jnp.exp(mu[:, None] + jnp.exp(log_sd)[:, None] * eta).T  # (L, Q)
-        return lp + L.log_likelihood(prob, shared_vals, line_vals, sigma_series, solver, jnp.exp(log_v0), solve_fn)
+        shared_vals, line_vals = lay.values(z)
+        return lp + L.log_likelihood(prob, shared_vals, line_vals, jnp.exp(log_ss), solver, jnp.exp(log_v0), solve_fn)
 
     return log_density
 
 
 def natural_values(prob: L.Problem, z: np.ndarray) -> dict[str, np.ndarray]:
     """Flat unconstrained draws (..., size) -> parameters in their units (per-line ones with a
-    trailing tumour-line axis; population hyperparameters mu_<name>, sigma_<name>)."""
+    trailing tumour-line axis over ``prob.lines``)."""
     lay = layout_of(prob)
     z = np.asarray(z)
-    log_shared, mu, log_sd, eta, log_ss = lay.split(z)
-    out = {n: np.exp(log_shared[..., i]) for i, n in enumerate(prob.shared)}
-    for i, n in enumerate(prob.per_line):
-        out[n] = np.exp(mu[..., i, None] + np.exp(log_sd[..., i, None]) * eta[..., i, :])
-        out[f"mu_{n}"] = np.exp(mu[..., i])
-        out[f"sigma_{n}"] = np.exp(log_sd[..., i])
+    shared, lines = (np.asarray(x) for x in lay.values(jnp.asarray(z)))
+    out = {n: shared[..., i] for i, n in enumerate(prob.shared)}
+    for q, n in enumerate(prob.per_line):
+        out[n] = lines[..., q]
     if lay.series_groups:
-        out["sigma_series"] = np.exp(log_ss)  # (..., G): one per discrepancy group
+        out["sigma_series"] = np.exp(z[..., lay.series_slice])  # (..., G): one per discrepancy group
     if lay.inoculum_groups:
         out["v0_inoculum"] = np.exp(lay.log_inoculum(z))  # (..., H): mm3, one per inoculum group
     return out
 
 
 def prior_median_z(prob: L.Problem) -> np.ndarray:
-    """The start of the first MAP run: prior medians, line effects at 0, SDs at their scale / 2."""
+    """The start of the first MAP run: prior medians (bounded), series SDs at their scale / 2."""
     lay = layout_of(prob)
+    p_sh, p_line = lay.priors()
     z = np.zeros(lay.size)
-    S, Q = len(prob.shared), len(prob.per_line)
-    z[:S] = [L.log_prior_spec(n)[0] for n in prob.shared]
-    z[S : S + Q] = [L.log_prior_spec(n)[0] for n in prob.per_line]
-    z[S + Q : S + 2 * Q] = math.log(L.HYPER_SIGMA_SCALE / 2)
+    S = len(prob.shared)
+    z[:S] = [pr.start() for pr in p_sh]
+    z[S : S + len(prob.per_line) * lay.n_lines] = [pr.start() for row in p_line for pr in row]
     z[lay.series_slice] = math.log(L.SERIES_SIGMA_SCALE / 2)
     z[lay.inoculum_slice] = inoculum_prior()[0]
     return z
@@ -221,16 +233,15 @@ def prior_draws_z(prob: L.Problem, n: int, seed: int) -> np.ndarray:
     """``n`` draws of z from the prior (no solve)."""
     lay = layout_of(prob)
     rng = np.random.default_rng(seed)
-    S, Q = len(prob.shared), len(prob.per_line)
+    p_sh, p_line = lay.priors()
     z = np.zeros((n, lay.size))
-    sp_ = np.array([L.log_prior_spec(x) for x in prob.shared]).reshape(-1, 2)
-    lp_ = np.array([L.log_prior_spec(x) for x in prob.per_line]).reshape(-1, 2)
-    z[:, :S] = sp_[:, 0] + sp_[:, 1] * rng.standard_normal((n, S))
-    z[:, S : S + Q] = lp_[:, 0] + lp_[:, 1] * rng.standard_normal((n, Q))
-    z[:, S + Q : S + 2 * Q] = np.log(np.abs(L.HYPER_SIGMA_SCALE * rng.standard_normal((n, Q))))
-    z[:, S + 2 * Q : S + 2 * Q + Q * lay.n_lines] = rng.standard_normal((n, Q * lay.n_lines))
+    S = len(prob.shared)
+    for i, pr in enumerate(p_sh):
+        z[:, i] = pr.draw(rng, n)
+    for k, pr in enumerate(pr for row in p_line for pr in row):
+        z[:, S + k] = pr.draw(rng, n)
     G, H = len(lay.series_groups), len(lay.inoculum_groups)
-    if G:  # (no draw without groups: the random stream stays that of fits made before the groups)
+    if G:
         z[:, lay.series_slice] = np.log(np.abs(L.SERIES_SIGMA_SCALE * rng.standard_normal((n, G))))
     if H:
         m, s = inoculum_prior()
@@ -382,12 +393,14 @@ def unconstrained_values(prob: L.Problem, values: dict, lines=None, series_group
     ``values`` holds arrays with leading draw axes; per-line ones end in a tumour-line axis ordered
     as ``lines`` (default ``prob.lines``), ``sigma_series`` in ``series_groups`` and ``v0_inoculum``
     in ``inoculum_groups`` (defaults: the problem's). Lines and groups are matched by name; a
-    coordinate with nothing to match (a line the values do not have) is 0 and False in the mask."""
+    coordinate with nothing to match (a line the values do not have) is 0 and False in the mask.
+    Values on or outside a bound raise ``priors.PriorError``."""
     lay = layout_of(prob)
     lines = list(prob.lines if lines is None else lines)
     sg = list(prob.series_groups if series_groups is None else series_groups)
     ig = list(prob.inoculum_groups if inoculum_groups is None else inoculum_groups)
-    lead = np.shape(values[prob.shared[0]] if prob.shared else values[f"mu_{prob.per_line[0]}"])
+    first = prob.shared[0] if prob.shared else prob.per_line[0]
+    lead = np.shape(values[first]) if prob.shared else np.shape(values[first])[:-1]
     z = np.zeros(lead + (lay.size,))
     found = np.zeros(lay.size, dtype=bool)
     pos = {name: k for k, name in enumerate(lay.names())}  # the layout's own labels give the positions
@@ -396,14 +409,11 @@ def unconstrained_values(prob: L.Problem, values: dict, lines=None, series_group
         z[..., pos[name]], found[pos[name]] = value, True
 
     for n in prob.shared:
-        put(f"log_{n}", np.log(values[n]))
+        put(f"u_{n}", prior(n).unconstrained(values[n]))
     for n in prob.per_line:
-        mu, lsd = np.log(values[f"mu_{n}"]), np.log(values[f"sigma_{n}"])
-        put(f"mu_log_{n}", mu)
-        put(f"log_sigma_{n}", lsd)
         for j, line in enumerate(prob.lines):
             if line in lines:
-                put(f"eta_{n}[{j}]", (np.log(values[n][..., lines.index(line)]) - mu) / np.exp(lsd))
+                put(f"u_{n}[{j}]", prior(n, line).unconstrained(values[n][..., lines.index(line)]))
     for label, key, have, want in (
         ("log_sigma_series", "sigma_series", sg, prob.series_groups),
         ("log_v0_inoculum", "v0_inoculum", ig, prob.inoculum_groups),

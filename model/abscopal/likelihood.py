@@ -48,6 +48,7 @@ from jax.scipy.stats import norm
 from .equations import build_model
 from .parameters import default_params, spec
 from .population import variability
+from .priors import estimated
 from .records import Comparison, Count, Record, TimeCourse, load_records
 from .schedules import EVENT_NONE, schedule_from_dict
 from .solver import map_rows, solve_segments, split_events
@@ -101,37 +102,10 @@ _LOG_ENDPOINTS = {
 }
 
 # ---------------------------------------------------------------- estimated parameters
-#: per-tumour-line parameters (hierarchical: drawn from a line population)
-PER_LINE = ("r", "alpha", "antigenicity")
-#: shared mechanism parameters (one value for all lines)
-SHARED = (
-    "e0",
-    "k_prime",
-    "k_kill",
-    "k_in",
-    "k_exh",
-    "k_ifn_rt",
-    "k_shed",
-    "delta_E",
-    "emax_pd1",
-    "emax_pdl1",
-    "emax_ctla4",
-    "emax_il2",
-    "kdep_csf1r",
-    "emax_cd137",
-    "emax_flt3l",
-    "vax_potency",
-    "emax_tlr7",
-    "emax_ox40",
-    "emax_tgfb",
-    "emax_gitr",
-    "f_dc_ln",
-    "f_engraft",
-    "emax_cd40",
-    "emax_sting",
-    "kdep_cy",
-)
-HYPER_SIGMA_SCALE = 0.5  # HalfNormal scale of the line-population SDs (log units)
+#: the estimated parameters come from the table's estimate column (``priors.estimated``): shared
+#: mechanism parameters (one value for all lines) and per-line ones (one value per tumour line with
+#: growth data; lines without growth data keep their table values)
+SHARED, PER_LINE = estimated()
 SERIES_SIGMA_SCALE = 0.5  # HalfNormal scale of the estimated series SD (log units)
 #: SD (log units) of the fitted day-0 volume of an inoculum group around the table's v0_irr median
 #: (15 mm3, Kosinsky 2018). Assumed, and wide on purpose: a lab's inoculum (cell number, site,
@@ -139,17 +113,12 @@ SERIES_SIGMA_SCALE = 0.5  # HalfNormal scale of the estimated series SD (log uni
 #: (S03), which 15 mm3 on day 0 and any growth rate that fits their later doubling contradict.
 INOCULUM_SIGMA = 1.5
 
-_PRIOR_RE = re.compile(r"lognormal\(median=([0-9.eE+-]+),\s*sigma=([0-9.eE+-]+)\)")
-
-
 def log_prior_spec(name: str) -> tuple[float, float]:
-    """(mean, SD) of log(parameter) from the table's prior string ``lognormal(median=m, sigma=s)``;
-    a parameter without such a prior gets median = its value and sigma = 1 (said in the table)."""
-    sp = spec(name)
-    m = _PRIOR_RE.search(sp.prior)
-    if m:
-        return math.log(float(m.group(1))), float(m.group(2))
-    return math.log(sp.value), 1.0
+    """(mean, SD) of log(parameter) from the table's prior string ``lognormal(median=m, sigma=s)``."""
+    m = re.match(r"lognormal\(median=([0-9.eE+-]+),\s*sigma=([0-9.eE+-]+)\)", spec(name).prior)
+    if not m:
+        raise ValueError(f"{name}: the table's prior is not lognormal: {spec(name).prior!r}")
+    return math.log(float(m.group(1))), float(m.group(2))
 
 
 # ---------------------------------------------------------------- problem
@@ -173,7 +142,7 @@ class Problem:
     events: dict  # stacked padded event arrays (A, MAX_EVENTS)
     horizon: np.ndarray  # (A,)
     base: np.ndarray  # (A, P) base parameter values (line defaults, modifiers, single-tumour)
-    line_of_arm: np.ndarray  # (A,) index into lines
+    line_of_arm: np.ndarray  # (A,) index into lines; -1: the arm's line keeps its table values
     abs_delay: np.ndarray  # (A,) days the abscopal tumour is inoculated after the first
     pop_arms: np.ndarray  # (B,) indices of arms solved over the population
     z: np.ndarray  # (K, n_var) standard normal draws of the virtual population
@@ -224,7 +193,8 @@ def build_problem(
     arm_index: dict[tuple[str, str], int] = {}
     schedules, bases, delays, inocula = [], [], [], []
     inoculum_groups = tuple(sorted({r.inoculum_group for r in records if r.inoculum_group}))
-    lines = sorted({r.fit_line for r in records})
+    # per-line parameters are estimated for the lines with growth data (time courses) only
+    lines = sorted({r.fit_line for r in records if r.kind == "time_course"})
     for rec in records:
         for name, arm in rec.arms.items():
             if arm.horizon_days != horizon_days:
@@ -372,7 +342,7 @@ def build_problem(
         events=events,
         horizon=horizon,
         base=np.stack(bases),
-        line_of_arm=np.array([lines.index(a.tumour_line) for a in arms], dtype=np.int64),
+        line_of_arm=np.array([lines.index(a.tumour_line) if a.tumour_line in lines else -1 for a in arms], dtype=np.int64),
         abs_delay=np.array(delays),
         pop_arms=pop_arms,
         z=z,
@@ -477,16 +447,19 @@ def problem_fingerprint(prob: Problem) -> str:
 
 # ---------------------------------------------------------------- parameters -> arm values
 def arm_values(prob: Problem, shared_vals, line_vals, inoculum=None):
-    """Full parameter rows (A, P) from the shared values (S,), per-line values (L, Q) and the
-    day-0 volumes (mm3) of the inoculum groups (H,) (required where the problem has any)."""
+    """Full parameter rows (A, P) from the shared values (S,), per-line values (L, Q) of the lines
+    with growth data (other arms keep their line's table values) and the day-0 volumes (mm3) of the
+    inoculum groups (H,) (required where the problem has any)."""
     names = build_model().param_names
     P = jnp.asarray(prob.base)
     if len(prob.shared):
         P = P.at[:, np.array([names.index(n) for n in prob.shared])].set(
             jnp.broadcast_to(shared_vals, (P.shape[0], len(prob.shared)))
         )
-    if len(prob.per_line):
-        P = P.at[:, np.array([names.index(n) for n in prob.per_line])].set(line_vals[prob.line_of_arm])
+    est = np.flatnonzero(np.asarray(prob.line_of_arm) >= 0)
+    if len(prob.per_line) and len(est):
+        cols = np.array([names.index(n) for n in prob.per_line])
+        P = P.at[est[:, None], cols[None, :]].set(jnp.asarray(line_vals)[np.asarray(prob.line_of_arm)[est]])
     if prob.inoculum_groups:
         if inoculum is None:
             raise ValueError(f"inoculum: the problem has inoculum groups {list(prob.inoculum_groups)}; give their day-0 volumes")

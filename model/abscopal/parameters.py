@@ -29,10 +29,15 @@ class ParamSpec:
     upper: float
     scale: str  # "log" or "lin"
     prior: str
-    estimate: bool
+    estimate: bool  # estimated by the fit ("yes": one shared value, "line": one value per tumour line with growth data)
     group: str
     source: str
     description: str
+    per_line: bool = False  # estimated per tumour line (the table's estimate column says "line")
+
+
+#: values of the table's ``estimate`` column
+ESTIMATE_VALUES = ("yes", "line", "no")
 
 
 def _read_csv(name: str) -> list[dict[str, str]]:
@@ -53,11 +58,14 @@ def parameter_table() -> tuple[ParamSpec, ...]:
             upper=float(row["upper"]),
             scale=row["scale"],
             prior=row["prior"],
-            estimate=row["estimate"] == "yes",
+            estimate=row["estimate"] in ("yes", "line"),
+            per_line=row["estimate"] == "line",
             group=row["group"],
             source=row["source"],
             description=row["description"],
         )
+        if row["estimate"] not in ESTIMATE_VALUES:
+            raise ValueError(f"parameter {spec.name}: estimate must be one of {ESTIMATE_VALUES}, got {row['estimate']!r}")
         if spec.scale not in ("log", "lin"):
             raise ValueError(f"parameter {spec.name}: scale must be 'log' or 'lin', got {spec.scale!r}")
         if not spec.lower <= spec.value <= spec.upper:
@@ -69,7 +77,25 @@ def parameter_table() -> tuple[ParamSpec, ...]:
     missing = model_names - {s.name for s in specs}
     if missing:
         raise ValueError(f"parameters used by the equations but missing from the table: {sorted(missing)}")
+    unused = {s.name for s in specs} - model_names - {"body_weight_g"}  # (converts mg/kg doses, not in the ODE)
+    if unused:
+        raise ValueError(f"parameters in the table that the equations do not use: {sorted(unused)}")
+    for s in specs:
+        lo, hi = structural_bounds().get(s.name, (-math.inf, math.inf))
+        if s.lower < lo or s.upper > hi:
+            raise ValueError(f"parameter {s.name}: table bounds [{s.lower}, {s.upper}] exceed its structural range [{lo}, {hi}]")
     return tuple(specs)
+
+
+@cache
+def structural_bounds() -> dict[str, tuple[float, float]]:
+    """Ranges outside which a parameter makes the equations meaningless: the maximal fractional
+    block ``emax`` of a blocking agent lives in [0, 1] (``1 - emax * occupancy`` is the part of the
+    pathway left working; above 1 a blocker would reverse the pathway)."""
+    from .agents import catalogue
+    from .equations import BLOCK_MECHANISMS
+
+    return {f"emax_{a.key}": (0.0, 1.0) for a in catalogue() if a.has_pk and set(a.mechanisms) & BLOCK_MECHANISMS}
 
 
 def spec(name: str) -> ParamSpec:
@@ -140,11 +166,16 @@ class Params:
             raise KeyError(f"unknown parameter {name!r}") from None
 
     def replace(self, **updates: float) -> Params:
-        """A copy with some parameters changed (by name); values are checked to be finite."""
+        """A copy with some parameters changed (by name); values are checked to be finite and inside
+        their structural range (``structural_bounds``)."""
         values = self.values.copy()
+        bounds = structural_bounds()
         for name, value in updates.items():
             if not math.isfinite(float(value)):
                 raise ValueError(f"parameter {name}: value must be finite, got {value!r}")
+            lo, hi = bounds.get(name, (-math.inf, math.inf))
+            if not lo <= float(value) <= hi:
+                raise ValueError(f"parameter {name}: {value!r} is outside its allowed range [{lo}, {hi}] (a blocker's emax is a fraction)")
             values[self.index(name)] = float(value)
         return Params(values, self.tumour_line, self.body_weight_g)
 

@@ -139,7 +139,9 @@ ENDPOINTS: Mapping[str, _Endpoint] = MappingProxyType(
     }
 )
 
-_ID_RE = re.compile(r"^[RS]\d\d$")
+#: R: a review outcome; S: a numeric series (a data file); P: numbers printed in a primary study the
+#: review cites (counts, volumes at stated days, survival), each checked against the study's text
+_ID_RE = re.compile(r"^[RSP]\d\d$")
 
 
 class RecordError(ValueError):
@@ -800,7 +802,7 @@ def _parse_record(raw, path: Path | None, root: Path, conventions) -> Record:
     c.keys(raw, "", _TOP_REQUIRED, _TOP_OPTIONAL)
     rid = c.str_(raw["id"], "id")
     if not _ID_RE.fullmatch(rid):
-        c.fail("id", f"must look like R01 or S01, got {rid!r}")
+        c.fail("id", f"must look like R01, S01 or P01, got {rid!r}")
     status = c.str_(raw["status"], "status", STATUS_TAGS)
     use = c.str_(raw["use"], "use", USES)
     use_reason = c.str_(raw.get("use_reason", ""), "use_reason", empty=True)

@@ -1,0 +1,86 @@
+"""Credibility checks of a fit: what a tumour immunologist expects of the model (issue 20).
+
+Each check simulates a scenario with the fit and compares one number with a target taken from the
+literature or from the biology; ``credibility_checks`` returns one row per check, and the fit
+report prints them. The scenarios:
+
+- untreated CT26 (one typical mouse at the fit's parameters): 50-250 mm^3 on day 7 and below
+  1,000 mm^3 until day 14 (the Kosinsky 2018 control of Dovedi's mice: 149 mm^3 on day 7, 1,048 mm^3
+  on day 20, BIOMD0000000863);
+- the Dovedi 2014 scenario (CT26, 5 x 2 Gy on days 7-11, anti-PD-L1 10 mg/kg on R29's days): the
+  concurrent schedule cures (extinction) a majority of virtual mice, and anti-PD-L1 from day 19 is
+  no better than RT alone (median irradiated volume on day 40 within 25 %);
+- the default scenario (``compare.default_scenario``: 3 x 8 Gy + anti-PD-1): under the concurrent
+  combination some virtual mice clear the abscopal tumour entirely.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .compare import compare, default_scenario
+from .schedules import DrugDose, Schedule, fractionated
+from .simulate import SolverOptions, simulate
+
+#: anti-PD-L1 days of R29 (Dovedi 2014, 3x/week for 3 weeks from the start day), by start day
+DOVEDI_PDL1_DAYS = {7: (7, 9, 11, 14, 16, 18, 21, 23, 25), 19: (19, 21, 23, 26, 28, 30, 33, 35, 37)}
+
+
+def dovedi_scenario(horizon_days: float = 40.0) -> list[Schedule]:
+    """R29's CT26 arms: 5 x 2 Gy on days 7-11 alone, with anti-PD-L1 from day 7 (concurrent) and
+    from day 19 (sequential), 10 mg/kg i.p. on the days of ``DOVEDI_PDL1_DAYS``."""
+    rt = fractionated(5, 2.0, start=7.0)
+
+    def pdl1(start):
+        return tuple(DrugDose(float(d), "anti-PD-L1", 10.0, "mg/kg") for d in DOVEDI_PDL1_DAYS[start])
+
+    return [
+        Schedule(rt, (), horizon_days, "CT26", "RT alone"),
+        Schedule(rt, pdl1(7), horizon_days, "CT26", "RT + anti-PD-L1 from day 7"),
+        Schedule(rt, pdl1(19), horizon_days, "CT26", "RT + anti-PD-L1 from day 19"),
+    ]
+
+
+def _row(name, value, target, holds, unit=""):
+    return dict(check=name, value=float(value), unit=unit, target=target, holds=bool(holds))
+
+
+def credibility_checks(fit, n_draws: int = 64, seed: int = 0) -> list[dict]:
+    """The checks above for ``fit`` (a ``Fit``; its posterior draws, or its one MAP draw, with
+    inter-animal variability for the cohorts)."""
+    rows = []
+    p = fit.params("CT26")
+    tr = simulate(Schedule((), (), 20.0, "CT26", "untreated"), p, SolverOptions(n_out=21))
+    v = tr.volume("irradiated")
+    rows.append(_row("untreated CT26, day 7", v[7], "50-250 (Kosinsky 2018 control: 149)", 50 <= v[7] <= 250, "mm^3"))
+    rows.append(_row("untreated CT26, day 14", v[14], "< 1000 (Kosinsky 2018 control: 1,048 on day 20)", np.all(v[:15] < 1000), "mm^3"))
+
+    c = compare(dovedi_scenario(), n_draws=n_draws, seed=seed, fit=fit)
+    s = c.summary.set_index(["schedule", "endpoint"])["median"]
+    cure = s[("RT + anti-PD-L1 from day 7", "cure_irradiated")]
+    rows.append(_row("Dovedi: 5 x 2 Gy + anti-PD-L1 from day 7, mice cured", cure, "> 0.5 (extinction)", cure > 0.5))
+    i40 = int(np.argmin(np.abs(c.ts - 40.0)))
+    med = {k: float(np.median(c.volumes[k][:, i40, 0])) for k in ("RT alone", "RT + anti-PD-L1 from day 19")}
+    ratio = med["RT + anti-PD-L1 from day 19"] / med["RT alone"] if med["RT alone"] > 0 else np.nan
+    rows.append(
+        _row(
+            "Dovedi: anti-PD-L1 from day 19 / RT alone, median irradiated volume on day 40",
+            ratio,
+            "0.75-1.25 (sequential no better than RT alone)",
+            0.75 <= ratio <= 1.25,
+        )
+    )
+
+    d = compare(default_scenario(), n_draws=n_draws, seed=seed, fit=fit)
+    s = d.summary.set_index(["schedule", "endpoint"])["median"]
+    clear = s[("RT + anti-PD-1 concurrent", "cure_abscopal")]
+    rows.append(_row("default: 3 x 8 Gy + anti-PD-1 concurrent, abscopal tumours cleared", clear, "> 0 (some mice)", clear > 0))
+    return rows
+
+
+def format_checks(rows: list[dict]) -> str:
+    """The checks as a markdown table."""
+    out = ["| check | value | target | holds |", "| --- | --- | --- | --- |"]
+    for r in rows:
+        out.append(f"| {r['check']} | {r['value']:.3g} {r['unit']} | {r['target']} | {'yes' if r['holds'] else 'NO'} |")
+    return "\n".join(out)
