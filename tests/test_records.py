@@ -32,9 +32,7 @@ def records():
 
 # ----- the shipped records -----
 #: every shipped record: the review's outcomes, the numeric series, and numbers printed in primary studies
-SHIPPED = (
-    {f"R{i:02d}" for i in range(1, 31)} | {f"S{i:02d}" for i in range(1, 20)} | {"P01", "P10", "P30", "P31", "P32"}
-)
+SHIPPED = {f"R{i:02d}" for i in range(1, 31)} | {f"S{i:02d}" for i in range(1, 20)} | {"P01", "P10", "P30", "P31", "P32"}
 
 
 def test_all_shipped_records_load(records):

@@ -19,11 +19,11 @@ import numpy as np
 
 from . import likelihood as L
 from .inference import (
-    SOLVER,
     HESSIAN_STEP_SD,
     KHAT_RELIABLE,
     PROPOSAL_DF,
     PROPOSAL_SEED_OFFSET,
+    SOLVER,
     FitSettings,
     draws_covariance,
     find_map,

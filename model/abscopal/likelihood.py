@@ -113,6 +113,7 @@ SERIES_SIGMA_SCALE = 0.5  # HalfNormal scale of the estimated series SD (log uni
 #: (S03), which 15 mm3 on day 0 and any growth rate that fits their later doubling contradict.
 INOCULUM_SIGMA = 1.5
 
+
 def log_prior_spec(name: str) -> tuple[float, float]:
     """(mean, SD) of log(parameter) from the table's prior string ``lognormal(median=m, sigma=s)``."""
     m = re.match(r"lognormal\(median=([0-9.eE+-]+),\s*sigma=([0-9.eE+-]+)\)", spec(name).prior)

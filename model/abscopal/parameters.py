@@ -175,7 +175,9 @@ class Params:
                 raise ValueError(f"parameter {name}: value must be finite, got {value!r}")
             lo, hi = bounds.get(name, (-math.inf, math.inf))
             if not lo <= float(value) <= hi:
-                raise ValueError(f"parameter {name}: {value!r} is outside its allowed range [{lo}, {hi}] (a blocker's emax is a fraction)")
+                raise ValueError(
+                    f"parameter {name}: {value!r} is outside its allowed range [{lo}, {hi}] (a blocker's emax is a fraction)"
+                )
             values[self.index(name)] = float(value)
         return Params(values, self.tumour_line, self.body_weight_g)
 

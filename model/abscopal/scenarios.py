@@ -53,7 +53,9 @@ def credibility_checks(fit, n_draws: int = 64, seed: int = 0) -> list[dict]:
     tr = simulate(Schedule((), (), 20.0, "CT26", "untreated"), p, SolverOptions(n_out=21))
     v = tr.volume("irradiated")
     rows.append(_row("untreated CT26, day 7", v[7], "50-250 (Kosinsky 2018 control: 149)", 50 <= v[7] <= 250, "mm^3"))
-    rows.append(_row("untreated CT26, day 14", v[14], "< 1000 (Kosinsky 2018 control: 1,048 on day 20)", np.all(v[:15] < 1000), "mm^3"))
+    rows.append(
+        _row("untreated CT26, day 14", v[14], "< 1000 (Kosinsky 2018 control: 1,048 on day 20)", np.all(v[:15] < 1000), "mm^3")
+    )
 
     c = compare(dovedi_scenario(), n_draws=n_draws, seed=seed, fit=fit)
     s = c.summary.set_index(["schedule", "endpoint"])["median"]
