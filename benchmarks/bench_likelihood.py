@@ -68,9 +68,8 @@ def profile(prob, z, repeat):
         lay = I.layout_of(pr)
 
         def solve_only(z, pr=pr, lay=lay):
-            log_shared, mu, log_sd, eta, _ = lay.split(z)
-            line_vals = jnp.exp(mu[:, None] + jnp.exp(log_sd)[:, None] * eta).T
-            P = L.arm_values(pr, jnp.exp(log_shared), line_vals, jnp.exp(lay.log_inoculum(z)))
+            shared, line_vals = lay.values(z)
+            P = L.arm_values(pr, shared, line_vals, jnp.exp(lay.log_inoculum(z)))
             obs, obs_pop, _ = L.solve_arms(pr, P, **I.SOLVER)
             return jnp.sum(obs[..., 0]) + jnp.sum(obs_pop[..., 0])
 

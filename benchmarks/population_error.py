@@ -30,12 +30,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def population_terms(prob, z):
     lay = I.layout_of(prob)
-    log_shared, mu, log_sd, eta, log_ss = lay.split(z)
-    line_vals = jnp.exp(mu[:, None] + jnp.exp(log_sd)[:, None] * eta).T
-    P = L.arm_values(prob, jnp.exp(log_shared), line_vals, jnp.exp(lay.log_inoculum(z)))
+    shared, line_vals = lay.values(z)
+    log_ss = lay.split(z)[2]
+    P = L.arm_values(prob, shared, line_vals, jnp.exp(lay.log_inoculum(z)))
     obs, obs_pop, ok = L.solve_arms(prob, P, **I.SOLVER)
     qv = L.quantities(prob, obs, obs_pop)
-    t = L.log_likelihood_terms(prob, jnp.exp(log_shared), line_vals, jnp.exp(log_ss), I.SOLVER, jnp.exp(lay.log_inoculum(z)))
+    t = L.log_likelihood_terms(prob, shared, line_vals, jnp.exp(log_ss), I.SOLVER, jnp.exp(lay.log_inoculum(z)))
     return np.asarray(qv), {k: np.asarray(t[k]) for k in ("cnt", "cmp")}, bool(ok)
 
 

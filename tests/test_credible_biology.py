@@ -138,3 +138,14 @@ def test_a_blockers_emax_cannot_exceed_one():
     pr = prior("emax_pdl1")
     vals = np.asarray(pr.value(np.linspace(-60.0, 60.0, 241)))
     assert np.all((vals >= 0.0) & (vals <= 1.0))
+
+
+def test_pd1_blockade_during_priming_prevents_exhaustion():
+    # exhaustion needs PD-1 engagement: with anti-PD-L1 given with RT, fewer effectors become
+    # exhausted than with RT alone (the rationale of concurrent scheduling, Dovedi 2014)
+    rt = ab.fractionated(5, 2.0, 7.0)
+    opts = ab.SolverOptions(rtol=1e-7, atol=1e-12, n_out=31)
+    p = ab.default_params("CT26", {"emax_pdl1": 1.0})
+    alone = ab.simulate(ab.Schedule(rt, (), 30, "CT26"), p, opts).state("X_irr")
+    both = ab.simulate(ab.Schedule(rt, ab.drug_course("anti-PD-L1", 10, "mg/kg", 7, 9, 2.33), 30, "CT26"), p, opts).state("X_irr")
+    assert both[14] < 0.5 * alone[14]

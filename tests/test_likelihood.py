@@ -157,34 +157,28 @@ def test_every_fitted_observation_is_mapped():
         L.build_problem(recs, use="nothing")
 
 
-def test_per_line_parameters_belong_to_the_lines_with_growth_data():
-    """Per-line parameters are estimated only for the lines with time courses (growth data); S01-S03
-    (MC38 in SIRPa-/- hosts) name hierarchy_line 'MC38 SIRPa-KO', a line of its own whose base
-    parameters stay MC38's; arms of every other line keep their table values (line index -1)."""
+def test_per_line_parameters_follow_the_tables_estimate_column():
+    """Per-line parameters are estimated per tumour line of the fitted records ("line": antigenicity)
+    or only for the lines with growth data ("growth": r, alpha); the other entries keep the table's
+    values. S01-S03 (MC38 in SIRPa-/- hosts) are a line of their own, 'MC38 SIRPa-KO', whose table
+    values are MC38's."""
     recs = load_records()
     prob = L.build_problem(recs)
-    growth = {r.fit_line for r in recs if r.use == "fit" and r.kind == "time_course"}
-    assert list(prob.lines) == sorted(growth) and {"MC38 SIRPa-KO", "MC38"} <= growth
+    fitted = [r for r in recs if r.use == "fit"]
+    growth = {r.fit_line for r in fitted if r.kind == "time_course"}
+    assert list(prob.lines) == sorted({r.fit_line for r in fitted}) and {"MC38 SIRPa-KO", "MC38"} <= growth
+    want = {(j, prob.per_line.index("antigenicity")) for j in range(len(prob.lines))}
+    want |= {(prob.lines.index(ln), prob.per_line.index(n)) for ln in growth for n in ("r", "alpha")}
+    assert set(prob.line_coords) == want
     names = ab.build_model().param_names
     mc38 = ab.default_params("MC38")
+    j = prob.lines.index("MC38 SIRPa-KO")
+    assert list(prob.line_base[j]) == [mc38[n] for n in prob.per_line]
     for i, a in enumerate(prob.arms):
         rec = next(r for r in recs if r.id == a.record)
-        if rec.fit_line in growth:
-            assert prob.lines[prob.line_of_arm[i]] == rec.fit_line
-        else:
-            assert prob.line_of_arm[i] == -1
+        assert prob.lines[prob.line_of_arm[i]] == rec.fit_line
         if a.record in ("S01", "S02", "S03"):
             assert rec.fit_line == "MC38 SIRPa-KO" and prob.base[i, names.index("r")] == mc38["r"]
-    # an arm of a line without growth data keeps its table values whatever the per-line values
-    shared = jnp.asarray([prob.base[0, names.index(n)] for n in prob.shared])
-    lines = jnp.asarray(np.full((len(prob.lines), len(prob.per_line)), 0.3))
-    P = np.asarray(L.arm_values(prob, shared, lines, jnp.full(len(prob.inoculum_groups), 0.5)))
-    for i in np.flatnonzero(prob.line_of_arm < 0):
-        for n in prob.per_line:
-            assert P[i, names.index(n)] == prob.base[i, names.index(n)]
-    for i in np.flatnonzero(prob.line_of_arm >= 0):
-        for n in prob.per_line:
-            assert P[i, names.index(n)] == 0.3
 
 
 def test_an_inoculum_group_starts_its_records_from_the_fitted_day0_volume():
@@ -253,14 +247,15 @@ def _synthetic_record(true_r, true_alpha):
 
 
 def test_map_recovers_known_parameters():
-    from abscopal.inference import FitSettings, find_map
+    from abscopal.inference import FitSettings, find_map, natural_values
 
     true_r, true_alpha = 0.3, 0.25
     rec = _synthetic_record(true_r, true_alpha)
     prob = L.build_problem((rec,), shared=("r", "alpha"), per_line=(), n_virtual=1)
     settings = FitSettings(map_starts=1, map_steps=120, map_lr=0.05)
     z, starts = find_map(prob, settings, progress=False, log=lambda *a: None)
-    r_hat, alpha_hat = math.exp(float(z[0])), math.exp(float(z[1]))  # layout: the shared parameters first
+    nat = natural_values(prob, z)
+    r_hat, alpha_hat = float(nat["r"]), float(nat["alpha"])
     # starts at the prior medians (0.4, 0.146): both must move to within 5 % of the truth
     assert r_hat == pytest.approx(true_r, rel=0.05)
     assert alpha_hat == pytest.approx(true_alpha, rel=0.05)

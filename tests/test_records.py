@@ -332,7 +332,15 @@ def test_the_estimation_table_agrees_with_the_parameter_table():
     assert len(listed) > 50
     for name in listed:
         s = table[name]
-        want = "estimated per line" if s.per_line else "estimated" if s.estimate else "fixed"
+        want = (
+            "estimated per line with growth data"
+            if s.growth_only
+            else "estimated per line"
+            if s.per_line
+            else "estimated"
+            if s.estimate
+            else "fixed"
+        )
         assert shown[name] == want, name
     # every estimated parameter is listed
     assert {s.name for s in table.values() if s.estimate} <= listed

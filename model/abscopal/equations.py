@@ -172,13 +172,17 @@ def site_rates(s: dict[str, sp.Symbol], sysv: dict[str, sp.Symbol], p: _Symbols,
         "V": p["r"] * V * (1 - V / p["vmax"]) * V**4 / (V**4 + p["v_cell"] ** 4) - kill - tk_kill,
         # doomed cells die with delay (mitotic catastrophe) at rate mu
         "D": tk_kill - p["mu"] * D,
-        # effectors: influx, antigen-driven local expansion (co-stimulation), death, exhaustion, reinvigoration
+        # effectors: influx, antigen-driven local expansion (co-stimulation), death, exhaustion, reinvigoration.
+        # Exhaustion is driven by chronic antigen AND PD-1 engagement (P * pd1_free: PD-L1 not blocked):
+        # blockade present while an RT-induced response is primed prevents exhaustion, blockade started
+        # later can only reinvigorate what is left (the rationale of concurrent scheduling, Dovedi 2014
+        # Cancer Res 74:5458)
         "E": influx
         + p["rho_E"] * mod["t_expansion"] * pd_brake * stim * E / suppression
         - p["delta_E"] * E
-        - p["k_exh"] * stim * E
+        - p["k_exh"] * stim * P * mod["pd1_free"] * E
         + p["k_reinv"] * (1 - mod["pd1_free"]) * X,
-        "X": p["k_exh"] * stim * E - p["k_reinv"] * (1 - mod["pd1_free"]) * X - p["delta_X"] * X,
+        "X": p["k_exh"] * stim * P * mod["pd1_free"] * E - p["k_reinv"] * (1 - mod["pd1_free"]) * X - p["delta_X"] * X,
         # Tregs recruited in proportion to tumour size, more after RT (review Section 2), IL-2 expands them,
         # anti-CTLA-4 / anti-GITR / low-dose cyclophosphamide deplete them
         "R": p["k_R"] * (1 + p["a_R"] * dmg) * mod["treg_expansion"] * (V + D) - (p["delta_R"] + mod["treg_depletion"]) * R,

@@ -72,7 +72,7 @@ def fit_records(fit) -> list[dict]:
     summary = fit.summary()
     fixed = fit.fixed_overrides()
     estimated_shared = set(fit.shared)
-    estimated_line = set(fit.per_line)
+    entries = fit.line_entries
     rows = []
     for s in parameter_table():
         if s.name in estimated_shared:
@@ -81,7 +81,7 @@ def fit_records(fit) -> list[dict]:
         rows.append(_record(s.name, "", value, None, None, s.unit, s.scale, False, source))
     for line in tumour_lines():
         for name, (value, source) in tumour_line_table(line).items():
-            if name in fixed or name in estimated_shared or name in estimated_line:
+            if name in fixed or name in estimated_shared or line in entries.get(name, ()):
                 continue
             s = spec(name)
             rows.append(_record(name, line, value, None, None, s.unit, s.scale, False, source))

@@ -104,6 +104,12 @@ class Fit:
         return list(self.meta["estimated"]["lines"])
 
     @property
+    def line_entries(self) -> dict[str, list[str]]:
+        """Per-line parameter -> the lines it was estimated for (fits before 2026-11-29: every line)."""
+        est = self.meta["estimated"]
+        return {n: list(est.get("line_entries", {}).get(n, self.lines)) for n in self.per_line}
+
+    @property
     def n_samples(self) -> int:
         p = self.posterior
         return int(p.sizes["chain"] * p.sizes["draw"])
@@ -219,9 +225,11 @@ class Fit:
 
         for name in self.shared:
             add(name, "", self._samples(name), prior_of(name))
+        entries = self.line_entries
         for name in self.per_line:
             for j, line in enumerate(self.lines):
-                add(name, line, self._samples(name)[:, j], prior_of(name, j))
+                if line in entries[name]:  # (a line without growth data holds r and alpha at the table's)
+                    add(name, line, self._samples(name)[:, j], prior_of(name, j))
             for hyper in (f"mu_{name}", f"sigma_{name}"):
                 if hyper in self.posterior:
                     add(hyper, "(population)", self._samples(hyper), prior_of(hyper))

@@ -255,20 +255,29 @@ def _diagnostics(tree, prob, stats) -> dict:
     names = [v for v in post.data_vars]
     rhat = az.rhat(tree["posterior"])
     ess = az.ess(tree["posterior"], method="bulk")
+    one_draw = post.sizes["chain"] * post.sizes["draw"] == 1  # --map: no R-hat or ESS (NaN)
+    # per-line entries the table does not estimate (a line without growth data) are constants
+    estimated = {n: np.zeros(len(prob.lines), bool) for n in prob.per_line}
+    for j, q in prob.line_coords:
+        estimated[prob.per_line[q]][j] = True
     per = {}
     for v in names:
         r = np.asarray(rhat[v].values if hasattr(rhat, "__getitem__") else rhat.to_dataset()[v].values).ravel()
         e = np.asarray(ess[v].values).ravel()
-        # (one draw, as with --map: no R-hat or ESS, reported as NaN)
+        if v in estimated and r.size == len(prob.lines):
+            r, e = r[estimated[v]], e[estimated[v]]
+        if one_draw:
+            per[v] = dict(max_rhat=math.nan, min_ess_bulk=math.nan)
+            continue
+        # an estimated coordinate whose chains never moved gives 0/0: not converged (inf)
         per[v] = dict(
-            max_rhat=float(np.nanmax(r)) if np.any(np.isfinite(r)) else math.nan,
-            min_ess_bulk=float(np.nanmin(e)) if np.any(np.isfinite(e)) else math.nan,
+            max_rhat=float(np.max(np.where(np.isnan(r), np.inf, r))), min_ess_bulk=float(np.min(np.nan_to_num(e, nan=0.0)))
         )
     div = np.asarray(stats["diverging"])
     steps = np.asarray(stats["num_steps"])
     d = dict(
-        max_rhat=max(x["max_rhat"] for x in per.values()),
-        min_ess_bulk=min(x["min_ess_bulk"] for x in per.values()),
+        max_rhat=math.nan if one_draw else max(x["max_rhat"] for x in per.values()),
+        min_ess_bulk=math.nan if one_draw else min(x["min_ess_bulk"] for x in per.values()),
         divergent_fraction=float(div.mean()),
         n_divergent=int(div.sum()),
         mean_leapfrog_steps=float(steps.mean()),
@@ -513,7 +522,7 @@ def run_fit(
     log(
         f"{len(prob.records)} records, {prob.n_arms} arms ({len(prob.pop_arms)} also over {settings.n_virtual} virtual mice), "
         f"{len(prob.tc.get('day', []))} time-course points, {len(prob.cmp.get('op', []))} comparisons, {len(prob.cnt.get('q', []))} counts; "
-        f"{len(prob.shared)} shared + {len(prob.per_line)} x {len(prob.lines)} per-line parameters"
+        f"{len(prob.shared)} shared + {len(prob.line_coords)} per-line parameters ({len(prob.lines)} lines)"
     )
 
     # ---- MAP (checkpointed as JSON)
@@ -837,6 +846,8 @@ def run_fit(
             shared=list(prob.shared),
             per_line=list(prob.per_line),
             lines=list(prob.lines),
+            # the lines each per-line parameter is estimated for (the others hold their table values)
+            line_entries={n: [prob.lines[j] for j, q in prob.line_coords if q == i] for i, n in enumerate(prob.per_line)},
             series_groups=list(prob.series_groups),
             inoculum_groups=list(prob.inoculum_groups),
         ),
@@ -900,6 +911,61 @@ def _miss_summary(repro: list[dict]) -> str:
 
 #: said of the wall time in the report when the fit resumed from a saved MAP (and what followed it)
 _RESUMED_NOTE = " for this invocation alone, which resumed from the checkpoints in `work/` (the stages saved there ran earlier)"
+
+
+def _map_only_lines() -> list[str]:
+    return [
+        "MAP only (`--map`): the fit's one draw is the posterior mode, so it has no R-hat, ESS or parameter "
+        "uncertainty (the posterior is the NUTS issue's work); the MAP search is described below.",
+        "",
+    ]
+
+
+def _sampler_lines(diag: dict, meta: dict) -> list[str]:
+    """The report's table of sampler diagnostics (NUTS, or the Laplace draws, labelled)."""
+    return [
+        "| quantity | value | required |",
+        "|---|---:|---:|",
+        f"| max R-hat (all estimated parameters) | {diag['max_rhat']:.3f} | <= 1.01 |",
+        f"| min bulk ESS | {diag['min_ess_bulk']:.0f} | >= 400 |",
+        f"| divergent transitions | {diag['n_divergent']} ({100 * diag['divergent_fraction']:.1f} %) | < 1 % |",
+        f"| mean leapfrog steps per draw | {diag['mean_leapfrog_steps']:.1f} | |",
+        f"| step size | {diag['step_size']:.3g} | |",
+        f"| warm-up / sampling time | {diag['warmup_seconds']:.0f} s / {diag['sample_seconds']:.0f} s | |",
+        "",
+        f"Chains: {meta['settings']['chains']} (vectorized), warm-up {meta['settings']['warmup']}, draws {meta['settings']['samples']} per chain, "
+        f"max tree depth {meta['settings']['max_tree_depth']}."
+        + (
+            " **These are NOT NUTS draws**: "
+            + _draws_kind(diag.get("laplace"))
+            + ", so R-hat and ESS above describe independent draws, not the convergence of a sampler."
+            + _laplace_text(diag.get("laplace"))
+            if meta.get("method") == "laplace"
+            else ""
+        ),
+        "",
+    ]
+
+
+def _credibility_lines(out: Path, meta: dict) -> list[str]:
+    """The report's section on the credibility scenarios (``scenarios.credibility_checks``), at the
+    fit just written (its draws, or its MAP); skipped in quick mode."""
+    if meta["settings"].get("quick"):
+        return ["## Credibility checks", "", "Not computed in quick mode.", ""]
+    from .fitresult import load_fit
+    from .scenarios import credibility_checks, format_checks
+
+    rows = credibility_checks(load_fit(out))
+    held = sum(r["holds"] for r in rows)
+    return [
+        "## Credibility checks",
+        "",
+        f"What a tumour immunologist expects of the model (`abscopal.scenarios`; 64 virtual mice per cohort): "
+        f"**{held} of {len(rows)} hold**.",
+        "",
+        format_checks(rows),
+        "",
+    ]
 
 
 def write_report(out: Path, prob, fit, diag, repro, pred, meta):
@@ -974,28 +1040,10 @@ def write_report(out: Path, prob, fit, diag, repro, pred, meta):
         f"{_RESUMED_NOTE if meta.get('resumed') else ''}. Reproduce with "
         f"`{_command(meta, out)}` (resumes from `work/`).",
         "",
+        *_credibility_lines(out, meta),
         "## Diagnostics",
         "",
-        "| quantity | value | required |",
-        "|---|---:|---:|",
-        f"| max R-hat (all estimated parameters) | {diag['max_rhat']:.3f} | <= 1.01 |",
-        f"| min bulk ESS | {diag['min_ess_bulk']:.0f} | >= 400 |",
-        f"| divergent transitions | {diag['n_divergent']} ({100 * diag['divergent_fraction']:.1f} %) | < 1 % |",
-        f"| mean leapfrog steps per draw | {diag['mean_leapfrog_steps']:.1f} | |",
-        f"| step size | {diag['step_size']:.3g} | |",
-        f"| warm-up / sampling time | {diag['warmup_seconds']:.0f} s / {diag['sample_seconds']:.0f} s | |",
-        "",
-        f"Chains: {meta['settings']['chains']} (vectorized), warm-up {meta['settings']['warmup']}, draws {meta['settings']['samples']} per chain, "
-        f"max tree depth {meta['settings']['max_tree_depth']}."
-        + (
-            " **These are NOT NUTS draws**: "
-            + _draws_kind(diag.get("laplace"))
-            + ", so R-hat and ESS above describe independent draws, not the convergence of a sampler."
-            + _laplace_text(diag.get("laplace"))
-            if meta.get("method") == "laplace"
-            else ""
-        ),
-        "",
+        *(_map_only_lines() if meta.get("method") == "map" else _sampler_lines(diag, meta)),
         *_map_lines(diag.get("map")),
         "## Records",
         "",
@@ -1028,6 +1076,9 @@ def write_report(out: Path, prob, fit, diag, repro, pred, meta):
         if r["notes"]:
             lines += ["", "What the record itself says about its doubts:", ""] + [f"- {n}" for n in r["notes"]]
         lines.append("")
+    notes = out / "notes.md"  # hand-written explanations of the misses and the fit's history, kept across reruns
+    if notes.is_file():
+        lines += ["", "## Notes (from notes.md)", "", notes.read_text().strip(), ""]
     lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figs]
     lines += ["", "## Parameters", "", "See `summary.csv` (median, 90 % interval, unit, prior, source, contraction).", ""]
     atomic_write_text(out / "report.md", "\n".join(lines) + "\n")

@@ -91,7 +91,9 @@ class Layout:
 
     shared: tuple[str, ...]
     per_line: tuple[str, ...]
-    lines: tuple[str, ...]  # the lines with growth data: one value of each per-line parameter
+    lines: tuple[str, ...]  # the tumour lines of the fitted records
+    line_coords: tuple[tuple[int, int], ...] = ()  # estimated (line, per-line parameter) entries, in z order
+    line_base: tuple[tuple[float, ...], ...] = ()  # (L, Q) table values of the per-line parameters
     series_groups: tuple[str, ...] = ()  # one fitted series SD per discrepancy group
     inoculum_groups: tuple[str, ...] = ()  # one fitted day-0 volume per inoculum group (last)
 
@@ -101,12 +103,12 @@ class Layout:
 
     @property
     def size(self) -> int:
-        return len(self.shared) + len(self.per_line) * self.n_lines + len(self.series_groups) + len(self.inoculum_groups)
+        return len(self.shared) + len(self.line_coords) + len(self.series_groups) + len(self.inoculum_groups)
 
     def names(self) -> list[str]:
         """A label per coordinate."""
         out = [f"u_{n}" for n in self.shared]
-        out += [f"u_{n}[{j}]" for n in self.per_line for j in range(self.n_lines)]
+        out += [f"u_{self.per_line[q]}[{j}]" for j, q in self.line_coords]
         out += [f"log_sigma_series[{g}]" for g in range(len(self.series_groups))]
         return out + [f"log_v0_inoculum[{h}]" for h in range(len(self.inoculum_groups))]
 
@@ -122,28 +124,39 @@ class Layout:
         return slice(self.size - len(self.inoculum_groups), self.size)
 
     def split(self, z):
-        """z (..., size) -> (u shared (..., S), u per line (..., Q, L), log sigma_series (..., G))."""
-        S, Q, Ln = len(self.shared), len(self.per_line), self.n_lines
-        u_line = z[..., S : S + Q * Ln].reshape(z.shape[:-1] + (Q, Ln))
-        return z[..., :S], u_line, z[..., self.series_slice]
+        """z (..., size) -> (u shared (..., S), u of the estimated line entries (..., C), log sigma_series (..., G))."""
+        S, C = len(self.shared), len(self.line_coords)
+        return z[..., :S], z[..., S : S + C], z[..., self.series_slice]
 
     def log_inoculum(self, z):
         """z (..., size) -> log v0_inoculum (..., H): the last H coordinates."""
         return z[..., self.inoculum_slice]
 
-    def priors(self) -> tuple[list[Prior], list[list[Prior]]]:
-        """The bounded priors: one per shared parameter, and per line of each per-line parameter."""
-        return [prior(n) for n in self.shared], [[prior(n, line) for line in self.lines] for n in self.per_line]
+    def priors(self) -> tuple[list[Prior], list[Prior]]:
+        """The bounded priors: one per shared parameter, one per estimated (line, parameter) entry."""
+        return [prior(n) for n in self.shared], [prior(self.per_line[q], self.lines[j]) for j, q in self.line_coords]
 
     def values(self, z, xp=jnp):
-        """z (..., size) -> (shared values (..., S), per-line values (..., L, Q)) in their units."""
+        """z (..., size) -> (shared values (..., S), per-line values (..., L, Q)) in their units: the
+        table's values where a (line, parameter) entry is not estimated."""
         u_sh, u_line, _ = self.split(z)
         p_sh, p_line = self.priors()
+        lead = z.shape[:-1]
         shared = xp.stack([pr.value(u_sh[..., i]) for i, pr in enumerate(p_sh)], axis=-1) if p_sh else u_sh
-        if not p_line or not self.n_lines:
-            return shared, xp.zeros(z.shape[:-1] + (self.n_lines, len(self.per_line)))
-        cols = [xp.stack([pr.value(u_line[..., q, j]) for j, pr in enumerate(row)], axis=-1) for q, row in enumerate(p_line)]
-        return shared, xp.stack(cols, axis=-1)
+        base = xp.broadcast_to(
+            xp.asarray(np.asarray(self.line_base, dtype=np.float64).reshape(self.n_lines, len(self.per_line))),
+            lead + (self.n_lines, len(self.per_line)),
+        )
+        if not p_line:
+            return shared, base
+        est = xp.stack([pr.value(u_line[..., k]) for k, pr in enumerate(p_line)], axis=-1)
+        jj = np.array([j for j, _ in self.line_coords])
+        qq = np.array([q for _, q in self.line_coords])
+        if xp is np:
+            out = np.array(base)
+            out[..., jj, qq] = est
+            return shared, out
+        return shared, base.at[..., jj, qq].set(est)
 
     def log_prior_parameters(self, z):
         """The log prior density of the estimated parameters' coordinates (bounded transforms)."""
@@ -152,15 +165,21 @@ class Layout:
         lp = 0.0
         for i, pr in enumerate(p_sh):
             lp = lp + pr.log_density(u_sh[..., i])
-        for q, row in enumerate(p_line):
-            for j, pr in enumerate(row):
-                lp = lp + pr.log_density(u_line[..., q, j])
+        for k, pr in enumerate(p_line):
+            lp = lp + pr.log_density(u_line[..., k])
         return lp
 
 
 def layout_of(prob: L.Problem) -> Layout:
+    base = np.asarray(prob.line_base if prob.line_base is not None else np.zeros((len(prob.lines), len(prob.per_line))))
     return Layout(
-        tuple(prob.shared), tuple(prob.per_line), tuple(prob.lines), tuple(prob.series_groups), tuple(prob.inoculum_groups)
+        tuple(prob.shared),
+        tuple(prob.per_line),
+        tuple(prob.lines),
+        tuple(prob.line_coords),
+        tuple(map(tuple, base.tolist())),
+        tuple(prob.series_groups),
+        tuple(prob.inoculum_groups),
     )
 
 
@@ -223,7 +242,7 @@ def prior_median_z(prob: L.Problem) -> np.ndarray:
     z = np.zeros(lay.size)
     S = len(prob.shared)
     z[:S] = [pr.start() for pr in p_sh]
-    z[S : S + len(prob.per_line) * lay.n_lines] = [pr.start() for row in p_line for pr in row]
+    z[S : S + len(p_line)] = [pr.start() for pr in p_line]
     z[lay.series_slice] = math.log(L.SERIES_SIGMA_SCALE / 2)
     z[lay.inoculum_slice] = inoculum_prior()[0]
     return z
@@ -238,7 +257,7 @@ def prior_draws_z(prob: L.Problem, n: int, seed: int) -> np.ndarray:
     S = len(prob.shared)
     for i, pr in enumerate(p_sh):
         z[:, i] = pr.draw(rng, n)
-    for k, pr in enumerate(pr for row in p_line for pr in row):
+    for k, pr in enumerate(p_line):
         z[:, S + k] = pr.draw(rng, n)
     G, H = len(lay.series_groups), len(lay.inoculum_groups)
     if G:
@@ -410,10 +429,10 @@ def unconstrained_values(prob: L.Problem, values: dict, lines=None, series_group
 
     for n in prob.shared:
         put(f"u_{n}", prior(n).unconstrained(values[n]))
-    for n in prob.per_line:
-        for j, line in enumerate(prob.lines):
-            if line in lines:
-                put(f"u_{n}[{j}]", prior(n, line).unconstrained(values[n][..., lines.index(line)]))
+    for j, q in prob.line_coords:
+        n, line = prob.per_line[q], prob.lines[j]
+        if line in lines:
+            put(f"u_{n}[{j}]", prior(n, line).unconstrained(values[n][..., lines.index(line)]))
     for label, key, have, want in (
         ("log_sigma_series", "sigma_series", sg, prob.series_groups),
         ("log_v0_inoculum", "v0_inoculum", ig, prob.inoculum_groups),

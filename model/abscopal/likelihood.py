@@ -46,7 +46,7 @@ from jax.scipy.special import log_ndtr
 from jax.scipy.stats import norm
 
 from .equations import build_model
-from .parameters import default_params, spec
+from .parameters import base_tumour_line, default_params, spec
 from .population import variability
 from .priors import estimated
 from .records import Comparison, Count, Record, TimeCourse, load_records
@@ -69,7 +69,9 @@ PEAK_TAU = 0.05
 #: a version of the likelihood's code, hashed into ``problem_fingerprint``: a change of what the
 #: likelihood computes (not only of the data) makes saved MAPs and Hessians stale
 LIKELIHOOD_VERSION = (
-    "2026-11-27: soft running max/min (PEAK_TAU), one series SD per discrepancy group, a fitted day-0 volume per inoculum group"
+    "2026-11-29: bounded table priors (priors.Prior), per-line values by the table's estimate column (no line "
+    "population), credible biology (issue 20); 2026-11-27: soft running max/min (PEAK_TAU), one series SD per "
+    "discrepancy group, a fitted day-0 volume per inoculum group"
 )
 
 #: observables computed per arm and output day (index -> name); all logs
@@ -103,8 +105,9 @@ _LOG_ENDPOINTS = {
 
 # ---------------------------------------------------------------- estimated parameters
 #: the estimated parameters come from the table's estimate column (``priors.estimated``): shared
-#: mechanism parameters (one value for all lines) and per-line ones (one value per tumour line with
-#: growth data; lines without growth data keep their table values)
+#: mechanism parameters (one value for all lines) and per-line ones (one value per tumour line of the
+#: fitted records, or, for the table's "growth" rows, per line with growth data only: the other
+#: lines keep their table values)
 SHARED, PER_LINE = estimated()
 SERIES_SIGMA_SCALE = 0.5  # HalfNormal scale of the estimated series SD (log units)
 #: SD (log units) of the fitted day-0 volume of an inoculum group around the table's v0_irr median
@@ -143,7 +146,7 @@ class Problem:
     events: dict  # stacked padded event arrays (A, MAX_EVENTS)
     horizon: np.ndarray  # (A,)
     base: np.ndarray  # (A, P) base parameter values (line defaults, modifiers, single-tumour)
-    line_of_arm: np.ndarray  # (A,) index into lines; -1: the arm's line keeps its table values
+    line_of_arm: np.ndarray  # (A,) index into lines
     abs_delay: np.ndarray  # (A,) days the abscopal tumour is inoculated after the first
     pop_arms: np.ndarray  # (B,) indices of arms solved over the population
     z: np.ndarray  # (K, n_var) standard normal draws of the virtual population
@@ -158,6 +161,8 @@ class Problem:
     series_groups: tuple[str, ...] = ()  # discrepancy groups: one fitted series SD each
     inoculum_groups: tuple[str, ...] = ()  # inoculum groups: one fitted day-0 volume each
     inoculum_of_arm: np.ndarray | None = None  # (A,) index into inoculum_groups, -1: the table's v0
+    line_base: np.ndarray | None = None  # (L, Q) table values of the per-line parameters of each line
+    line_coords: tuple[tuple[int, int], ...] = ()  # the estimated (line, parameter) entries of line_base
     jumps: dict = field(default_factory=dict)  # (A, J) state jumps per arm (``solver.split_events``)
     doses: dict = field(default_factory=dict)  # (A, D) PK doses per arm (closed form)
 
@@ -194,8 +199,8 @@ def build_problem(
     arm_index: dict[tuple[str, str], int] = {}
     schedules, bases, delays, inocula = [], [], [], []
     inoculum_groups = tuple(sorted({r.inoculum_group for r in records if r.inoculum_group}))
-    # per-line parameters are estimated for the lines with growth data (time courses) only
-    lines = sorted({r.fit_line for r in records if r.kind == "time_course"})
+    lines = sorted({r.fit_line for r in records})
+    growth_lines = {r.fit_line for r in records if r.kind == "time_course"}
     for rec in records:
         for name, arm in rec.arms.items():
             if arm.horizon_days != horizon_days:
@@ -343,7 +348,13 @@ def build_problem(
         events=events,
         horizon=horizon,
         base=np.stack(bases),
-        line_of_arm=np.array([lines.index(a.tumour_line) if a.tumour_line in lines else -1 for a in arms], dtype=np.int64),
+        line_of_arm=np.array([lines.index(a.tumour_line) for a in arms], dtype=np.int64),
+        line_base=np.array([[default_params(base_tumour_line(ln))[n] for n in per_line] for ln in lines]).reshape(
+            len(lines), len(per_line)
+        ),
+        line_coords=tuple(
+            (j, q) for q, n in enumerate(per_line) for j, ln in enumerate(lines) if not spec(n).growth_only or ln in growth_lines
+        ),
         abs_delay=np.array(delays),
         pop_arms=pop_arms,
         z=z,
@@ -441,26 +452,33 @@ def problem_fingerprint(prob: Problem) -> str:
         h.update(f"{key}:{a.dtype.str}:{a.shape}".encode())
         h.update(a.tobytes())
     h.update(
-        repr((prob.shared, prob.per_line, prob.lines, prob.series_groups, prob.inoculum_groups, LIKELIHOOD_VERSION)).encode()
+        repr(
+            (
+                prob.shared,
+                prob.per_line,
+                prob.lines,
+                prob.line_coords,
+                prob.series_groups,
+                prob.inoculum_groups,
+                LIKELIHOOD_VERSION,
+            )
+        ).encode()
     )
     return h.hexdigest()
 
 
 # ---------------------------------------------------------------- parameters -> arm values
 def arm_values(prob: Problem, shared_vals, line_vals, inoculum=None):
-    """Full parameter rows (A, P) from the shared values (S,), per-line values (L, Q) of the lines
-    with growth data (other arms keep their line's table values) and the day-0 volumes (mm3) of the
-    inoculum groups (H,) (required where the problem has any)."""
+    """Full parameter rows (A, P) from the shared values (S,), per-line values (L, Q) and the
+    day-0 volumes (mm3) of the inoculum groups (H,) (required where the problem has any)."""
     names = build_model().param_names
     P = jnp.asarray(prob.base)
     if len(prob.shared):
         P = P.at[:, np.array([names.index(n) for n in prob.shared])].set(
             jnp.broadcast_to(shared_vals, (P.shape[0], len(prob.shared)))
         )
-    est = np.flatnonzero(np.asarray(prob.line_of_arm) >= 0)
-    if len(prob.per_line) and len(est):
-        cols = np.array([names.index(n) for n in prob.per_line])
-        P = P.at[est[:, None], cols[None, :]].set(jnp.asarray(line_vals)[np.asarray(prob.line_of_arm)[est]])
+    if len(prob.per_line):
+        P = P.at[:, np.array([names.index(n) for n in prob.per_line])].set(jnp.asarray(line_vals)[prob.line_of_arm])
     if prob.inoculum_groups:
         if inoculum is None:
             raise ValueError(f"inoculum: the problem has inoculum groups {list(prob.inoculum_groups)}; give their day-0 volumes")

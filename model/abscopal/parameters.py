@@ -29,15 +29,18 @@ class ParamSpec:
     upper: float
     scale: str  # "log" or "lin"
     prior: str
-    estimate: bool  # estimated by the fit ("yes": one shared value, "line": one value per tumour line with growth data)
+    estimate: bool  # estimated by the fit ("yes": one shared value; "line", "growth": one value per tumour line)
     group: str
     source: str
     description: str
-    per_line: bool = False  # estimated per tumour line (the table's estimate column says "line")
+    per_line: bool = False  # estimated per tumour line (the table's estimate column says "line" or "growth")
+    growth_only: bool = False  # per line, but only for the lines with growth data ("growth")
 
 
-#: values of the table's ``estimate`` column
-ESTIMATE_VALUES = ("yes", "line", "no")
+#: values of the table's ``estimate`` column: "yes" one shared value; "line" one value per tumour line
+#: of the fitted records; "growth" one value per tumour line with growth data (fitted time courses),
+#: other lines keeping ``tumour_lines.csv``; "no" fixed
+ESTIMATE_VALUES = ("yes", "line", "growth", "no")
 
 
 def _read_csv(name: str) -> list[dict[str, str]]:
@@ -58,8 +61,9 @@ def parameter_table() -> tuple[ParamSpec, ...]:
             upper=float(row["upper"]),
             scale=row["scale"],
             prior=row["prior"],
-            estimate=row["estimate"] in ("yes", "line"),
-            per_line=row["estimate"] == "line",
+            estimate=row["estimate"] != "no",
+            per_line=row["estimate"] in ("line", "growth"),
+            growth_only=row["estimate"] == "growth",
             group=row["group"],
             source=row["source"],
             description=row["description"],
