@@ -77,9 +77,8 @@ def test_population_lanes_equal_mice_solved_each():
     prob = _quick_problem()
     z = jnp.asarray(I.prior_median_z(prob))
     lay = I.layout_of(prob)
-    log_shared, mu, log_sd, eta, _ = lay.split(z)
-    line_vals = jnp.exp(mu[:, None] + jnp.exp(log_sd)[:, None] * eta).T
-    P = L.arm_values(prob, jnp.exp(log_shared), line_vals, jnp.exp(lay.log_inoculum(z)))
+    shared, line_vals = lay.values(z)
+    P = L.arm_values(prob, shared, line_vals, jnp.exp(lay.log_inoculum(z)))
     kw = dict(rtol=1e-8, atol=1e-11)
     _, lanes, ok1 = L.solve_arms(prob, P, population="lanes", **kw)
     _, each, ok2 = L.solve_arms(prob, P, population="each", **kw)
