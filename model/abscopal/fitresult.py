@@ -209,7 +209,8 @@ class Fit:
                     q95=float(np.quantile(s, 0.95)),
                     unit=unit,
                     scale=sp.scale,
-                    default=sp.value,
+                    # a per-line parameter's default is its line's table value
+                    default=default_params(base_tumour_line(line))[var] if var in self.per_line else sp.value,
                     prior=prior_text,
                     source=sp.source,
                     contraction=contraction,
