@@ -46,7 +46,7 @@ from .inference import (
     write_json,
 )
 from .io import atomic_write_text
-from .parameters import base_tumour_line, default_params, spec
+from .parameters import spec
 
 #: how the posterior is represented after the MAP: NUTS draws, Laplace draws (a labelled
 #: approximation), or the MAP point alone
@@ -142,7 +142,7 @@ def _unpack_one(prob, nat, c, d, fit_lines=None, rng=None, fit_groups=None, fit_
                 if line in fit_lines:
                     lines[j, q] = nat[n][c, d][fit_lines.index(line)]
                 else:  # a line the fit had no growth data for: its table value
-                    lines[j, q] = default_params(base_tumour_line(line))[n]
+                    lines[j, q] = prob.line_base[j, q]
     sig = _by_group(prob.series_groups, nat, "sigma_series", c, d, fit_groups, "discrepancy groups")
     # a check record's inoculum group that the fit did not have starts from the table's day-0 volume
     v0 = _by_group(prob.inoculum_groups, nat, "v0_inoculum", c, d, fit_inocula, "inoculum groups", spec("v0_irr").value)
@@ -257,9 +257,7 @@ def _diagnostics(tree, prob, stats) -> dict:
     ess = az.ess(tree["posterior"], method="bulk")
     one_draw = post.sizes["chain"] * post.sizes["draw"] == 1  # --map: no R-hat or ESS (NaN)
     # per-line entries the table does not estimate (a line without growth data) are constants
-    estimated = {n: np.zeros(len(prob.lines), bool) for n in prob.per_line}
-    for j, q in prob.line_coords:
-        estimated[prob.per_line[q]][j] = True
+    estimated = {n: np.isin(prob.lines, lines) for n, lines in prob.line_entries.items()}
     per = {}
     for v in names:
         r = np.asarray(rhat[v].values if hasattr(rhat, "__getitem__") else rhat.to_dataset()[v].values).ravel()
@@ -847,7 +845,7 @@ def run_fit(
             per_line=list(prob.per_line),
             lines=list(prob.lines),
             # the lines each per-line parameter is estimated for (the others hold their table values)
-            line_entries={n: [prob.lines[j] for j, q in prob.line_coords if q == i] for i, n in enumerate(prob.per_line)},
+            line_entries=prob.line_entries,
             series_groups=list(prob.series_groups),
             inoculum_groups=list(prob.inoculum_groups),
         ),

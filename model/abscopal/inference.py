@@ -1,14 +1,15 @@
 """Bayesian inference: multi-start MAP, then NUTS from the MAP.
 
 The sampler moves a flat unconstrained vector ``z`` (``Layout``: the shared parameters, then the
-per-line parameters of each line with growth data, then the log SDs of the estimated-SD series,
+estimated (line, per-line parameter) entries, then the log SDs of the estimated-SD series,
 then the log day-0 volumes of the inoculum groups); its log density is written out in JAX
 (``make_log_density``) and given to numpyro's NUTS as ``potential_fn``, so MAP and NUTS use the
 same function:
 
 * every estimated parameter (the table's ``estimate`` column: ``yes`` shared, ``line`` per tumour
-  line with growth data) moves through the bounded transform of ``priors.Prior``: its table bounds
-  hold for every ``z``, and its prior is the table's, truncated to the bounds;
+  line of the fitted records, ``growth`` per line with growth data) moves through the bounded
+  transform of ``priors.Prior``: its table bounds hold for every ``z``, and its prior is the
+  table's, truncated to the bounds;
 * the SD of the series fitted with an estimated SD, one per discrepancy group (source):
   ``sigma_series[g] ~ HalfNormal(0.5)``;
 * the day-0 volume of the records of an inoculum group (a source whose own control volumes
@@ -36,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import likelihood as L
-from .priors import Prior, prior
+from .priors import Prior, lognormal, prior
 from .simulate import pad_rows
 
 #: the fit's solver settings; ``max_steps`` is per segment between state jumps (a segment can span
@@ -138,26 +139,20 @@ class Layout:
         """The bounded priors: one per shared parameter, one per estimated (line, parameter) entry."""
         return [prior(n) for n in self.shared], [prior(self.per_line[q], self.lines[j]) for j, q in self.line_coords]
 
-    def values(self, z, xp=jnp):
-        """z (..., size) -> (shared values (..., S), per-line values (..., L, Q)) in their units: the
-        table's values where a (line, parameter) entry is not estimated."""
+    def values(self, z):
+        """z (..., size) -> (shared values (..., S), per-line values (..., L, Q)) in their units (jnp):
+        the table's values where a (line, parameter) entry is not estimated."""
         u_sh, u_line, _ = self.split(z)
         p_sh, p_line = self.priors()
-        lead = z.shape[:-1]
-        shared = xp.stack([pr.value(u_sh[..., i]) for i, pr in enumerate(p_sh)], axis=-1) if p_sh else u_sh
-        base = xp.broadcast_to(
-            xp.asarray(np.asarray(self.line_base, dtype=np.float64).reshape(self.n_lines, len(self.per_line))),
-            lead + (self.n_lines, len(self.per_line)),
+        shared = jnp.stack([pr.value(u_sh[..., i]) for i, pr in enumerate(p_sh)], axis=-1) if p_sh else u_sh
+        base = jnp.broadcast_to(
+            jnp.asarray(np.asarray(self.line_base, dtype=np.float64).reshape(self.n_lines, len(self.per_line))),
+            z.shape[:-1] + (self.n_lines, len(self.per_line)),
         )
         if not p_line:
             return shared, base
-        est = xp.stack([pr.value(u_line[..., k]) for k, pr in enumerate(p_line)], axis=-1)
-        jj = np.array([j for j, _ in self.line_coords])
-        qq = np.array([q for _, q in self.line_coords])
-        if xp is np:
-            out = np.array(base)
-            out[..., jj, qq] = est
-            return shared, out
+        est = jnp.stack([pr.value(u_line[..., k]) for k, pr in enumerate(p_line)], axis=-1)
+        jj, qq = (np.array(ix) for ix in zip(*self.line_coords))
         return shared, base.at[..., jj, qq].set(est)
 
     def log_prior_parameters(self, z):
@@ -187,7 +182,7 @@ def layout_of(prob: L.Problem) -> Layout:
 
 def inoculum_prior() -> tuple[float, float]:
     """(mean, SD) of log v0_inoculum: the table's v0_irr median, ``likelihood.INOCULUM_SIGMA``."""
-    return L.log_prior_spec("v0_irr")[0], L.INOCULUM_SIGMA
+    return math.log(lognormal("v0_irr")[0]), L.INOCULUM_SIGMA
 
 
 def _half_normal_log(log_x, scale):
@@ -199,8 +194,8 @@ def _half_normal_log(log_x, scale):
 def make_log_density(prob: L.Problem, solver: dict = SOLVER, with_likelihood: bool = True, solve_fn=None):
     """``log p(z)`` (prior + likelihood) on the flat unconstrained vector of ``layout_of(prob)``.
 
-    Estimated parameters: the bounded table priors of ``priors.Prior`` (shared, and per line with
-    growth data); sigma_series[g] ~ HalfNormal(SERIES_SIGMA_SCALE) per discrepancy group; log
+    Estimated parameters: the bounded table priors of ``priors.Prior`` (shared, and the estimated
+    (line, parameter) entries); sigma_series[g] ~ HalfNormal(SERIES_SIGMA_SCALE) per discrepancy group; log
     v0_inoculum[h] ~ Normal(``inoculum_prior()``) per inoculum group. A failed solve gives -inf."""
     lay = layout_of(prob)
 

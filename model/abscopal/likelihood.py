@@ -36,7 +36,6 @@ horizon); "cured" is ``sigmoid((log 1e-6 - min_t log viable) / s)``.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 import jax
@@ -117,14 +116,6 @@ SERIES_SIGMA_SCALE = 0.5  # HalfNormal scale of the estimated series SD (log uni
 INOCULUM_SIGMA = 1.5
 
 
-def log_prior_spec(name: str) -> tuple[float, float]:
-    """(mean, SD) of log(parameter) from the table's prior string ``lognormal(median=m, sigma=s)``."""
-    m = re.match(r"lognormal\(median=([0-9.eE+-]+),\s*sigma=([0-9.eE+-]+)\)", spec(name).prior)
-    if not m:
-        raise ValueError(f"{name}: the table's prior is not lognormal: {spec(name).prior!r}")
-    return math.log(float(m.group(1))), float(m.group(2))
-
-
 # ---------------------------------------------------------------- problem
 @dataclass
 class ArmSpec:
@@ -169,6 +160,11 @@ class Problem:
     @property
     def n_arms(self) -> int:
         return len(self.arms)
+
+    @property
+    def line_entries(self) -> dict[str, list[str]]:
+        """Per-line parameter -> the lines it is estimated for (the others hold their table values)."""
+        return {n: [self.lines[j] for j, q in self.line_coords if q == i] for i, n in enumerate(self.per_line)}
 
 
 def _quantity_key(ep: str, site, arm, day, threshold, ref_arm):

@@ -62,15 +62,16 @@ class Prior:
         t = self._bijector(u)
         return jnp.exp(t) if self.scale == "log" else t
 
+    def _u(self, t) -> np.ndarray:
+        """t (strictly inside the interval) -> u: the bijector's inverse, as numpy."""
+        return np.asarray(self._bijector.inv(jnp.asarray(t, dtype=jnp.float64)))
+
     def unconstrained(self, theta) -> np.ndarray:
         """theta -> u (numpy); theta must lie strictly inside the bounds."""
         theta = np.asarray(theta, dtype=np.float64)
         if np.any(theta <= self.lower) or np.any(theta >= self.upper):
             raise PriorError(f"{self.name}: {theta} is not strictly inside its bounds [{self.lower}, {self.upper}]")
-        t = np.log(theta) if self.scale == "log" else theta
-        a, b = self.interval
-        p = (t - a) / (b - a)
-        return np.log(p) - np.log1p(-p)
+        return self._u(np.log(theta) if self.scale == "log" else theta)
 
     def log_density(self, u):
         """log p(u): the prior density of t at t(u) (up to the constant of truncation) + log |dt/du|."""
@@ -85,9 +86,7 @@ class Prior:
         """u at the prior median (lognormal) or the middle of the bounds (uniform)."""
         a, b = self.interval
         t = math.log(self.median) if self.kind == "lognormal" else 0.5 * (a + b)
-        t = min(max(t, a + 1e-6 * (b - a)), b - 1e-6 * (b - a))
-        p = (t - a) / (b - a)
-        return math.log(p) - math.log1p(-p)
+        return float(self._u(min(max(t, a + 1e-6 * (b - a)), b - 1e-6 * (b - a))))
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` draws of u from the (truncated) prior."""
@@ -97,8 +96,14 @@ class Prior:
             t = stats.truncnorm.rvs((a - m) / s, (b - m) / s, loc=m, scale=s, size=n, random_state=rng)
         else:
             t = rng.uniform(a, b, n)
-        p = np.clip((t - a) / (b - a), 1e-12, 1 - 1e-12)
-        return np.log(p) - np.log1p(-p)
+        return self._u(np.clip(t, a + 1e-12 * (b - a), b - 1e-12 * (b - a)))
+
+
+def lognormal(name: str) -> tuple[float, float] | None:
+    """(median, sigma) of the table's prior ``lognormal(median=m, sigma=s)`` of ``name``, or None
+    when its prior is not lognormal."""
+    m = _LOGNORMAL.match(spec(name).prior.strip())
+    return (float(m.group(1)), float(m.group(2))) if m else None
 
 
 @cache
@@ -109,11 +114,11 @@ def prior(name: str, tumour_line: str | None = None) -> Prior:
         raise PriorError(f"{name}: not estimated (the table's estimate column says 'no')")
     if sp.scale == "log" and sp.lower <= 0:
         raise PriorError(f"{name}: a log-scale estimated parameter needs lower > 0, got {sp.lower}")
-    m = _LOGNORMAL.match(sp.prior.strip())
-    if m:
+    ln = lognormal(name)
+    if ln:
         if sp.scale != "log":
             raise PriorError(f"{name}: a lognormal prior needs scale 'log'")
-        median, sigma = float(m.group(1)), float(m.group(2))
+        median, sigma = ln
         if tumour_line is not None and sp.per_line:
             median = tumour_line_table(base_tumour_line(tumour_line)).get(name, (median, ""))[0]
         if not sp.lower < median < sp.upper:
