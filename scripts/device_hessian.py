@@ -30,6 +30,7 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 
 from abscopal import inference as I  # noqa: E402
+from abscopal import laplace as LA  # noqa: E402
 from abscopal import likelihood as L  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
 
@@ -54,24 +55,24 @@ def main() -> None:
     out = (args.out or args.work) / "hessian.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
     print(f"device {jax.devices()[0]}; {z.size} coordinates; batch {args.batch}", flush=True)
-    H = I.laplace_hessian(prob, z, checkpoint=out, progress=False, batch=args.batch)
+    H = LA.laplace_hessian(prob, z, checkpoint=out, progress=False, batch=args.batch)
     w = np.linalg.eigvalsh(H)
     print(
         f"Hessian in {time.perf_counter() - t0:.1f} s (compile included); eigenvalues {w.min():.3g} .. {w.max():.3g}, "
-        f"{int((w < 0).sum())} negative, {int((w < I.MIN_PRECISION).sum())} below {I.MIN_PRECISION}; written to {out}",
+        f"{int((w < 0).sum())} negative, {int((w < LA.MIN_PRECISION).sum())} below {LA.MIN_PRECISION}; written to {out}",
         flush=True,
     )
     if args.importance_draws > 0:
         t1 = time.perf_counter()
-        cov, _ = I.laplace_covariance(H)
+        cov, _ = LA.laplace_covariance(H)
         try:
-            imp = I.importance_draws(
+            imp = LA.importance_draws(
                 I.make_log_density(prob),
                 prob,
                 z,
                 cov,
                 args.importance_draws,
-                args.seed + I.PROPOSAL_SEED_OFFSET,
+                args.seed + LA.PROPOSAL_SEED_OFFSET,
                 checkpoint=out.parent / "importance.npz",
                 progress=False,
                 batch=args.importance_batch,

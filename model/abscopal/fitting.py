@@ -19,19 +19,10 @@ import numpy as np
 
 from . import likelihood as L
 from .inference import (
-    HESSIAN_STEP_SD,
-    KHAT_RELIABLE,
-    PROPOSAL_DF,
-    PROPOSAL_SEED_OFFSET,
     SOLVER,
     FitSettings,
     draws_covariance,
     find_map,
-    importance_check,
-    importance_draws,
-    importance_resample,
-    laplace_covariance,
-    laplace_hessian,
     layout_of,
     make_log_density,
     natural_values,
@@ -39,13 +30,24 @@ from .inference import (
     prior_draws_z,
     prior_median_z,
     refine_map,
-    rescale_covariance,
     run_nuts,
-    split_normal_draws,
-    split_rescale,
     write_json,
 )
 from .io import atomic_write_text
+from .laplace import (
+    HESSIAN_STEP_SD,
+    KHAT_RELIABLE,
+    PROPOSAL_DF,
+    PROPOSAL_SEED_OFFSET,
+    importance_check,
+    importance_draws,
+    importance_resample,
+    laplace_covariance,
+    laplace_hessian,
+    rescale_covariance,
+    split_normal_draws,
+    split_rescale,
+)
 from .parameters import spec
 
 #: how the posterior is represented after the MAP: NUTS draws, Laplace draws (a labelled

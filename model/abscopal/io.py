@@ -66,3 +66,19 @@ def atomic_write_figure(fig, path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_npz(path, arrays: dict) -> None:
+    """Write plain arrays to ``path`` (.npz, no pickle) atomically: a temporary file in the same
+    folder, then a rename, so an interrupted write leaves the previous file usable."""
+    import numpy as np
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
+    os.close(fd)
+    try:
+        np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
