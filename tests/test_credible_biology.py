@@ -149,3 +149,22 @@ def test_pd1_blockade_during_priming_prevents_exhaustion():
     alone = ab.simulate(ab.Schedule(rt, (), 30, "CT26"), p, opts).state("X_irr")
     both = ab.simulate(ab.Schedule(rt, ab.drug_course("anti-PD-L1", 10, "mg/kg", 7, 9, 2.33), 30, "CT26"), p, opts).state("X_irr")
     assert both[14] < 0.5 * alone[14]
+
+
+def test_pd1_blockade_lifts_a_brake_on_priming():
+    # PD-L1 on dendritic cells restrains priming (g_ln_pd: the gain at full blockade; Mayoux 2020,
+    # Oh 2020): a blocker given while RT releases antigen enlarges the primed wave, so its timing
+    # relative to the antigen pulse matters (why concurrent can beat sequential, Dovedi 2014)
+    rt = ab.fractionated(5, 2.0, 7.0)
+    opts = ab.SolverOptions(rtol=1e-8, atol=1e-12, n_out=41)
+
+    def primed(gain, start):
+        p = ab.default_params("CT26", {"g_ln_pd": gain, "emax_pdl1": 1.0})
+        drugs = () if start is None else ab.drug_course("anti-PD-L1", 10, "mg/kg", start, 9, 2.33)
+        return ab.simulate(ab.Schedule(rt, drugs, 40, "CT26"), p, opts).state("Tp")
+
+    # without a drug the gain changes nothing: k_prime and rho_T keep their meaning
+    np.testing.assert_allclose(primed(3.0, None), primed(0.01, None), rtol=1e-9)
+    assert primed(3.0, 7.0)[14] > 1.5 * primed(3.0, None)[14]  # the brake lifted during the pulse
+    # with (almost) no gain the blocker hardly changes priming (only through more kill and antigen)
+    assert primed(0.01, 7.0)[14] < 1.2 * primed(0.01, None)[14]

@@ -6,7 +6,8 @@ Tolerances, as measured at the fit's solver settings (rtol 1e-5, atol 1e-8): at 
 |d log p| = 1.1e-4 and the gradient differs by 0.26 % (relative, norm); at a prior draw (log p =
 -5115) |d log p| = 4.3e-3, a relative 8.5e-7 (far in the tail a probit comparison's log penalty
 moves by d / tau^2 per unit of log-volume error), gradient 1e-5. The checks are
-|d log p| <= 1e-3 + 2e-6 |log p| and a gradient within 1 %."""
+|d log p| <= 1e-3 + 2e-6 |log p| and a gradient within 1 % of its norm (or of 1, where the norm is
+smaller: at a converged MAP)."""
 
 import json
 from pathlib import Path
@@ -33,7 +34,10 @@ def _check_against_tight(prob, z, rel_logp=2e-6):
     vt, gt = tight(z)
     assert np.isfinite(float(vt)) and np.all(np.isfinite(np.asarray(gt)))
     assert abs(float(v) - float(vt)) <= 1e-3 + rel_logp * abs(float(vt)), (float(v), float(vt))
-    rel = float(jnp.linalg.norm(g - gt) / jnp.linalg.norm(gt))
+    # relative to the gradient's norm, floored at 1: at a converged MAP the gradient vanishes (norm
+    # 0.09 at the shipped one), and a relative error of almost nothing measures only the solver's
+    # noise (there 1.3e-3 absolute, 1.4 % relative, in a 34-coordinate gradient)
+    rel = float(jnp.linalg.norm(g - gt) / max(float(jnp.linalg.norm(gt)), 1.0))
     assert rel < 0.01, rel
 
 

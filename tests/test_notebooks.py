@@ -34,13 +34,13 @@ CELL_TIMEOUT_S = 900
 
 @pytest.fixture(scope="session")
 def kernel_env(tmp_path_factory):
-    """A kernelspec running this interpreter, with the quick switch and a shared JAX compilation cache."""
+    """A kernelspec running this interpreter, with the quick switch and the session's JAX compilation cache (conftest.py)."""
     base = tmp_path_factory.mktemp("jupyter")
     spec_dir = base / "kernels" / KERNEL
     spec_dir.mkdir(parents=True)
     env = {
         "ABSCOPAL_QUICK": "1",
-        "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax_cache")),
+        "JAX_COMPILATION_CACHE_DIR": os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(tmp_path_factory.mktemp("jax_cache")),
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",

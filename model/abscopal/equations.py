@@ -223,6 +223,14 @@ def build_model(display: bool = False) -> Model:
     dc_drive = Ag / (Ag + p["K_Ag"])
     dc_sat = DC / (DC + p["K_DC"])
     recall = p["k_recall"] * Tm * dc_drive
+    # PD-L1 on dendritic cells restrains the priming and clonal expansion of CD8 T cells; anti-PD-(L)1
+    # lifts this brake (Mayoux et al. 2020 Sci Transl Med 12:eaav7431; Oh et al. 2020 Nat Cancer
+    # 1:681). A blocker present while RT releases antigen therefore enlarges the primed wave, one given
+    # after the antigen pulse finds less priming to enlarge: a mechanism for concurrent-only benefit
+    # (Dovedi 2014 Cancer Res 74:5458; Kosinsky 2018: concurrent blockade gives a "rapid boosting of T
+    # cell influx"). Written as the gain at full blockade, g_ln_pd (an estimate), so that k_prime and
+    # rho_T keep their meaning without a drug.
+    ln_gain = 1 + p["g_ln_pd"] * (1 - mod["pd1_free"])
     sys_rates = {
         # antigen + DAMPs released by immunogenic death (doomed cells, effector kill, basal turnover)
         "Ag": release["irr"] + release["abs"] - p["delta_Ag"] * Ag,
@@ -233,8 +241,8 @@ def build_model(display: bool = False) -> Model:
         - p["delta_DC"] * DC,
         # priming in the lymph node (anti-CTLA-4 boosts), clonal expansion (IL-2, OX40, CD137; saturating at K_T),
         # egress, recall
-        "Tp": p["k_prime"] * mod["priming"] * dc_sat
-        + p["rho_T"] * mod["t_expansion"] * dc_sat * Tp / (1 + Tp / p["K_T"])
+        "Tp": p["k_prime"] * mod["priming"] * ln_gain * dc_sat
+        + p["rho_T"] * mod["t_expansion"] * ln_gain * dc_sat * Tp / (1 + Tp / p["K_T"])
         - p["k_out"] * Tp
         + recall,
         # circulating effectors leave into both tumours (abscopal coupling) or die

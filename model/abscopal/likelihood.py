@@ -460,6 +460,9 @@ def problem_fingerprint(prob: Problem) -> str:
             )
         ).encode()
     )
+    # the equations themselves: a MAP found for other equations is no MAP of these
+    m = build_model()
+    h.update(repr((m.rhs, m.rt_event, m.initial, m.bolus)).encode())
     return h.hexdigest()
 
 
