@@ -269,3 +269,29 @@ def test_failed_solve_gives_minus_infinity_not_nan():
     assert np.isfinite(ok)
     failed = float(L.log_likelihood(prob, shared, jnp.zeros((1, 0)), 0.3, dict(rtol=1e-5, atol=1e-8, max_steps=1)))
     assert failed == -np.inf
+
+
+def test_survival_is_the_cohorts_median_not_the_typical_mouse():
+    """survival_proxy reads the virtual population: the median over the mice of each one's time to
+    the burden threshold (a typical mouse cured or not would jump between threshold time and
+    horizon). Checked on R29's problem with made-up series, against numpy."""
+    r29 = tuple(r for r in load_records() if r.id == "R29")
+    prob = L.build_problem(r29, n_virtual=5, seed=1)
+    q = prob.q
+    surv = np.flatnonzero(q["kind"] == 4)
+    assert len(surv) == len({a for c in r29[0].comparisons for a in (c.lhs, c.rhs)}) == 6
+    rng = np.random.default_rng(0)
+    days = np.asarray(prob.days)
+    n_obs = len(L.OBS)
+    # mouse k of population arm b grows at its own rate: some never reach the threshold
+    rates = rng.uniform(0.0, 0.4, size=(len(prob.pop_arms), 5))
+    obs_pop = np.zeros((len(prob.pop_arms), 5, len(days), n_obs))
+    obs_pop[..., L.OBS.index("log_burden")] = np.log(50.0) + rates[..., None] * days
+    obs = np.full((prob.n_arms, len(days), n_obs), np.log(5000.0))  # typical mice: all "dead" at once
+    got = np.asarray(L.quantities(prob, jnp.asarray(obs), jnp.asarray(obs_pop)))
+    for i in surv:
+        series = obs_pop[q["arm"][i], :, :, L.OBS.index("log_burden")]
+        each = np.asarray(L._smooth_time(jnp.asarray(series), jnp.full(5, q["thr"][i]), jnp.asarray(days)))
+        assert got[i] == pytest.approx(np.median(each), rel=1e-12)
+        exact = np.where(rates[q["arm"][i]] > 0, np.log(20.0) / np.maximum(rates[q["arm"][i]], 1e-12), np.inf)
+        assert got[i] == pytest.approx(min(np.median(exact), days[-1]), abs=1.0)  # the smooth crossing is within a day

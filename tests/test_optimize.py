@@ -7,7 +7,7 @@ import pytest
 
 import abscopal as ab
 from abscopal.compare import draw_parameters
-from abscopal.optimize import ModelObjective, OptimizeError, Problem, minimize_box, optimize
+from abscopal.optimize import ModelObjective, OptimizeError, ScheduleProblem, minimize_box, optimize
 from abscopal.sweeps import dose_at_equal_bed
 from helpers import NO_IMMUNITY
 
@@ -37,7 +37,9 @@ def test_model_toy_optimum_is_on_the_dose_cap(constraint, cap):
     """Without immunity the irradiated tumour only feels the LQ kill, which grows with the dose per
     fraction: for each number of fractions the optimum is the largest dose the cap allows (total
     dose D -> D / n; total BED B -> the root of n d (1 + d / ab) = B)."""
-    prob = Problem(objective="volume_irradiated", constraint=constraint, cap=cap, fractions=(2, 4), horizon_days=30.0).check()
+    prob = ScheduleProblem(
+        objective="volume_irradiated", constraint=constraint, cap=cap, fractions=(2, 4), horizon_days=30.0
+    ).check()
     draws, _ = draw_parameters("CT26", N_DRAWS, 0, params=ab.default_params("CT26", NO_IMMUNITY))
     f = ModelObjective(prob, draws)
     ns = np.array([2, 4])
@@ -118,10 +120,10 @@ def test_impossible_cap_and_unknown_objective_are_clear_errors():
 
 
 def test_cap_keeps_only_feasible_fraction_numbers():
-    prob = Problem(constraint="bed", cap=12.0, ab_ratio=10.0, fractions=(1, 5, 10), min_dose_gy=1.0).check()
+    prob = ScheduleProblem(constraint="bed", cap=12.0, ab_ratio=10.0, fractions=(1, 5, 10), min_dose_gy=1.0).check()
     # 10 x 1 Gy needs BED 11 Gy (allowed), but 10 x 1.0 is at the floor; 5 x >= 1 Gy needs >= 5.5 Gy
     assert set(prob.feasible) == {1, 5, 10}
-    prob = Problem(constraint="bed", cap=10.0, ab_ratio=10.0, fractions=(1, 5, 10), min_dose_gy=1.0).check()
+    prob = ScheduleProblem(constraint="bed", cap=10.0, ab_ratio=10.0, fractions=(1, 5, 10), min_dose_gy=1.0).check()
     assert set(prob.feasible) == {1, 5}
     for n, (lo, hi) in prob.feasible.items():
         assert lo == 1.0 and prob.bed(n, hi) == pytest.approx(10.0)
@@ -139,7 +141,7 @@ def test_traced_schedule_matches_the_schedule_written(tmp_path):
     z = np.array([[0.37, 0.61, 0.5], [0.81, 0.23, 0.5]])
     ns = np.array([2, 5])
     for q in (None, 0.9):
-        prob = Problem(agent="anti-CTLA-4", fractions=(2, 5), quantile=q, optimise_every=True, horizon_days=35.0).check()
+        prob = ScheduleProblem(agent="anti-CTLA-4", fractions=(2, 5), quantile=q, optimise_every=True, horizon_days=35.0).check()
         loss, grad = ModelObjective(prob, draws)(ns, z)
         assert np.all(np.isfinite(grad)) and np.any(grad != 0)
         for k, n in enumerate(ns):
@@ -155,7 +157,7 @@ def test_cure_objective_has_useful_gradients():
     """Far from cure the smooth cure probability is tiny; its log still has O(1) gradients, so the
     search moves (more dose per fraction raises the chance of cure of the irradiated tumour)."""
     draws, _ = draw_parameters("CT26", N_DRAWS, 0)
-    prob = Problem(objective="cure_irradiated", agent="anti-CTLA-4", fractions=(1, 3)).check()
+    prob = ScheduleProblem(objective="cure_irradiated", agent="anti-CTLA-4", fractions=(1, 3)).check()
     f = ModelObjective(prob, draws)
     ns = np.array([1, 3])
     z0 = np.array([[0.5, 0.6, 0.0], [0.5, 0.6, 0.0]])

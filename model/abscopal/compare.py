@@ -18,7 +18,7 @@ from .outcomes import volumes as site_volumes
 from .parameters import Params, default_params
 from .population import virtual_population
 from .schedules import Schedule, concurrent, fractionated, sequential
-from .simulate import SimulationError, SolverOptions, _require_x64, pad_rows, solve_grid, solve_grid_each, stack_schedules
+from .simulate import SimulationError, SolverOptions, pad_rows, require_x64, solve_grid, solve_grid_each, stack_schedules
 
 CHUNK = 100  # at most this many draws per compiled batch (fixed, so every chunk reuses one compilation)
 BLOCK = 4  # schedules per compiled batch
@@ -142,7 +142,7 @@ def simulate_cohort(
 
 def _solve_schedules(schedules, draws, options, body_weight_g, progress, per_draw):
     """Shared loop of ``simulate_schedules`` and ``simulate_draws``: ts, ys (S, N, ...), ok (S, N)."""
-    _require_x64()
+    require_x64()
     n, n_s = draws.shape[0], len(schedules)
     chunk = min(n, CHUNK)
     padded = pad_rows(draws, chunk)
@@ -200,7 +200,7 @@ def compare(
     1024 steps per segment between state jumps); a draw whose solve fails is left out of every schedule, and
     ``n_dropped`` and the printed table say how many. Without a fit the cohort is solved as one
     system per schedule (``SolverOptions()``), and any failure is an error."""
-    _require_x64()
+    require_x64()
     check_same_setting(schedules)
     if not np.isfinite(threshold_mm3) or threshold_mm3 <= 0:
         raise ValueError(f"threshold_mm3: must be a positive volume in mm^3, got {threshold_mm3}")

@@ -30,7 +30,9 @@ solves run one after another in one compiled loop (``solve_arms``). Observation 
 
 Smooth end points: the time for a volume to reach a threshold is the integral over the output
 grid of ``sigmoid((log thr - max_{t'<=t} log v(t')) / s)`` (the first crossing, censored at the
-horizon); "cured" is ``sigmoid((log 1e-6 - min_t log viable) / s)``.
+horizon); "cured" is ``sigmoid((log 1e-6 - min_t log viable) / s)``. Survival (``survival_proxy``,
+the time for the total burden to reach its threshold) is the median of that time over the virtual
+population (``POPULATION_ENDPOINTS``); growth delay (``time_to_volume``) is the typical mouse's.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from .equations import build_model
 from .parameters import base_tumour_line, default_params, spec
 from .population import variability
 from .priors import estimated
-from .records import Comparison, Count, Record, TimeCourse, load_records
+from .records import Count, Record, RecordComparison, TimeCourse, load_records
 from .schedules import EVENT_NONE, schedule_from_dict
 from .solver import map_rows, solve_segments, split_events
 
@@ -68,6 +70,7 @@ PEAK_TAU = 0.05
 #: a version of the likelihood's code, hashed into ``problem_fingerprint``: a change of what the
 #: likelihood computes (not only of the data) makes saved MAPs and Hessians stale
 LIKELIHOOD_VERSION = (
+    "2026-11-29b: survival_proxy is the median over the virtual population; "
     "2026-11-29: bounded table priors (priors.Prior), per-line values by the table's estimate column (no line "
     "population), credible biology (issue 20); 2026-11-27: soft running max/min (PEAK_TAU), one series SD per "
     "discrepancy group, a fitted day-0 volume per inoculum group"
@@ -90,6 +93,12 @@ OBS = (
     "log_burden",
 )
 _SITE = {"irradiated": "irr", "abscopal": "abs"}
+
+#: end points read off the virtual population of an arm rather than its typical mouse: fractions
+#: of mice (cured, abscopal response) and survival, the cohort's median time to the burden threshold
+#: (a typical mouse is either cured or not, so its survival jumps from the threshold time to the
+#: horizon across a parameter cliff; a cohort's median moves smoothly through partial cures)
+POPULATION_ENDPOINTS = ("cure_fraction", "abscopal_probability", "survival_proxy")
 
 #: end point -> observable stem (site suffix added) for the log-scale end points
 _LOG_ENDPOINTS = {
@@ -256,7 +265,7 @@ def build_problem(
                 a = arm_index[(rec.id, obs.arm)]
                 arms[a].population = True
                 cnt_rows.append(dict(record=rec.id, q=quantity("cure_fraction", obs.site, a, obs.day), k=obs.k, n=obs.n))
-            elif isinstance(obs, Comparison):
+            elif isinstance(obs, RecordComparison):
                 ep = obs.endpoint
                 sides = []
                 for side in (obs.lhs, obs.rhs):
@@ -264,7 +273,7 @@ def build_problem(
                         sides.append(None)
                         continue
                     a = arm_index[(rec.id, side)]
-                    if ep in ("cure_fraction", "abscopal_probability"):
+                    if ep in POPULATION_ENDPOINTS:
                         arms[a].population = True
                     ref = arm_index[(rec.id, obs.reference_arm)] if obs.reference_arm else None
                     if ref is not None:
@@ -303,9 +312,12 @@ def build_problem(
             name = stem if stem in ("log_dc", "log_memory") else f"{stem}_{_SITE[site]}"
             qkind.append(0)
             qobs.append(OBS.index(name))
-        elif ep in ("time_to_volume", "survival_proxy"):
+        elif ep == "time_to_volume":
             qkind.append(1)
-            qobs.append(OBS.index("log_burden" if ep == "survival_proxy" else f"log_volume_{_SITE[site]}"))
+            qobs.append(OBS.index(f"log_volume_{_SITE[site]}"))
+        elif ep == "survival_proxy":
+            qkind.append(4)
+            qobs.append(OBS.index("log_burden"))
         elif ep == "cure_fraction":
             qkind.append(2)
             qobs.append(OBS.index(f"log_viable_{_SITE[site]}"))
@@ -314,7 +326,7 @@ def build_problem(
             qobs.append(OBS.index("log_volume_abs"))
         else:
             raise ValueError(f"end point {ep!r}: not supported by the likelihood")
-        qarm.append(pop_pos[a] if qkind[-1] >= 2 else a)
+        qarm.append(pop_pos[a] if qkind[-1] >= 2 else a)  # kinds 2-4 read the virtual population
         qday.append(float(day) if day is not None else horizon_days)
         qthr.append(math.log(threshold) if threshold is not None else 0.0)
         qref.append(pop_pos[ref] if ref is not None else -1)
@@ -632,9 +644,12 @@ def quantities(prob: Problem, obs, obs_pop):
         at = _interp(pser, jnp.broadcast_to(day[:, None], pser.shape[:2]), step)
         at_ref = _interp(rser, jnp.broadcast_to(day[:, None], pser.shape[:2]), step)
         absc = jnp.mean(jax.nn.sigmoid((math.log(0.7) - (at - at_ref)) / SMOOTH_LOG), axis=-1)
+        # survival of a cohort: the median over the virtual mice of each mouse's time to the burden
+        # threshold (censored at the horizon), as a study reports median survival
+        surv = jnp.median(_smooth_time(pser, jnp.asarray(q["thr"])[:, None], jnp.asarray(prob.days)), axis=-1)
     else:
-        cure = absc = jnp.zeros_like(log_val)
-    return jnp.select([kind == 0, kind == 1, kind == 2], [log_val, time_val, cure], absc)
+        cure = absc = surv = jnp.zeros_like(log_val)
+    return jnp.select([kind == 0, kind == 1, kind == 2, kind == 3], [log_val, time_val, cure, absc], surv)
 
 
 def comparison_logp(d, op, margin, tau):

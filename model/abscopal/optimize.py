@@ -45,7 +45,7 @@ from .schedules import (
     fractionated,
     sequential,
 )
-from .simulate import SolverOptions, _require_x64, pad_rows, solve_grid
+from .simulate import SolverOptions, pad_rows, require_x64, solve_grid
 from .sweeps import dose_at_equal_bed
 
 #: what can be optimised: name -> (description, unit, site, kind)
@@ -67,7 +67,7 @@ class OptimizeError(ValueError):
 
 
 @dataclass(frozen=True)
-class Problem:
+class ScheduleProblem:
     """What to optimise and within which limits (see ``optimize`` for the meaning of each field)."""
 
     objective: str = "volume_abscopal"
@@ -94,7 +94,7 @@ class Problem:
     gap_range: tuple[float, float] = (0.0, 0.0)
     every_range: tuple[float, float] = (0.0, 0.0)
 
-    def check(self) -> Problem:
+    def check(self) -> ScheduleProblem:
         """Validate every field and return the problem with the feasible dose range per number of fractions."""
         if self.objective not in OBJECTIVES:
             raise OptimizeError(f"objective: unknown end point {self.objective!r}; allowed {list(OBJECTIVES)}")
@@ -188,7 +188,7 @@ class Problem:
 
 
 # ----------------------------------------------------------------------------- the traced objective
-def _events(x, n_frac, c):
+def _candidate_events(x, n_frac, c):
     """Padded event arrays of one candidate: x = (gap, dose per fraction, every), inside jit."""
     gap, d, every = x[0], x[1], x[2]
     i = jnp.arange(RT_SLOTS)
@@ -239,7 +239,7 @@ def _value_and_grad(z, lo, hi, n_frac, draws, c, obj, *, rtol, atol, max_steps):
 
     def losses(z):
         x = lo + z * (hi - lo)
-        events = jax.vmap(_events, in_axes=(0, 0, None))(x, n_frac, c)
+        events = jax.vmap(_candidate_events, in_axes=(0, 0, None))(x, n_frac, c)
         horizon = jnp.full(z.shape[0], c["horizon"])
         _, ys, _ = solve_grid(draws, events, horizon, rtol=rtol, atol=atol, max_steps=max_steps, n_out=N_OUT)
         viable = jnp.take(ys, obj["i_v"], axis=-1)  # (B, N, n_out)
@@ -285,9 +285,9 @@ class ModelObjective:
     """The problem's loss for candidates (n_fractions, z), evaluated in compiled batches of ``BATCH``."""
 
     def __init__(
-        self, problem: Problem, draws: np.ndarray, body_weight_g: float = 20.0, options: SolverOptions = SolverOptions()
+        self, problem: ScheduleProblem, draws: np.ndarray, body_weight_g: float = 20.0, options: SolverOptions = SolverOptions()
     ):
-        _require_x64()
+        require_x64()
         self.problem = problem
         self.draws = jnp.asarray(draws)
         _, _, site, kind = OBJECTIVES[problem.objective]
@@ -334,7 +334,7 @@ class OptimizeResult:
     candidates: pd.DataFrame  # one row per (number of fractions, start), best first
     versus: pd.DataFrame  # exact end points of the optimum vs standard concurrent / sequential (compare's summary)
     comparison: Comparison | None
-    problem: Problem
+    problem: ScheduleProblem
     source: str
 
     def toml(self) -> str:
@@ -405,7 +405,7 @@ def optimize(
     if tumour_line not in tumour_lines():
         raise OptimizeError(f"tumour_line: unknown line {tumour_line!r}; allowed {list(tumour_lines())}")
     ab = float(ab_ratio) if ab_ratio is not None else float(default_params(tumour_line)["ab_ratio"])
-    problem = Problem(
+    problem = ScheduleProblem(
         objective=objective,
         constraint="bed" if max_bed_gy is not None else "dose",
         cap=float(max_bed_gy if max_bed_gy is not None else max_dose_gy),

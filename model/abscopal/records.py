@@ -44,13 +44,13 @@ __all__ = [
     "RecordError",
     "Provenance",
     "DataSource",
-    "RtFraction",
-    "DrugDose",
+    "ArmFraction",
+    "ArmDose",
     "Arm",
     "TimePoint",
     "TimeCourse",
     "Count",
-    "Comparison",
+    "RecordComparison",
     "Record",
     "default_data_dir",
     "load_conventions",
@@ -180,14 +180,14 @@ class Provenance:
 
 
 @dataclass(frozen=True)
-class RtFraction:
+class ArmFraction:
     day: float
     dose_gy: float
     target: str = "irradiated"
 
 
 @dataclass(frozen=True)
-class DrugDose:
+class ArmDose:
     day: float
     agent: str
     dose: float
@@ -200,8 +200,8 @@ class Arm:
 
     name: str
     horizon_days: float
-    rt: tuple[RtFraction, ...]
-    drugs: tuple[DrugDose, ...]
+    rt: tuple[ArmFraction, ...]
+    drugs: tuple[ArmDose, ...]
     schedule: Mapping[str, Any]
     modifiers: tuple[str, ...] = ()
     note: str = ""
@@ -250,7 +250,7 @@ class Count:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class RecordComparison:
     endpoint: str
     lhs: str
     op: str
@@ -282,7 +282,7 @@ class Record:
     provenance: Provenance
     protocol_status: str
     arms: Mapping[str, Arm]
-    observations: tuple[TimeCourse | Count | Comparison, ...]
+    observations: tuple[TimeCourse | Count | RecordComparison, ...]
     use_reason: str = ""
     tumour_line_note: str = ""
     tumour_variant: str = ""
@@ -314,8 +314,8 @@ class Record:
         return tuple(o for o in self.observations if isinstance(o, Count))
 
     @property
-    def comparisons(self) -> tuple[Comparison, ...]:
-        return tuple(o for o in self.observations if isinstance(o, Comparison))
+    def comparisons(self) -> tuple[RecordComparison, ...]:
+        return tuple(o for o in self.observations if isinstance(o, RecordComparison))
 
     def schedule_dict(self, arm: str) -> dict:
         """An arm as a schedule-file table, with the record's tumour line and a name added."""
@@ -503,7 +503,7 @@ def _parse_arm(c: _Ctx, name: str, table, setting: str) -> Arm:
         target = c.str_(e.get("target", "irradiated"), f"{g}.target", RT_TARGETS)
         if setting == "single-tumour" and target != "irradiated":
             c.fail(f"{g}.target", f"{target!r} in a single-tumour record (only 'irradiated' exists)")
-        rt += [RtFraction(d, dose, target) for d in _days(c, e, g, horizon)]
+        rt += [ArmFraction(d, dose, target) for d in _days(c, e, g, horizon)]
     for i, e in enumerate(c.list_(table.get("drug", []), f"{f}.drug", nonempty=False)):
         g = f"{f}.drug[{i}]"
         e = c.table(e, g)
@@ -513,7 +513,7 @@ def _parse_arm(c: _Ctx, name: str, table, setting: str) -> Arm:
         unit = c.str_(e["unit"], f"{g}.unit")
         if unit not in AGENT_UNITS[agent]:
             c.fail(f"{g}.unit", f"{unit!r} does not fit agent {agent!r}; allowed {list(AGENT_UNITS[agent])}")
-        drugs += [DrugDose(d, agent, dose, unit) for d in _days(c, e, g, horizon)]
+        drugs += [ArmDose(d, agent, dose, unit) for d in _days(c, e, g, horizon)]
     return Arm(name, horizon, tuple(rt), tuple(drugs), _freeze(table))
 
 
@@ -677,7 +677,7 @@ def _parse_count(c: _Ctx, i: int, t, arms, setting) -> Count:
     return Count(arm, site, day, k, n, n_status, note)
 
 
-def _parse_comparison(c: _Ctx, i: int, t, arms, setting, conventions) -> Comparison:
+def _parse_comparison(c: _Ctx, i: int, t, arms, setting, conventions) -> RecordComparison:
     f = f"comparison[{i}]"
     t = c.table(t, f)
     c.keys(
@@ -755,7 +755,7 @@ def _parse_comparison(c: _Ctx, i: int, t, arms, setting, conventions) -> Compari
     elif "reference_arm" in t:
         c.fail(f"{f}.reference_arm", f"end point {name!r} takes no reference_arm")
     note = c.str_(t.get("note", ""), f"{f}.note", empty=True)
-    return Comparison(name, lhs, op, rhs, margin, margin_kind, rule, reason, site, day, threshold, ref_day, ref_arm, note)
+    return RecordComparison(name, lhs, op, rhs, margin, margin_kind, rule, reason, site, day, threshold, ref_day, ref_arm, note)
 
 
 def _parse_provenance(c: _Ctx, p, is_series: bool) -> Provenance:

@@ -49,7 +49,8 @@ def enable_x64() -> None:
     jax.config.update("jax_enable_x64", True)
 
 
-def _require_x64() -> None:
+def require_x64() -> None:
+    """Refuse to run with 32-bit floats (the model's numerics need 64-bit: ``enable_x64``)."""
     if not jax.config.jax_enable_x64:
         raise RuntimeError("abscopal needs 64-bit floats: call abscopal.enable_x64() before simulating")
 
@@ -82,7 +83,7 @@ def stack_schedules(schedules, body_weight_g: float = 20.0) -> tuple[dict, np.nd
     return events, np.array([a["horizon"] for a in arrays])
 
 
-def _events(schedule: Schedule, body_weight_g: float):
+def _schedule_events(schedule: Schedule, body_weight_g: float):
     a = schedule.to_arrays(body_weight_g)
     horizon = a.pop("horizon")
     return a, horizon
@@ -144,9 +145,9 @@ def simulate(
 ) -> Trajectory:
     """Simulate one schedule. Raises ``SimulationError`` if the solver fails (unless ``throw=False``,
     which returns the trajectory with ``ok=False``)."""
-    _require_x64()
+    require_x64()
     params = params if params is not None else default_params(schedule.tumour_line)
-    events, horizon = _events(schedule, params.body_weight_g)
+    events, horizon = _schedule_events(schedule, params.body_weight_g)
     ts, ys, ok = solve(jnp.asarray(params.values), events, horizon, **options.kwargs())
     ok = bool(ok)
     if throw and not ok:
@@ -238,13 +239,13 @@ def simulate_population(
     The chunks are sharded over ``devices`` (default: all JAX devices) with a ``jax.sharding`` mesh,
     one chunk per device per step; the chunk boundaries depend only on ``chunk``, so the result is
     the same on one device or many."""
-    _require_x64()
+    require_x64()
     if int(chunk) != chunk or chunk < 1:
         raise ValueError(f"chunk: mice per chunk must be a positive integer, got {chunk!r}")
     values = np.atleast_2d(np.asarray(values, dtype=np.float64))
     if not np.all(np.isfinite(values)):
         raise ValueError("values: parameter rows must be finite")
-    events, horizon = _events(schedule, body_weight_g)
+    events, horizon = _schedule_events(schedule, body_weight_g)
     n = values.shape[0]
     mesh = population_mesh(None if devices is None else tuple(devices))
     n_dev = mesh.devices.size
