@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import abscopal as ab
 from abscopal.simulate import solve
@@ -34,6 +35,7 @@ def test_gradient_of_end_point_matches_finite_differences():
     np.testing.assert_allclose(grad, fd, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.slow  # an opt-in path no caller in the package uses (47 s of the quick suite)
 def test_backsolve_adjoint_matches_the_checkpointed_gradient():
     """The continuous adjoint (opt-in, cheaper) against the exact gradient of the discrete solve."""
     s = canonical_schedules()["rt_pdl1_concurrent"]
