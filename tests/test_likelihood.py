@@ -278,7 +278,7 @@ def test_survival_is_the_cohorts_median_not_the_typical_mouse():
     r29 = tuple(r for r in load_records() if r.id == "R29")
     prob = L.build_problem(r29, n_virtual=5, seed=1)
     q = prob.q
-    surv = np.flatnonzero(q["kind"] == 4)
+    surv = np.flatnonzero(q["kind"] == L.Q_SURVIVAL)
     assert len(surv) == len({a for c in r29[0].comparisons for a in (c.lhs, c.rhs)}) == 6
     rng = np.random.default_rng(0)
     days = np.asarray(prob.days)

@@ -100,6 +100,12 @@ _SITE = {"irradiated": "irr", "abscopal": "abs"}
 #: horizon across a parameter cliff; a cohort's median moves smoothly through partial cures)
 POPULATION_ENDPOINTS = ("cure_fraction", "abscopal_probability", "survival_proxy")
 
+#: kinds of comparison/count quantity (``Problem.q["kind"]``): a log read-out at a day, the typical
+#: mouse's time to a volume, and the population's cure fraction, abscopal probability and median
+#: survival (``Q_POPULATION``: the kinds whose ``arm`` indexes ``Problem.pop_arms``)
+Q_LOG, Q_TIME, Q_CURE, Q_ABSCOPAL, Q_SURVIVAL = range(5)
+Q_POPULATION = (Q_CURE, Q_ABSCOPAL, Q_SURVIVAL)
+
 #: end point -> observable stem (site suffix added) for the log-scale end points
 _LOG_ENDPOINTS = {
     "volume_at_day": "log_volume",
@@ -310,23 +316,23 @@ def build_problem(
         if ep in _LOG_ENDPOINTS:
             stem = _LOG_ENDPOINTS[ep]
             name = stem if stem in ("log_dc", "log_memory") else f"{stem}_{_SITE[site]}"
-            qkind.append(0)
+            qkind.append(Q_LOG)
             qobs.append(OBS.index(name))
         elif ep == "time_to_volume":
-            qkind.append(1)
+            qkind.append(Q_TIME)
             qobs.append(OBS.index(f"log_volume_{_SITE[site]}"))
         elif ep == "survival_proxy":
-            qkind.append(4)
+            qkind.append(Q_SURVIVAL)
             qobs.append(OBS.index("log_burden"))
         elif ep == "cure_fraction":
-            qkind.append(2)
+            qkind.append(Q_CURE)
             qobs.append(OBS.index(f"log_viable_{_SITE[site]}"))
         elif ep == "abscopal_probability":
-            qkind.append(3)
+            qkind.append(Q_ABSCOPAL)
             qobs.append(OBS.index("log_volume_abs"))
         else:
             raise ValueError(f"end point {ep!r}: not supported by the likelihood")
-        qarm.append(pop_pos[a] if qkind[-1] >= 2 else a)  # kinds 2-4 read the virtual population
+        qarm.append(pop_pos[a] if qkind[-1] in Q_POPULATION else a)
         qday.append(float(day) if day is not None else horizon_days)
         qthr.append(math.log(threshold) if threshold is not None else 0.0)
         qref.append(pop_pos[ref] if ref is not None else -1)
@@ -649,7 +655,7 @@ def quantities(prob: Problem, obs, obs_pop):
         surv = jnp.median(_smooth_time(pser, jnp.asarray(q["thr"])[:, None], jnp.asarray(prob.days)), axis=-1)
     else:
         cure = absc = surv = jnp.zeros_like(log_val)
-    return jnp.select([kind == 0, kind == 1, kind == 2, kind == 3], [log_val, time_val, cure, absc], surv)
+    return jnp.select([kind == Q_LOG, kind == Q_TIME, kind == Q_CURE, kind == Q_ABSCOPAL], [log_val, time_val, cure, absc], surv)
 
 
 def comparison_logp(d, op, margin, tau):
