@@ -606,7 +606,7 @@ def run_fit(
     # ---- NUTS (checkpointed per segment)
     laplace = None
     if method == "nuts":
-        draws, stats = run_nuts(prob, init, settings, work, progress=progress, log=log, inv_mass=inv_mass)
+        draws, stats = run_nuts(prob, init, settings, work, progress=progress, log=log, inv_mass=inv_mass, f=f)
     elif method == "map":  # the MAP alone: one "draw", no parameter uncertainty (said in fit.json and the report)
         draws = np.asarray(init)[None, None, :]
         stats = dict(

@@ -19,7 +19,8 @@ same function:
 The likelihood is ``likelihood.log_likelihood``: a failed solve gives ``-inf`` (the non-throwing
 simulation mode), so a NUTS proposal that breaks the solver is rejected instead of crashing the run.
 
-Chains run ``vectorized`` (numpyro's ``parallel`` method breaks diffrax closures on this stack).
+Chains run by ``CHAIN_METHOD``; the potential is the compiled gradient of the MAP, reached through a
+host callback (``compiled_potential``), so NUTS does not compile the solver again.
 Sampling runs in segments that continue the same chains, checkpointing after each
 (``checkpoint.npz``: plain arrays, no pickle), so an interrupted run resumes.
 """
@@ -45,6 +46,11 @@ from .priors import Prior, lognormal, prior
 #: volumes near 1e-6 mm^3 matter: at the review MAP rtol 1e-5 / atol 1e-8 left the log posterior
 #: 0.011 off an rtol-1e-9 solve (1e-5 / 1e-10: 0.0047); 1e-6 / 1e-10 leaves 2.5e-4 for 1.5x the cost
 SOLVER = dict(rtol=1e-6, atol=1e-10, max_steps=4096)
+
+#: numpyro's chain method: "sequential" on CPUs (the chains one after another, each gradient the
+#: unbatched solve path: vectorized chains turn the arms' ``lax.map`` into lanes that step together,
+#: and compile the solver again batched), "vectorized" where the solves are lanes anyway (GPU).
+CHAIN_METHOD = "vectorized" if jax.default_backend() == "gpu" else "sequential"
 
 
 @dataclass(frozen=True)
@@ -330,9 +336,42 @@ def find_map(prob: L.Problem, settings: FitSettings, progress: bool = True, log=
 
 
 def neg_log_density_and_grad(prob: L.Problem):
-    """Jitted ``z -> (-log p(z), -grad log p(z))`` (one compilation, shared by MAP, refinement and
-    the Laplace Hessian)."""
+    """Jitted ``z -> (-log p(z), -grad log p(z))`` (one compilation, shared by MAP, refinement,
+    NUTS (``compiled_potential``) and the Laplace Hessian)."""
     return jax.jit(jax.value_and_grad(lambda z: -make_log_density(prob)(z)))
+
+
+def compiled_potential(f, size: int):
+    """numpyro ``potential_fn`` whose value and gradient are those of the compiled ``f``
+    (``neg_log_density_and_grad``), reached through a host callback with a custom VJP.
+
+    Why: traced into NUTS, the solver-backed gradient is compiled again inside every jitted stage
+    of numpyro (initialisation, step-size search, warm-up, sampling; each chain batch): 100 s of
+    compilation for the 3-record quick fit, against 25 s for ``f`` alone. Through the callback, ``f``
+    is compiled once (and shared with the MAP) and NUTS compiles only its own tree arithmetic. The
+    callback costs microseconds against the milliseconds of a gradient. Each call returns the
+    value and the gradient together (NUTS always asks for both)."""
+    shapes = (jax.ShapeDtypeStruct((), jnp.float64), jax.ShapeDtypeStruct((size,), jnp.float64))
+
+    def host(z):
+        v, g = f(jnp.asarray(z))
+        return np.asarray(v, dtype=np.float64), np.asarray(g, dtype=np.float64)
+
+    def both(z):
+        return jax.pure_callback(host, shapes, z, vmap_method="sequential")
+
+    @jax.custom_vjp
+    def potential(z):
+        return both(z)[0]
+
+    def forward(z):
+        return both(z)
+
+    def backward(g, ct):
+        return (ct * g,)
+
+    potential.defvjp(forward, backward)
+    return potential
 
 
 def refine_map(
@@ -476,8 +515,11 @@ def run_nuts(
     progress: bool = True,
     log=print,
     inv_mass: np.ndarray | None = None,
+    f=None,
 ):
-    """NUTS (numpyro, ``potential_fn`` = minus the log density) from ``init``, vectorized chains.
+    """NUTS (numpyro, ``potential_fn`` = minus the log density, the compiled ``f`` of
+    ``neg_log_density_and_grad`` through ``compiled_potential``) from ``init``, chains by
+    ``CHAIN_METHOD``.
 
     The first call runs the warm-up (step size and diagonal mass matrix adaptation) and the first
     segment of ``settings.segment`` draws; later segments continue the same chains
@@ -489,7 +531,7 @@ def run_nuts(
 
     workdir.mkdir(parents=True, exist_ok=True)
     ck_path = workdir / "checkpoint.npz"
-    potential = (lambda f: lambda z: -f(z))(make_log_density(prob))
+    potential = compiled_potential(f or neg_log_density_and_grad(prob), layout_of(prob).size)
     C = settings.chains
     key = jax.random.PRNGKey(settings.seed + 1)
     ck = dict(np.load(ck_path, allow_pickle=False)) if ck_path.is_file() else None
@@ -530,7 +572,7 @@ def run_nuts(
             inverse_mass_matrix=None if inv_mass is None else jnp.asarray(inv_mass),
         )
         mcmc = MCMC(
-            kernel, num_warmup=settings.warmup, num_samples=n, num_chains=C, chain_method="vectorized", progress_bar=progress
+            kernel, num_warmup=settings.warmup, num_samples=n, num_chains=C, chain_method=CHAIN_METHOD, progress_bar=progress
         )
         rng = np.random.default_rng(settings.seed + 2)
         init_c = jnp.asarray(init[None] + 0.01 * rng.standard_normal((C, init.size)))
@@ -552,7 +594,7 @@ def run_nuts(
                 adapt_mass_matrix=False,
                 max_tree_depth=settings.max_tree_depth,
             )
-            mcmc = MCMC(kernel, num_warmup=0, num_samples=n, num_chains=C, chain_method="vectorized", progress_bar=progress)
+            mcmc = MCMC(kernel, num_warmup=0, num_samples=n, num_chains=C, chain_method=CHAIN_METHOD, progress_bar=progress)
             mcmc.run(jax.random.fold_in(key, ck["draws"].shape[1]), init_params=jnp.asarray(ck["z_last"]), extra_fields=EXTRA)
         else:
             mcmc.post_warmup_state = mcmc.last_state
