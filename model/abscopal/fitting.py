@@ -21,10 +21,11 @@ from . import likelihood as L
 from .inference import (
     SOLVER,
     FitSettings,
+    compiled_for,
     draws_covariance,
     find_map,
     layout_of,
-    make_log_density,
+    log_density_of,
     natural_values,
     neg_log_density_and_grad,
     prior_draws_z,
@@ -70,8 +71,12 @@ def _records(quick: bool):
 
 
 def _predictor(prob: L.Problem):
-    """The compiled predictive of one parameter point of ``prob`` (compile once, call per draw)."""
+    """The compiled predictive of one parameter point of ``prob`` (compile once per problem and
+    process, call per draw)."""
+    return compiled_for(prob, "predictor", lambda: _build_predictor(prob))
 
+
+def _build_predictor(prob: L.Problem):
     @jax.jit
     def one(shared, lines, sig, v0):
         P = L.arm_values(prob, shared, lines, v0)
@@ -629,7 +634,7 @@ def run_fit(
             f"{eig['n_raised']} raised to the floor {eig['min_precision']:g} (SD <= 1 log unit)"
         )
         rescale = None
-        log_density = make_log_density(prob)  # one closure, so one compile, for the three stages below
+        log_density = log_density_of(prob)  # one compile for the three stages below
         if settings.laplace_rescale > 0:
             cov, rescale = rescale_covariance(
                 log_density,

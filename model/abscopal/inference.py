@@ -335,10 +335,33 @@ def find_map(prob: L.Problem, settings: FitSettings, progress: bool = True, log=
     return np.asarray(best["z"]), results
 
 
+#: compiled functions of a problem, by (what, problem fingerprint): a second fit of the same
+#: problem in one process (a rerun, a resumed fit, the tests) reuses their compilations
+_COMPILED: dict[tuple[str, str], object] = {}
+_COMPILED_MAX = 8
+
+
+def compiled_for(prob: L.Problem, what: str, build):
+    """``build()`` (a jitted function of ``prob``) once per problem and process, under ``what``."""
+    key = (what, L.problem_fingerprint(prob))
+    if key not in _COMPILED:
+        if len(_COMPILED) >= _COMPILED_MAX:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        _COMPILED[key] = build()
+    return _COMPILED[key]
+
+
 def neg_log_density_and_grad(prob: L.Problem):
-    """Jitted ``z -> (-log p(z), -grad log p(z))`` (one compilation, shared by MAP, refinement,
-    NUTS (``compiled_potential``) and the Laplace Hessian)."""
-    return jax.jit(jax.value_and_grad(lambda z: -make_log_density(prob)(z)))
+    """Jitted ``z -> (-log p(z), -grad log p(z))`` (one compilation per problem and process, shared
+    by MAP, refinement, NUTS (``compiled_potential``) and the Laplace Hessian)."""
+    return compiled_for(
+        prob, "neg_log_density_and_grad", lambda: jax.jit(jax.value_and_grad(lambda z: -make_log_density(prob)(z)))
+    )
+
+
+def log_density_of(prob: L.Problem):
+    """Jitted ``log p(z)`` at the fit's solver settings (one compilation per problem and process)."""
+    return compiled_for(prob, "log_density", lambda: jax.jit(make_log_density(prob)))
 
 
 def compiled_potential(f, size: int):
@@ -354,7 +377,10 @@ def compiled_potential(f, size: int):
     shapes = (jax.ShapeDtypeStruct((), jnp.float64), jax.ShapeDtypeStruct((size,), jnp.float64))
 
     def host(z):
-        v, g = f(jnp.asarray(z))
+        # numpyro runs the chains under ``jax.default_device(cpu:0)``, which is part of jit's cache
+        # key: f is called as the MAP calls it (no default device), so it is not compiled again
+        with jax.default_device(None):
+            v, g = f(np.asarray(z))
         return np.asarray(v, dtype=np.float64), np.asarray(g, dtype=np.float64)
 
     def both(z):
