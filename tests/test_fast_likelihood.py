@@ -7,7 +7,8 @@ Tolerances, as measured at the fit's solver settings (rtol 1e-5, atol 1e-8): at 
 -5115) |d log p| = 4.3e-3, a relative 8.5e-7 (far in the tail a probit comparison's log penalty
 moves by d / tau^2 per unit of log-volume error), gradient 1e-5. The checks are
 |d log p| <= 1e-3 + 2e-6 |log p| and a gradient within 1 % of its norm (or of 1, where the norm is
-smaller: at a converged MAP)."""
+smaller: at a converged MAP). The quick problem's check runs with the quick fit
+(``tests/test_fit.py``), whose compiled gradient it shares."""
 
 import json
 from pathlib import Path
@@ -19,38 +20,11 @@ import pytest
 
 from abscopal import inference as I
 from abscopal import likelihood as L
-from abscopal.fitting import QUICK_RECORDS
 from abscopal.records import load_records
 from abscopal.solver import TRACE_COUNT
+from helpers import check_against_tight, quick_problem
 
-TIGHT = dict(rtol=1e-9, atol=1e-12, max_steps=100_000)
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _check_against_tight(prob, z, rel_logp=2e-6):
-    fast = jax.jit(jax.value_and_grad(I.make_log_density(prob, I.SOLVER)))
-    tight = jax.jit(jax.value_and_grad(I.make_log_density(prob, TIGHT)))
-    v, g = fast(z)
-    vt, gt = tight(z)
-    assert np.isfinite(float(vt)) and np.all(np.isfinite(np.asarray(gt)))
-    assert abs(float(v) - float(vt)) <= 1e-3 + rel_logp * abs(float(vt)), (float(v), float(vt))
-    # relative to the gradient's norm, floored at 1: at a converged MAP the gradient vanishes (norm
-    # 0.09 at the shipped one), and a relative error of almost nothing measures only the solver's
-    # noise (there 1.3e-3 absolute, 1.4 % relative, in a 34-coordinate gradient)
-    rel = float(jnp.linalg.norm(g - gt) / max(float(jnp.linalg.norm(gt)), 1.0))
-    assert rel < 0.01, rel
-
-
-def _quick_problem():
-    records = tuple(r for r in load_records() if r.id in QUICK_RECORDS)
-    return L.build_problem(records, use="fit", n_virtual=2, seed=0)
-
-
-def test_quick_problem_matches_a_tight_solve_at_the_prior_median():
-    prob = _quick_problem()
-    assert len(prob.pop_arms) > 0 and prob.doses["amount"].any(), "the check needs drugs and a population"
-    # the prior median is far in the tail here (log p -3507; measured |d log p| 0.044)
-    _check_against_tight(prob, jnp.asarray(I.prior_median_z(prob)), rel_logp=3e-5)
 
 
 @pytest.mark.slow
@@ -61,13 +35,13 @@ def test_review_problem_matches_a_tight_solve(point):
         z = np.asarray(json.loads((ROOT / "fits/review/fit.json").read_text())["map"]["z"])
     else:
         z = I.prior_draws_z(prob, 1, seed=3)[0]
-    _check_against_tight(prob, jnp.asarray(z))
+    check_against_tight(prob, jnp.asarray(z))
 
 
 def test_all_arms_share_one_compilation():
     """Typical and virtual mice: one trace, whatever the number of arms; a
     new point reuses them."""
-    prob = _quick_problem()
+    prob = quick_problem()
     f = jax.jit(I.make_log_density(prob, dict(I.SOLVER, rtol=2e-5)))  # options unique to this test
     before = TRACE_COUNT["core"]
     z = jnp.asarray(I.prior_median_z(prob))
@@ -77,8 +51,9 @@ def test_all_arms_share_one_compilation():
     assert TRACE_COUNT["core"] - before == 1
 
 
+@pytest.mark.slow  # 15-20 s of compilation; the fit solves its virtual mice "each", not as lanes
 def test_population_lanes_equal_mice_solved_each():
-    prob = _quick_problem()
+    prob = quick_problem()
     z = jnp.asarray(I.prior_median_z(prob))
     lay = I.layout_of(prob)
     shared, line_vals = lay.values(z)

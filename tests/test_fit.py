@@ -11,6 +11,8 @@ import abscopal as ab
 from abscopal.cli import main
 from abscopal.fitresult import FitError, load_fit
 from abscopal.fitting import QUICK_RECORDS
+from abscopal.inference import prior_median_z
+from helpers import check_against_tight, quick_problem
 
 ARGS = ["--quick", "--no-progress"]
 
@@ -48,6 +50,13 @@ def test_quick_fit_writes_a_complete_fit_folder(quick_fit):
     # draws for any line: a fitted line and one the fit did not see (population predictive)
     assert fit.draws(5, tumour_line="MC38").shape == (5, len(fit.params("MC38").values))
     assert np.all(np.isfinite(fit.draws(5, tumour_line="RENCA")))
+
+
+def test_quick_problem_matches_a_tight_solve_at_the_prior_median():
+    prob = quick_problem()
+    assert len(prob.pop_arms) > 0 and prob.doses["amount"].any(), "the check needs drugs and a population"
+    # the prior median is far in the tail here (log p -3507; measured |d log p| 0.044)
+    check_against_tight(prob, prior_median_z(prob), rel_logp=3e-5)
 
 
 def test_map_point_of_a_fit(quick_fit):
@@ -108,6 +117,7 @@ def test_damaged_fit_folder_fails_clearly(quick_fit, tmp_path):
         load_fit(tmp_path / "missing")
 
 
+@pytest.mark.slow  # 25-40 s; the Laplace fallback leaves the default path (issue 21)
 def test_laplace_fallback_from_the_quick_map(quick_fit, tmp_path, monkeypatch):
     """--laplace: MAP refinement, finite-difference Hessian, PSIS check; labelled, and resumable."""
     import abscopal.fitting as fitting
