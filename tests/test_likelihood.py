@@ -252,7 +252,7 @@ def test_map_recovers_known_parameters():
     true_r, true_alpha = 0.3, 0.25
     rec = _synthetic_record(true_r, true_alpha)
     prob = L.build_problem((rec,), shared=("r", "alpha"), per_line=(), n_virtual=1)
-    settings = FitSettings(map_starts=1, map_steps=120, map_lr=0.05)
+    settings = FitSettings(map_starts=1, map_steps=20, map_lr=0.05)  # then L-BFGS (lbfgs_steps)
     z, starts = find_map(prob, settings, progress=False, log=lambda *a: None)
     nat = natural_values(prob, z)
     r_hat, alpha_hat = float(nat["r"]), float(nat["alpha"])

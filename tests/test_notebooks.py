@@ -74,8 +74,7 @@ def test_notebook_is_committed_without_outputs(name):
     assert not dirty, f"{name}: cells {dirty} carry outputs; clear them before committing (repository stays small)"
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs(name, kernel_env, tmp_path):
+def _run_notebook(name, kernel_env, tmp_path):
     nb = nbformat.read(NB_DIR / name, as_version=4)
     before = sorted(p.name for p in NB_DIR.iterdir())
     client = nbclient.NotebookClient(
@@ -93,3 +92,13 @@ def test_notebook_runs(name, kernel_env, tmp_path):
         out = Path(os.environ["ABSCOPAL_KEEP_EXECUTED"])
         out.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, out / name)
+
+
+# One test class per notebook: under pytest-xdist's ``--dist loadscope`` (the README's command) a class
+# is a unit of work, so the notebooks, each in its own kernel, spread over the workers instead of
+# queueing on one.
+for _name in NOTEBOOKS:
+    _cls = f"TestNotebook{_name.split('.')[0].title().replace('_', '')}"
+    globals()[_cls] = type(
+        _cls, (), {"test_runs": lambda self, kernel_env, tmp_path, _n=_name: _run_notebook(_n, kernel_env, tmp_path)}
+    )
