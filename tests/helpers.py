@@ -43,13 +43,20 @@ def canonical_schedules():
 TIGHT = dict(rtol=1e-9, atol=1e-12, max_steps=100_000)
 
 
+def _fit_logp_near_tight(prob, z, vt, rel_logp):
+    """The fit's own log density and gradient at ``z`` (its compiled gradient, shared with the fit
+    tests of this process: one compilation), after checking the value against the tight ``vt``."""
+    v, g = (-np.asarray(x) for x in I.neg_log_density_and_grad(prob)(z))
+    assert np.isfinite(vt)
+    assert abs(float(v) - vt) <= 1e-3 + rel_logp * abs(vt), (float(v), vt)
+    return g
+
+
 def check_against_tight(prob, z, rel_logp=2e-6):
-    # the fit's own compiled gradient (shared with the fit tests of this process: one compilation)
-    v, g = (-x for x in I.neg_log_density_and_grad(prob)(z))
     tight = jax.jit(jax.value_and_grad(I.make_log_density(prob, TIGHT)))
     vt, gt = tight(z)
-    assert np.isfinite(float(vt)) and np.all(np.isfinite(np.asarray(gt)))
-    assert abs(float(v) - float(vt)) <= 1e-3 + rel_logp * abs(float(vt)), (float(v), float(vt))
+    assert np.all(np.isfinite(np.asarray(gt)))
+    g = _fit_logp_near_tight(prob, z, float(vt), rel_logp)
     # relative to the gradient's norm, floored at 1: at a converged MAP the gradient vanishes (norm
     # 0.09 at the shipped one), and a relative error of almost nothing measures only the solver's
     # noise (there 1.3e-3 absolute, 1.4 % relative, in a 34-coordinate gradient)
@@ -62,11 +69,8 @@ def check_directions_against_tight(prob, z, rel_logp=2e-6, n_dirs=3, h=1e-3, see
     only (a third of the gradient's compilation); the fit's gradient checked along ``n_dirs`` random
     unit directions against central differences of the tight log density (step ``h``; rtol 1e-9
     puts the differences' rounding near 1e-9 |log p| / h)."""
-    v, g = (-np.asarray(x) for x in I.neg_log_density_and_grad(prob)(z))
     tight = jax.jit(I.make_log_density(prob, TIGHT))
-    vt = float(tight(z))
-    assert np.isfinite(vt)
-    assert abs(float(v) - vt) <= 1e-3 + rel_logp * abs(vt), (float(v), vt)
+    g = _fit_logp_near_tight(prob, z, float(tight(z)), rel_logp)
     u = np.random.default_rng(seed).standard_normal((n_dirs, np.size(z)))
     u /= np.linalg.norm(u, axis=1, keepdims=True)
     for d in u:

@@ -19,7 +19,7 @@ same function:
 The likelihood is ``likelihood.log_likelihood``: a failed solve gives ``-inf`` (the non-throwing
 simulation mode), so a NUTS proposal that breaks the solver is rejected instead of crashing the run.
 
-Chains run by ``CHAIN_METHOD``; the potential is the compiled gradient of the MAP, reached through a
+Chains run by ``chain_method()``; the potential is the compiled gradient of the MAP, reached through a
 host callback (``compiled_potential``), so NUTS does not compile the solver again.
 Sampling runs in segments that continue the same chains, checkpointing after each
 (``checkpoint.npz``: plain arrays, no pickle), so an interrupted run resumes.
@@ -40,6 +40,7 @@ import numpy as np
 from . import likelihood as L
 from .io import atomic_write_npz
 from .priors import Prior, lognormal, prior
+from .solver import solve_mode
 
 #: the fit's solver settings; ``max_steps`` is per segment between state jumps (a segment can span
 #: the whole 60-day horizon of an untreated arm). Since the one-cell extinction floor (2026-11-29)
@@ -47,10 +48,13 @@ from .priors import Prior, lognormal, prior
 #: 0.011 off an rtol-1e-9 solve (1e-5 / 1e-10: 0.0047); 1e-6 / 1e-10 leaves 2.5e-4 for 1.5x the cost
 SOLVER = dict(rtol=1e-6, atol=1e-10, max_steps=4096)
 
-#: numpyro's chain method: "sequential" on CPUs (the chains one after another, each gradient the
-#: unbatched solve path: vectorized chains turn the arms' ``lax.map`` into lanes that step together,
-#: and compile the solver again batched), "vectorized" where the solves are lanes anyway (GPU).
-CHAIN_METHOD = "vectorized" if jax.default_backend() == "gpu" else "sequential"
+
+def chain_method() -> str:
+    """numpyro's chain method, by the rule of ``solver.solve_mode``: "sequential" where solves run one
+    after another (CPUs: vectorized chains would turn the arms' ``lax.map`` into lanes that step
+    together), "vectorized" where solves are lanes anyway (GPUs). Decided at call time, so that
+    importing the package does not start a JAX backend."""
+    return "vectorized" if solve_mode() == "vmap" else "sequential"
 
 
 @dataclass(frozen=True)
@@ -545,7 +549,7 @@ def run_nuts(
 ):
     """NUTS (numpyro, ``potential_fn`` = minus the log density, the compiled ``f`` of
     ``neg_log_density_and_grad`` through ``compiled_potential``) from ``init``, chains by
-    ``CHAIN_METHOD``.
+    ``chain_method()``.
 
     The first call runs the warm-up (step size and diagonal mass matrix adaptation) and the first
     segment of ``settings.segment`` draws; later segments continue the same chains
@@ -598,7 +602,7 @@ def run_nuts(
             inverse_mass_matrix=None if inv_mass is None else jnp.asarray(inv_mass),
         )
         mcmc = MCMC(
-            kernel, num_warmup=settings.warmup, num_samples=n, num_chains=C, chain_method=CHAIN_METHOD, progress_bar=progress
+            kernel, num_warmup=settings.warmup, num_samples=n, num_chains=C, chain_method=chain_method(), progress_bar=progress
         )
         rng = np.random.default_rng(settings.seed + 2)
         init_c = jnp.asarray(init[None] + 0.01 * rng.standard_normal((C, init.size)))
@@ -620,7 +624,7 @@ def run_nuts(
                 adapt_mass_matrix=False,
                 max_tree_depth=settings.max_tree_depth,
             )
-            mcmc = MCMC(kernel, num_warmup=0, num_samples=n, num_chains=C, chain_method=CHAIN_METHOD, progress_bar=progress)
+            mcmc = MCMC(kernel, num_warmup=0, num_samples=n, num_chains=C, chain_method=chain_method(), progress_bar=progress)
             mcmc.run(jax.random.fold_in(key, ck["draws"].shape[1]), init_params=jnp.asarray(ck["z_last"]), extra_fields=EXTRA)
         else:
             mcmc.post_warmup_state = mcmc.last_state

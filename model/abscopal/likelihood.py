@@ -106,6 +106,14 @@ POPULATION_ENDPOINTS = ("cure_fraction", "abscopal_probability", "survival_proxy
 Q_LOG, Q_TIME, Q_CURE, Q_ABSCOPAL, Q_SURVIVAL = range(5)
 Q_POPULATION = (Q_CURE, Q_ABSCOPAL, Q_SURVIVAL)
 
+#: end point -> (quantity kind, observable; ``{site}``: the site suffix) for the other end points
+_KIND_ENDPOINTS = {
+    "time_to_volume": (Q_TIME, "log_volume_{site}"),
+    "survival_proxy": (Q_SURVIVAL, "log_burden"),
+    "cure_fraction": (Q_CURE, "log_viable_{site}"),
+    "abscopal_probability": (Q_ABSCOPAL, "log_volume_abs"),
+}
+
 #: end point -> observable stem (site suffix added) for the log-scale end points
 _LOG_ENDPOINTS = {
     "volume_at_day": "log_volume",
@@ -318,18 +326,10 @@ def build_problem(
             name = stem if stem in ("log_dc", "log_memory") else f"{stem}_{_SITE[site]}"
             qkind.append(Q_LOG)
             qobs.append(OBS.index(name))
-        elif ep == "time_to_volume":
-            qkind.append(Q_TIME)
-            qobs.append(OBS.index(f"log_volume_{_SITE[site]}"))
-        elif ep == "survival_proxy":
-            qkind.append(Q_SURVIVAL)
-            qobs.append(OBS.index("log_burden"))
-        elif ep == "cure_fraction":
-            qkind.append(Q_CURE)
-            qobs.append(OBS.index(f"log_viable_{_SITE[site]}"))
-        elif ep == "abscopal_probability":
-            qkind.append(Q_ABSCOPAL)
-            qobs.append(OBS.index("log_volume_abs"))
+        elif ep in _KIND_ENDPOINTS:
+            kind, name = _KIND_ENDPOINTS[ep]
+            qkind.append(kind)
+            qobs.append(OBS.index(name.format(site=_SITE[site]) if "{site}" in name else name))
         else:
             raise ValueError(f"end point {ep!r}: not supported by the likelihood")
         qarm.append(pop_pos[a] if qkind[-1] in Q_POPULATION else a)
