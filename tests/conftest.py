@@ -3,13 +3,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-# The quick suite's time is mostly XLA compilation of small programs that then run for milliseconds:
-# LLVM's backend optimisation level 0 compiles them faster (measured: test_likelihood + test_gradient
-# 147 s -> 108 s) with the same arithmetic (no fast-math at either level). Set before JAX starts its
-# backend; inherited by the notebook kernels. The package itself runs at XLA's default level.
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
-
-import jax  # noqa: E402
+import jax
 
 # the tests need 64-bit floats (the package leaves the switch to its caller)
 jax.config.update("jax_enable_x64", True)
