@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .io import shipped_fits
 from .parameters import Params, base_tumour_line, default_params, spec
 from .population import variability
 
@@ -38,11 +39,11 @@ class FitError(ValueError):
 
 
 def fits_root() -> Path:
-    """Where named fits live: $ABSCOPAL_FITS, else the repository's ``fits/`` folder."""
+    """Where named fits live: $ABSCOPAL_FITS, else the shipped ``fits/`` folder (``io.shipped_fits``)."""
     env = os.environ.get("ABSCOPAL_FITS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "fits"
+    return shipped_fits()
 
 
 def resolve_fit_path(name_or_path: str | os.PathLike) -> Path:

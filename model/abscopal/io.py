@@ -1,4 +1,5 @@
-"""Atomic file output: write to a temporary file in the same folder, then rename."""
+"""Files: atomic output (write to a temporary file in the same folder, then rename) and where the
+curated data and the shipped fit are (``shipped_fits``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,14 @@ import json
 import os
 import tempfile
 from pathlib import Path
+
+
+def shipped_fits() -> Path:
+    """The repository's ``fits/`` folder (curated data, shipped fit): inside an installed package it
+    is ``abscopal/_fits`` (``pyproject.toml`` puts it there), in a source checkout ``fits/`` itself."""
+    here = Path(__file__).resolve().parent
+    installed = here / "_fits"
+    return installed if installed.is_dir() else here.parents[1] / "fits"
 
 
 def atomic_write_text(path, text: str) -> None:

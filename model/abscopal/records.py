@@ -40,6 +40,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .io import shipped_fits
+
 __all__ = [
     "RecordError",
     "Provenance",
@@ -410,8 +412,8 @@ class _Ctx:
 
 # ----- conventions -----
 def default_data_dir() -> Path:
-    """``fits/data`` of the source checkout this module sits in."""
-    return Path(__file__).resolve().parents[2] / "fits" / "data"
+    """The curated data: ``fits/data`` (``io.shipped_fits``)."""
+    return shipped_fits() / "data"
 
 
 def load_conventions(path: str | Path | None = None) -> dict[str, dict[str, Mapping[str, Any]]]:
