@@ -11,6 +11,7 @@ from scipy.stats import binom, norm
 
 import abscopal as ab
 from abscopal import likelihood as L
+from abscopal import outcomes as O
 from abscopal.records import Arm, Provenance, Record, TimeCourse, TimePoint, load_records
 
 Phi = norm.cdf
@@ -126,7 +127,7 @@ def test_smooth_end_points_have_true_gradients_where_grid_points_nearly_tie(gap)
         return L._smooth_time(series(th)[None], jnp.array([1.1]), days)[0]
 
     def lowest(th):
-        return L.soft_min(-series(th), jnp.ones(5, bool))
+        return O.soft_min(-series(th), jnp.ones(5, bool))
 
     for f in (crossing, lowest):
         ad = float(jax.grad(f)(0.0))
@@ -134,8 +135,8 @@ def test_smooth_end_points_have_true_gradients_where_grid_points_nearly_tie(gap)
         assert ad == pytest.approx(fd, rel=1e-5, abs=1e-9)
     # and they stay close to the hard ones (bias at most PEAK_TAU * log(points))
     x = series(0.3)
-    assert float(L.soft_cummax(x[None])[0, -1]) - float(jnp.max(x)) == pytest.approx(0.0, abs=L.PEAK_TAU * math.log(5))
-    assert float(jnp.min(x)) - float(L.soft_min(x, jnp.ones(5, bool))) <= L.PEAK_TAU * math.log(5)
+    assert float(O.soft_cummax(x[None])[0, -1]) - float(jnp.max(x)) == pytest.approx(0.0, abs=O.PEAK_TAU * math.log(5))
+    assert float(jnp.min(x)) - float(O.soft_min(x, jnp.ones(5, bool))) <= O.PEAK_TAU * math.log(5)
 
 
 def test_every_fitted_observation_is_mapped():

@@ -8,7 +8,7 @@ import pytest
 import abscopal as ab
 from abscopal.compare import draw_parameters
 from abscopal.optimize import ModelObjective, OptimizeError, ScheduleProblem, minimize_box, optimize
-from abscopal.sweeps import dose_at_equal_bed
+from abscopal.outcomes import dose_at_equal_bed
 from helpers import NO_IMMUNITY
 
 N_DRAWS = 8  # one compiled gradient for every model test here (and the CLI test)

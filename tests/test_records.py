@@ -14,7 +14,6 @@ import pytest
 import tomli_w
 
 from abscopal.records import (
-    AGENT_UNITS,
     KINDS,
     RecordError,
     default_data_dir,
@@ -124,14 +123,6 @@ def test_records_table(records):
     table = records_table()
     assert list(table.columns[:7]) == ["id", "title", "tumour_line", "setting", "kind", "status", "use"]
     assert len(table) == len(records) and table["id"].is_unique
-
-
-def test_agents_agree_with_the_model_catalogue():
-    agents = pytest.importorskip("abscopal.agents")
-    for agent in agents.catalogue():
-        if agent.name in AGENT_UNITS:
-            assert set(AGENT_UNITS[agent.name]) <= set(agent.units), agent.name
-    assert set(AGENT_UNITS) <= set(agents.agent_names())
 
 
 def test_arms_are_accepted_by_the_schedule_loader(records):

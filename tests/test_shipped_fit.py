@@ -137,3 +137,13 @@ def test_shipped_fit_estimates_exactly_the_tables_set_inside_its_bounds():
 def test_report_states_the_credibility_checks():
     report = (REVIEW / "report.md").read_text()
     assert "## Credibility checks" in report and "untreated CT26, day 7" in report
+
+
+def test_samples_are_the_posterior_flattened_and_unknown_names_are_refused():
+    fit = load_fit("review")
+    name = next(iter(fit.posterior.data_vars))
+    arr = np.asarray(fit.posterior[name].values)
+    assert np.array_equal(fit.samples(name), arr.reshape((-1,) + arr.shape[2:]))
+    assert fit.samples(name).shape[0] == fit.n_samples
+    with pytest.raises(KeyError, match="no posterior variable 'nope'"):
+        fit.samples("nope")

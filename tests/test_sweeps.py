@@ -7,8 +7,8 @@ import pytest
 import abscopal as ab
 from abscopal.compare import dovedi2014_scenario
 from abscopal.fitresult import load_fit, toy_fit
-from abscopal.outcomes import ENDPOINTS
-from abscopal.sweeps import RT_ALONE, dose_at_equal_bed, format_sweep, plot_sweep
+from abscopal.outcomes import ENDPOINTS, dose_at_equal_bed
+from abscopal.sweeps import RT_ALONE, format_sweep, plot_sweep
 
 N = 8  # draws: small, and the same everywhere so the compiled solver is reused
 KW = dict(n_draws=N, horizon_days=40.0)

@@ -115,7 +115,10 @@ class Fit:
         p = self.posterior
         return int(p.sizes["chain"] * p.sizes["draw"])
 
-    def _samples(self, var: str) -> np.ndarray:
+    def samples(self, var: str) -> np.ndarray:
+        """The draws of posterior variable ``var``, chains and draws flattened: (n_samples, ...)."""
+        if var not in self.posterior.data_vars:
+            raise KeyError(f"var: the fit has no posterior variable {var!r}; it has {sorted(self.posterior.data_vars)}")
         if var not in self._flat:
             da = self.posterior[var]
             arr = np.asarray(da.values, dtype=np.float64)
@@ -136,14 +139,14 @@ class Fit:
         idx = np.arange(self.n_samples) if n is None else rng.integers(0, self.n_samples, int(n))
         out = np.tile(base.values, (len(idx), 1))
         for name in self.shared:
-            out[:, base.index(name)] = self._samples(name)[idx]
+            out[:, base.index(name)] = self.samples(name)[idx]
         for name in self.per_line:
             if tumour_line in self.lines:
                 j = self.lines.index(tumour_line)
-                out[:, base.index(name)] = self._samples(name)[idx, j]
+                out[:, base.index(name)] = self.samples(name)[idx, j]
             elif f"mu_{name}" in self.posterior:  # an older, hierarchical fit: draw from its line population
-                mu = self._samples(f"mu_{name}")[idx]
-                sd = self._samples(f"sigma_{name}")[idx]
+                mu = self.samples(f"mu_{name}")[idx]
+                sd = self.samples(f"sigma_{name}")[idx]
                 out[:, base.index(name)] = mu * np.exp(sd * rng.standard_normal(len(idx)))
             # else: a line without growth data in the fit keeps its table value (already in ``base``)
         return out
@@ -226,21 +229,21 @@ class Fit:
             return a if j is None else a[:, j]
 
         for name in self.shared:
-            add(name, "", self._samples(name), prior_of(name))
+            add(name, "", self.samples(name), prior_of(name))
         entries = self.line_entries
         for name in self.per_line:
             for j, line in enumerate(self.lines):
                 if line in entries[name]:  # (a line without growth data holds r and alpha at the table's)
-                    add(name, line, self._samples(name)[:, j], prior_of(name, j))
+                    add(name, line, self.samples(name)[:, j], prior_of(name, j))
             for hyper in (f"mu_{name}", f"sigma_{name}"):
                 if hyper in self.posterior:
-                    add(hyper, "(population)", self._samples(hyper), prior_of(hyper))
+                    add(hyper, "(population)", self.samples(hyper), prior_of(hyper))
         # likelihood nuisances, one per group: the series discrepancy SD, the day-0 volume of a source
         for var, key, label in (("sigma_series", "series_groups", "series"), ("v0_inoculum", "inoculum_groups", "inoculum")):
             if var not in self.posterior:
                 continue
             groups = self.meta.get("estimated", {}).get(key) or ["all series"]
-            post, pri = self._samples(var), prior_of(var)
+            post, pri = self.samples(var), prior_of(var)
             post = post.reshape(len(post), -1)
             pri = None if pri is None else pri.reshape(len(pri), -1)
             for j in range(post.shape[1]):

@@ -515,7 +515,7 @@ def draws_covariance(prob: L.Problem, fit) -> tuple[np.ndarray, str]:
     group) gets variance 1 and no correlation. ``fit``: a ``Fit`` (``load_fit``). Returns (cov, a
     sentence saying where it came from)."""
     post = fit.posterior
-    values = {k: fit._samples(k) for k in post.data_vars}  # chains x draws flattened, as Fit keeps them
+    values = {k: fit.samples(k) for k in post.data_vars}  # chains x draws flattened, as Fit keeps them
     coords = {
         d: [str(x) for x in post.coords[d].values]
         for d in ("tumour_line", "discrepancy_group", "inoculum_group")

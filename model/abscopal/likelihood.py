@@ -47,6 +47,7 @@ from jax.scipy.special import log_ndtr
 from jax.scipy.stats import norm
 
 from .equations import build_model
+from .outcomes import CURE_VOLUME_MM3, soft_cummax, soft_min
 from .parameters import base_tumour_line, default_params, spec
 from .population import variability
 from .priors import estimated
@@ -56,17 +57,10 @@ from .solver import map_rows, solve_segments, split_events
 
 # ---------------------------------------------------------------- settings
 DETECTION_MM3 = 1.0  # a zero mean volume is read as "below 1 mm^3"
-CURE_MM3 = 1e-6  # one cell
 SMOOTH_LOG = 0.25  # softness (log units) of the smooth threshold crossings and cure indicator
 TAU = {"log_ratio": 0.1, "time": 1.0, "fraction": 0.05}  # softness of qualitative penalties
 SIGMA_MODEL = 0.1  # model-error floor on log volumes of time courses (added to sem/mean)
 LOG_FLOOR = 1e-12  # volumes and cell numbers are floored here before logs
-#: temperature (log units) of the soft running maximum and minimum of a series over the output
-#: grid (log-sum-exp): a hard max over grid points has a kink wherever two points tie, and the MAP
-#: search stalled on one (a 2-day-grid peak tie in an untreated arm: the gradient there was one
-#: side's, finite differences the average). Bias: at most PEAK_TAU * log(points near the max)
-#: (0.05 x log 31 = 0.17 for a series flat over the whole grid; under 0.01 for a peaked one).
-PEAK_TAU = 0.05
 #: a version of the likelihood's code, hashed into ``problem_fingerprint``: a change of what the
 #: likelihood computes (not only of the data) makes saved MAPs and Hessians stale
 LIKELIHOOD_VERSION = (
@@ -552,18 +546,6 @@ def _interp(series, days, grid_step):
     return (1 - w) * a + w * b
 
 
-def soft_cummax(x, tau=PEAK_TAU):
-    """Smooth running maximum along the last axis: ``tau * log(sum_{j <= t} exp(x_j / tau))``, at
-    least the running max and at most ``tau * log(t + 1)`` above it."""
-    return tau * jax.lax.cumlogsumexp(x / tau, axis=x.ndim - 1)
-
-
-def soft_min(x, where, tau=PEAK_TAU):
-    """Smooth minimum along the last axis over the entries where ``where`` holds (at most the
-    minimum, and at most ``tau * log(count)`` below it)."""
-    return -tau * jax.nn.logsumexp(jnp.where(where, -x / tau, -jnp.inf), axis=-1)
-
-
 def _smooth_time(logv, logthr, days, s=SMOOTH_LOG):
     """Smooth first-crossing time of log volume series (..., n_out) over log threshold (...,):
     the integral of ``sigmoid((log thr - running max of log v) / s)`` over the grid (trapezoid),
@@ -645,7 +627,7 @@ def quantities(prob: Problem, obs, obs_pop):
         pser = obs_pop[jnp.clip(arm, 0, nB - 1), :, :, o]  # (Q, K, n_out)
         mask = jnp.asarray(prob.days)[None, :] <= day[:, None] + 1e-9  # up to the day
         minlog = soft_min(pser, mask[:, None, :])  # (Q, K)
-        cure = jnp.mean(jax.nn.sigmoid((math.log(CURE_MM3) - minlog) / SMOOTH_LOG), axis=-1)
+        cure = jnp.mean(jax.nn.sigmoid((math.log(CURE_VOLUME_MM3) - minlog) / SMOOTH_LOG), axis=-1)
         rser = obs_pop[jnp.clip(q["ref"], 0, nB - 1), :, :, o]
         at = _interp(pser, jnp.broadcast_to(day[:, None], pser.shape[:2]), step)
         at_ref = _interp(rser, jnp.broadcast_to(day[:, None], pser.shape[:2]), step)

@@ -29,8 +29,7 @@ import pandas as pd
 from .agents import agent_index, get_agent
 from .compare import Comparison, compare, draw_parameters
 from .equations import build_model
-from .likelihood import soft_min
-from .outcomes import CURE_VOLUME_MM3
+from .outcomes import CURE_VOLUME_MM3, dose_at_equal_bed, soft_min
 from .parameters import Params, default_params, tumour_lines
 from .schedules import (
     EVENT_DRUG,
@@ -46,7 +45,6 @@ from .schedules import (
     sequential,
 )
 from .simulate import SolverOptions, pad_rows, require_x64, solve_grid
-from .sweeps import dose_at_equal_bed
 
 #: what can be optimised: name -> (description, unit, site, kind)
 OBJECTIVES = {
@@ -222,7 +220,7 @@ def cure_loss(viable):
     """Minus the log of the smooth cure probability over draws, from viable volumes (B, N, n_out) in
     mm3: log-mean-exp over the N draws of ``log sigmoid((log CURE_VOLUME_MM3 - min_t log v) / CURE_TAU)``
     (gradients stay informative when every draw is far from cure). The minimum over the output grid
-    is the smooth ``likelihood.soft_min`` (at most ``PEAK_TAU * log(n_out)`` below the hard one): a
+    is the smooth ``outcomes.soft_min`` (at most ``PEAK_TAU * log(n_out)`` below the hard one): a
     hard min has a kink where two grid points tie, on which gradient steps stall."""
     log_v = jnp.log(jnp.maximum(viable, 1e-300))
     x = (math.log(CURE_VOLUME_MM3) - soft_min(log_v, jnp.ones(log_v.shape[-1], bool))) / CURE_TAU

@@ -5,16 +5,29 @@
 - abscopal response: 100 * (1 - V_abs / V_abs untreated) at the horizon, paired by parameter draw;
 - time to a volume end point (survival proxy): first day the volume reaches ``threshold`` (linear
   interpolation between output days), ``inf`` when it never does within the horizon;
-- BED of an RT course: sum d (1 + d / (alpha/beta)).
+- BED of an RT course: sum d (1 + d / (alpha/beta)), and the dose per fraction of n fractions at a given BED;
+- smooth running maximum and minimum of a series (the fit's and the optimiser's differentiable end points).
 """
 
 from __future__ import annotations
 
+import math
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .equations import build_model
+from .parameters import CELL_VOLUME_MM3
 
-CURE_VOLUME_MM3 = 1e-6  # one cell
+CURE_VOLUME_MM3 = CELL_VOLUME_MM3  # cured: viable volume below one cell
+
+#: temperature (log units) of the soft running maximum and minimum of a series over the output
+#: grid (log-sum-exp): a hard max over grid points has a kink wherever two points tie, and the MAP
+#: search stalled on one (a 2-day-grid peak tie in an untreated arm: the gradient there was one
+#: side's, finite differences the average). Bias: at most PEAK_TAU * log(points near the max)
+#: (0.05 x log 31 = 0.17 for a series flat over the whole grid; under 0.01 for a peaked one).
+PEAK_TAU = 0.05
 DEFAULT_ENDPOINT_MM3 = 1000.0
 
 ENDPOINTS = {
@@ -78,3 +91,24 @@ def bed(doses_gy, ab_ratio: float) -> float:
     if ab_ratio <= 0:
         raise ValueError(f"ab_ratio: must be > 0 Gy, got {ab_ratio}")
     return float(np.sum(d * (1 + d / ab_ratio)))
+
+
+def dose_at_equal_bed(n_fractions: int, bed_gy: float, ab_ratio: float) -> float:
+    """Dose per fraction d with n d (1 + d / (alpha/beta)) = BED (the positive root)."""
+    if ab_ratio <= 0 or not math.isfinite(ab_ratio):
+        raise ValueError(f"ab_ratio: must be a positive number of Gy, got {ab_ratio}")
+    if bed_gy <= 0 or not math.isfinite(bed_gy):
+        raise ValueError(f"bed_gy: must be a positive number of Gy, got {bed_gy}")
+    return ab_ratio / 2 * (math.sqrt(1 + 4 * bed_gy / (n_fractions * ab_ratio)) - 1)
+
+
+def soft_cummax(x, tau=PEAK_TAU):
+    """Smooth running maximum along the last axis: ``tau * log(sum_{j <= t} exp(x_j / tau))``, at
+    least the running max and at most ``tau * log(t + 1)`` above it."""
+    return tau * jax.lax.cumlogsumexp(x / tau, axis=x.ndim - 1)
+
+
+def soft_min(x, where, tau=PEAK_TAU):
+    """Smooth minimum along the last axis over the entries where ``where`` holds (at most the
+    minimum, and at most ``tau * log(count)`` below it)."""
+    return -tau * jax.nn.logsumexp(jnp.where(where, -x / tau, -jnp.inf), axis=-1)

@@ -199,3 +199,8 @@ def default_params(tumour_line: str = "generic", overrides: Mapping[str, float] 
     values = np.array([table[n] for n in build_model().param_names], dtype=np.float64)
     params = Params(values, tumour_line, table["body_weight_g"])
     return params.replace(**overrides) if overrides else params
+
+
+#: the volume of one tumour cell (mm^3): the table's ``v_cell`` (Del Monte 2009, 1 mm^3 ~ 1e6
+#: cells), the one constant behind cell counts and cure (viable volume below one cell)
+CELL_VOLUME_MM3 = spec("v_cell").value

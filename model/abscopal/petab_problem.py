@@ -286,7 +286,7 @@ def _inoculum_nominal(fit, group: str, default: float) -> float:
     if fit is not None and "v0_inoculum" in fit.posterior:
         groups = fit.meta.get("estimated", {}).get("inoculum_groups", [])
         if group in groups:
-            samples = fit._samples("v0_inoculum").reshape(-1, len(groups))
+            samples = fit.samples("v0_inoculum").reshape(-1, len(groups))
             return float(np.median(samples[:, groups.index(group)]))
     return default
 

@@ -40,7 +40,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .agents import catalogue
 from .io import shipped_fits
+from .parameters import tumour_lines
+from .schedules import MAX_DOSE_PER_FRACTION_GY
 
 __all__ = [
     "RecordError",
@@ -63,7 +66,8 @@ __all__ = [
 # ----- allowed values -----
 STATUS_TAGS = ("REVIEW", "READ", "READ-2nd", "INFERRED", "UNKNOWN")
 USES = ("fit", "check")
-TUMOUR_LINES = ("generic", "CT26", "B16-F10", "TSA", "4T1", "67NR", "MC38", "AT-3", "GL261", "RENCA", "TUBO")
+#: the model's tumour lines (``data/tumour_lines.csv``, via ``parameters``)
+TUMOUR_LINES = tumour_lines()
 SETTINGS = ("two-tumour", "single-tumour")
 KINDS = ("time_course", "count", "qualitative")
 SITES = ("irradiated", "abscopal")
@@ -76,37 +80,8 @@ ERROR_MODELS = ("lognormal_sem", "lognormal_estimated_sigma", "lognormal_sem_plu
 ZERO_MEANS = ("not_allowed", "below_detection")
 N_STATUSES = ("reported", "assumed")
 ARM_MODIFIERS = ("STING-deficient",)
-MAX_DOSE_PER_FRACTION_GY = 30.0
-
-_AB = ("mg/kg", "ug")
-AGENT_UNITS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "anti-PD-1": _AB,
-        "anti-PD-L1": _AB,
-        "anti-CTLA-4": _AB,
-        "anti-CD40": _AB,
-        "anti-OX40": _AB,
-        "anti-CD137": _AB,
-        "anti-TGF-beta": _AB,
-        "anti-GITR": _AB,
-        "Flt3L": ("ug",),
-        "GM-CSF": ("ug",),
-        "IL-2": ("ug",),
-        "DC": ("cells",),
-        "T-cells": ("cells",),
-        "vaccine": ("ug",),
-        "AdV-tk": ("vp",),
-        "TLR7": ("ug",),
-        "TLR9": ("ug",),
-        "TLR4": ("ug",),
-        "TLR2": ("ug",),
-        "CSF-1R-inhibitor": ("mg/kg",),
-        "CCR2-antagonist": ("mg/kg",),
-        "cyclophosphamide": ("mg/kg",),
-        "PDE5-inhibitor": ("mg/kg",),
-        "STING-agonist": ("ug",),
-    }
-)
+#: the units each agent accepts (the agent catalogue, ``data/agents.toml``)
+AGENT_UNITS: Mapping[str, tuple[str, ...]] = MappingProxyType({a.name: a.units for a in catalogue()})
 
 
 @dataclass(frozen=True)

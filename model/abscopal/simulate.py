@@ -20,12 +20,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .codegen import observable_function
 from .equations import SITE_NAMES, SITES, build_model
-from .parameters import Params, default_params
+from .parameters import CELL_VOLUME_MM3, Params, default_params
 from .schedules import Schedule
 from .solver import ADJOINTS, TRACE_COUNT, map_rows, solve_core  # noqa: F401  (re-exported)
-
-#: one cell, in mm^3 (1 mm^3 ~ 1e6 cells, Del Monte 2009 Cell Cycle 8:505)
-CELL_VOLUME_MM3 = 1e-6
 
 
 class SimulationError(RuntimeError):

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .compare import draw_parameters, simulate_cohort, summarise
-from .outcomes import ENDPOINTS, endpoints
+from .outcomes import ENDPOINTS, dose_at_equal_bed, endpoints
 from .parameters import Params, default_params
 from .schedules import MAX_DOSE_PER_FRACTION_GY, Schedule, ScheduleError, combined, fractionated
 from .simulate import SolverOptions
@@ -117,15 +117,6 @@ def sweep_gap(
         drug=f"{dose:g} {unit} x {n_doses} every {every:g} d",
     )
     return df
-
-
-def dose_at_equal_bed(n_fractions: int, bed_gy: float, ab_ratio: float) -> float:
-    """Dose per fraction d with n d (1 + d / (alpha/beta)) = BED (the positive root)."""
-    if ab_ratio <= 0 or not math.isfinite(ab_ratio):
-        raise ValueError(f"ab_ratio: must be a positive number of Gy, got {ab_ratio}")
-    if bed_gy <= 0 or not math.isfinite(bed_gy):
-        raise ValueError(f"bed_gy: must be a positive number of Gy, got {bed_gy}")
-    return ab_ratio / 2 * (math.sqrt(1 + 4 * bed_gy / (n_fractions * ab_ratio)) - 1)
 
 
 def sweep_fractionation(
@@ -286,75 +277,3 @@ def plot_sweep(df: pd.DataFrame, path, endpoints_shown=PLOTTED) -> None:
     fig.tight_layout()
     atomic_write_figure(fig, path)
     plt.close(fig)
-
-
-def _parse_gaps(text: str | None):
-    if text is None:
-        return tuple(range(-7, 29, 3))
-    try:
-        if ":" in text:
-            start, stop, step = (float(x) for x in text.split(":"))
-            if step <= 0:
-                raise ValueError
-            return tuple(np.arange(start, stop, step))
-        return tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise ValueError(f"--gaps: days as 'a,b,c' or 'START:STOP:STEP' with STEP > 0, got {text!r}") from None
-
-
-def run_cli(args, fit) -> int:
-    """``abscopal compare --sweep-gap / --sweep-fractionation / --scenario dovedi2014``."""
-    from .io import NONFINITE_NOTE, atomic_write_text, strict_json
-
-    if args.schedules:
-        raise ValueError("schedules: a sweep or --scenario builds its own schedules; give no schedule files with it")
-    common = dict(
-        n_draws=args.draws, seed=args.seed, fit=fit, threshold_mm3=args.endpoint_mm3, horizon_days=args.horizon, progress=True
-    )
-    if args.scenario == "dovedi2014":
-        from .compare import dovedi2014, format_dovedi, plot
-
-        r = dovedi2014(args.draws, args.seed, fit=fit, horizon_days=args.horizon, progress=True)
-        print(format_dovedi(r))
-        if args.json:
-            data = {
-                "source": r.comparison.source,
-                "p_concurrent_better": r.p_concurrent_better,
-                "p_tie": r.p_tie,
-                "p_sequential_better": r.p_sequential_better,
-                "n_draws": r.comparison.n_draws,
-                "n_dropped": r.comparison.n_dropped,
-                "survival": r.survival.to_dict(orient="records"),
-                "summary": r.comparison.summary.to_dict(orient="records"),
-            }
-            atomic_write_text(args.json, strict_json({**data, "note": NONFINITE_NOTE}, indent=1))
-        if args.csv:
-            atomic_write_text(args.csv, r.comparison.summary.to_csv(index=False))
-        path = args.plot or "abscopal_dovedi2014.png"
-        plot(r.comparison, path)
-        print(f"\nfigure: {path}")
-        return 0
-    if args.sweep_gap and args.sweep_fractionation:
-        raise ValueError("--sweep-gap / --sweep-fractionation: give one sweep at a time")
-    if args.sweep_gap:
-        df = sweep_gap(agents=args.agent or GAP_AGENTS, gaps=_parse_gaps(args.gaps), **common)
-        default_plot = "abscopal_sweep_gap.png"
-    else:
-        try:
-            fractions = [int(x) for x in args.fractions.split(",")]
-        except ValueError:
-            raise ValueError(f"--fractions: comma-separated positive integers, got {args.fractions!r}") from None
-        agents = args.agent or (RT_ALONE, "anti-PD-1")
-        df = sweep_fractionation(fractions, bed_gy=args.bed, ab_ratio=args.ab_ratio, agents=agents, **common)
-        default_plot = "abscopal_sweep_fractionation.png"
-    print(format_sweep(df))
-    if args.csv:
-        atomic_write_text(args.csv, df.to_csv(index=False))
-    if args.json:
-        atomic_write_text(
-            args.json, strict_json({**df.attrs, "note": NONFINITE_NOTE, "rows": df.to_dict(orient="records")}, indent=1)
-        )
-    path = args.plot or default_plot
-    plot_sweep(df, path)
-    print(f"\nfigure: {path}")
-    return 0
