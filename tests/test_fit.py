@@ -95,7 +95,7 @@ def test_rerun_resumes_from_checkpoints_bit_for_bit(quick_fit):
     work = quick_fit / "work"
     assert (work / "map.json").is_file() and (work / "checkpoint.npz").is_file()
     ck = np.load(work / "checkpoint.npz", allow_pickle=False)
-    assert ck["draws"].shape[:2] == (2, 4)
+    assert ck["rec_z"].shape[:2] == (2, 8) and int(ck["done"]) == 8  # 4 warm-up + 4 draws per chain
 
 
 def test_rerun_with_other_settings_is_refused(quick_fit, capsys):

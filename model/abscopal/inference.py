@@ -19,17 +19,16 @@ same function:
 The likelihood is ``likelihood.log_likelihood``: a failed solve gives ``-inf`` (the non-throwing
 simulation mode), so a NUTS proposal that breaks the solver is rejected instead of crashing the run.
 
-Chains run by ``chain_method()``; the potential is the compiled gradient of the MAP, reached through a
-host callback (``compiled_potential``), so NUTS does not compile the solver again.
-Sampling runs in segments that continue the same chains, checkpointing after each
-(``checkpoint.npz``: plain arrays, no pickle), so an interrupted run resumes.
+NUTS is ``nuts.sample``: numpyro's kernel in compiled segments, the full kernel state of every chain
+checkpointed after each (``checkpoint.npz``: plain arrays, no pickle), so an interrupted run resumes
+bit for bit; the potential is the compiled gradient of the MAP, reached through a host callback
+(``compiled_potential``), so NUTS does not compile the solver again.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,23 +37,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import likelihood as L
-from .io import atomic_write_npz
 from .priors import Prior, lognormal, prior
-from .solver import solve_mode
 
 #: the fit's solver settings; ``max_steps`` is per segment between state jumps (a segment can span
 #: the whole 60-day horizon of an untreated arm). Since the one-cell extinction floor (2026-11-29)
 #: volumes near 1e-6 mm^3 matter: at the review MAP rtol 1e-5 / atol 1e-8 left the log posterior
 #: 0.011 off an rtol-1e-9 solve (1e-5 / 1e-10: 0.0047); 1e-6 / 1e-10 leaves 2.5e-4 for 1.5x the cost
 SOLVER = dict(rtol=1e-6, atol=1e-10, max_steps=4096)
-
-
-def chain_method() -> str:
-    """numpyro's chain method, by the rule of ``solver.solve_mode``: "sequential" where solves run one
-    after another (CPUs: vectorized chains would turn the arms' ``lax.map`` into lanes that step
-    together), "vectorized" where solves are lanes anyway (GPUs). Decided at call time, so that
-    importing the package does not start a JAX backend."""
-    return "vectorized" if solve_mode() == "vmap" else "sequential"
 
 
 @dataclass(frozen=True)
@@ -534,9 +523,6 @@ def draws_covariance(prob: L.Problem, fit) -> tuple[np.ndarray, str]:
     )
 
 
-EXTRA = ("diverging", "num_steps", "potential_energy")
-
-
 def run_nuts(
     prob: L.Problem,
     init: np.ndarray,
@@ -547,98 +533,25 @@ def run_nuts(
     inv_mass: np.ndarray | None = None,
     f=None,
 ):
-    """NUTS (numpyro, ``potential_fn`` = minus the log density, the compiled ``f`` of
-    ``neg_log_density_and_grad`` through ``compiled_potential``) from ``init``, chains by
-    ``chain_method()``.
+    """NUTS (``nuts.sample``: numpyro's kernel in checkpointed segments, bit-for-bit resumable) on
+    minus the log density, the compiled ``f`` of ``neg_log_density_and_grad`` through
+    ``compiled_potential``, from ``init`` (jittered per chain). ``workdir`` holds the checkpoint; a
+    new call on it resumes. Returns (draws z (chain, draw, size), stats)."""
+    from .nuts import NutsOptions, sample
 
-    The first call runs the warm-up (step size and diagonal mass matrix adaptation) and the first
-    segment of ``settings.segment`` draws; later segments continue the same chains
-    (``post_warmup_state``, no recompilation). After every segment ``checkpoint.npz`` holds the
-    chains' positions, the adapted step sizes and mass matrices, every draw so far and the
-    sample statistics (plain arrays; no pickle). A new call with the same workdir resumes after
-    the last completed segment. Returns (draws z (chain, draw, size), stats)."""
-    from numpyro.infer import MCMC, NUTS
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    ck_path = workdir / "checkpoint.npz"
+    opts = NutsOptions(
+        chains=settings.chains,
+        warmup=settings.warmup,
+        samples=settings.samples,
+        segment=settings.segment,
+        max_tree_depth=settings.max_tree_depth,
+        target_accept=settings.target_accept,
+        seed=settings.seed + 1,
+    )
     potential = compiled_potential(f or neg_log_density_and_grad(prob), layout_of(prob).size)
-    C = settings.chains
-    key = jax.random.PRNGKey(settings.seed + 1)
-    ck = dict(np.load(ck_path, allow_pickle=False)) if ck_path.is_file() else None
-
-    def record(mcmc, t0):
-        nonlocal ck
-        z = np.asarray(mcmc.get_samples(group_by_chain=True))
-        ex = mcmc.get_extra_fields(group_by_chain=True)
-        st = mcmc.last_state
-        new = dict(
-            z_last=np.asarray(st.z),
-            step_size=np.asarray(st.adapt_state.step_size),
-            inv_mass=np.asarray(st.adapt_state.inverse_mass_matrix),
-        )
-        if ck is None:
-            new.update(draws=z, warmup_seconds=np.array(time.time() - t0), sample_seconds=np.array(0.0))
-            for k in EXTRA:
-                new[f"x_{k}"] = np.asarray(ex[k])
-        else:
-            new.update(
-                draws=np.concatenate([ck["draws"], z], axis=1),
-                warmup_seconds=ck["warmup_seconds"],
-                sample_seconds=np.array(float(ck["sample_seconds"]) + time.time() - t0),
-            )
-            for k in EXTRA:
-                new[f"x_{k}"] = np.concatenate([ck[f"x_{k}"], np.asarray(ex[k])], axis=1)
-        ck = new
-        atomic_write_npz(ck_path, ck)
-        log(f"NUTS: {ck['draws'].shape[1]}/{settings.samples} draws per chain ({time.time() - t0:.0f} s)")
-
-    t0 = time.time()
-    if ck is None:
-        n = min(settings.segment, settings.samples)
-        kernel = NUTS(
-            potential_fn=potential,
-            target_accept_prob=settings.target_accept,
-            max_tree_depth=settings.max_tree_depth,
-            inverse_mass_matrix=None if inv_mass is None else jnp.asarray(inv_mass),
-        )
-        mcmc = MCMC(
-            kernel, num_warmup=settings.warmup, num_samples=n, num_chains=C, chain_method=chain_method(), progress_bar=progress
-        )
-        rng = np.random.default_rng(settings.seed + 2)
-        init_c = jnp.asarray(init[None] + 0.01 * rng.standard_normal((C, init.size)))
-        mcmc.run(key, init_params=init_c, extra_fields=EXTRA)
-        record(mcmc, t0)
-    else:
-        log(f"resuming NUTS from {ck_path} ({ck['draws'].shape[1]} of {settings.samples} draws per chain done)")
-        mcmc = None
-    while ck["draws"].shape[1] < settings.samples:
-        n = min(settings.segment, settings.samples - ck["draws"].shape[1])
-        t0 = time.time()
-        if mcmc is None or mcmc.num_samples != n:
-            # a resumed (or shorter last) segment: the adapted step size and mass matrix, fixed
-            kernel = NUTS(
-                potential_fn=potential,
-                step_size=float(np.median(ck["step_size"])),
-                inverse_mass_matrix=jnp.asarray(np.mean(np.atleast_2d(ck["inv_mass"]), axis=0)),
-                adapt_step_size=False,
-                adapt_mass_matrix=False,
-                max_tree_depth=settings.max_tree_depth,
-            )
-            mcmc = MCMC(kernel, num_warmup=0, num_samples=n, num_chains=C, chain_method=chain_method(), progress_bar=progress)
-            mcmc.run(jax.random.fold_in(key, ck["draws"].shape[1]), init_params=jnp.asarray(ck["z_last"]), extra_fields=EXTRA)
-        else:
-            mcmc.post_warmup_state = mcmc.last_state
-            mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=EXTRA)
-        record(mcmc, t0)
-
-    if ck["draws"].shape[1] > settings.samples:  # a resume that asks for fewer draws: the first ones
-        for k in ["draws"] + [f"x_{k}" for k in EXTRA]:
-            ck[k] = ck[k][:, : settings.samples]
-    stats = {k: ck[f"x_{k}"] for k in EXTRA}
-    stats["step_size"] = float(np.median(ck["step_size"]))
-    stats["warmup_seconds"] = float(ck["warmup_seconds"])
-    stats["sample_seconds"] = float(ck["sample_seconds"])
-    return ck["draws"], stats
+    rng = np.random.default_rng(settings.seed + 2)
+    starts = init[None] + 0.01 * rng.standard_normal((settings.chains, init.size))
+    return sample(potential, starts, opts, workdir, inv_mass=inv_mass, progress=progress, log=log)
 
 
 def write_json(path: Path, obj):
