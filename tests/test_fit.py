@@ -247,7 +247,7 @@ def test_comparison_verdicts(d, op, margin, expected):
 
 
 def test_miss_summary_counts_only_missed_comparisons_of_fitted_records():
-    from abscopal.fitting import _miss_summary
+    from abscopal.report import _miss_summary
 
     repro = [
         dict(use="fit", probability=0.1, per_observation=[0.2, 0.9, 0.0], verdicts=["too_small", "holds", None]),
