@@ -82,3 +82,22 @@ def quick_problem():
     """The problem of ``abscopal fit --quick`` (same records, mice and seed: same fingerprint)."""
     records = tuple(r for r in load_records() if r.id in QUICK_RECORDS)
     return L.build_problem(records, use="fit", n_virtual=I.FitSettings.quick_settings().n_virtual, seed=0)
+
+
+# ---- a known density for the sampler's tests (test_nuts): a correlated Gaussian
+GAUSS_MU = np.array([1.0, -2.0, 0.5])
+_GAUSS_A = np.array([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.2, -0.3, 0.5]])
+GAUSS_COV = _GAUSS_A @ _GAUSS_A.T
+
+
+@jax.jit
+def gauss_neg_logp_and_grad(z):
+    d = z - GAUSS_MU
+    prec = jnp.asarray(np.linalg.inv(GAUSS_COV))
+    return 0.5 * d @ prec @ d, prec @ d
+
+
+def gauss_potential():
+    """The Gaussian's potential the way the fit builds its own: a host callback into a compiled
+    value-and-gradient (a module function, so that a spawned process can build it too)."""
+    return I.compiled_potential(gauss_neg_logp_and_grad, 3)

@@ -5,28 +5,17 @@ import os
 import subprocess
 import sys
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from abscopal import nuts
-from abscopal.inference import compiled_potential
+from helpers import GAUSS_COV as COV
+from helpers import GAUSS_MU as MU
+from helpers import gauss_neg_logp_and_grad as _neg_logp_and_grad
+from helpers import gauss_potential
 
-# a correlated Gaussian: mean MU, covariance COV
-MU = np.array([1.0, -2.0, 0.5])
-A = np.array([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.2, -0.3, 0.5]])
-COV = A @ A.T
-PREC = np.linalg.inv(COV)
-
-
-@jax.jit
-def _neg_logp_and_grad(z):
-    d = z - MU
-    return 0.5 * d @ PREC @ d, PREC @ d
-
-
-POTENTIAL = compiled_potential(_neg_logp_and_grad, 3)  # the fit's path: a host callback
+POTENTIAL = gauss_potential()  # the fit's path: a host callback
 OPTS = nuts.NutsOptions(chains=2, warmup=60, samples=100, segment=20, max_tree_depth=5, seed=3)
 INIT = np.zeros((2, 3))
 
@@ -75,7 +64,16 @@ def test_other_settings_on_a_checkpoint_are_refused(full_run, tmp_path):
     opts = nuts.NutsOptions(chains=2, warmup=10, samples=10, segment=10, max_tree_depth=3, seed=0)
     nuts.sample(POTENTIAL, INIT, opts, tmp_path, progress=False, log=lambda *_: None)
     with pytest.raises(ValueError, match="other sampler settings"):
-        nuts.sample(POTENTIAL, INIT, nuts.NutsOptions(chains=2, warmup=10, samples=20, segment=10), tmp_path, progress=False)
+        nuts.sample(POTENTIAL, INIT, nuts.NutsOptions(chains=2, warmup=20, samples=10, segment=10), tmp_path, progress=False)
+
+
+def test_more_draws_continue_the_chains(tmp_path):
+    short = nuts.NutsOptions(chains=2, warmup=10, samples=10, segment=10, max_tree_depth=3, seed=0)
+    nuts.sample(POTENTIAL, INIT, short, tmp_path / "a", progress=False, log=lambda *_: None)
+    longer = nuts.NutsOptions(chains=2, warmup=10, samples=30, segment=10, max_tree_depth=3, seed=0)
+    resumed = nuts.sample(POTENTIAL, INIT, longer, tmp_path / "a", progress=False, log=lambda *_: None)
+    fresh = nuts.sample(POTENTIAL, INIT, longer, tmp_path / "b", progress=False, log=lambda *_: None)
+    assert resumed[0].shape == (2, 30, 3) and np.array_equal(resumed[0], fresh[0])
 
 
 def test_one_run_per_folder(tmp_path):
@@ -101,3 +99,13 @@ def test_bad_options_name_the_field():
         nuts.NutsOptions(target_accept=1.5)
     with pytest.raises(ValueError, match="one starting point per chain"):
         nuts.sample(POTENTIAL, np.zeros((3, 3)), OPTS, "/tmp/never-used", progress=False)
+
+
+def test_chains_in_two_processes_draw_what_one_process_draws(tmp_path):
+    opts = nuts.NutsOptions(chains=4, warmup=20, samples=20, segment=20, max_tree_depth=4, seed=1)
+    init = np.zeros((4, 3)) + np.arange(4)[:, None] * 0.1
+    one = nuts.sample(POTENTIAL, init, opts, tmp_path / "one", progress=False, log=lambda *_: None)
+    two = nuts.sample_processes(gauss_potential, init, opts, tmp_path / "two", processes=2, progress=False)
+    assert np.array_equal(one[0], two[0])
+    assert np.array_equal(one[1]["num_steps"], two[1]["num_steps"])
+    assert (tmp_path / "two" / "group1" / nuts.CHECKPOINT).is_file()

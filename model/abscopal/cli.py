@@ -293,6 +293,7 @@ def _cmd_fit(args) -> int:
             FitSettings.quick_settings(seed=args.seed),
             refine_steps=args.refine_steps,
             hessian_batch=args.hessian_batch,
+            processes=args.processes,
             importance_draws=args.importance_draws,
             laplace_rescale=args.laplace_rescale,
             laplace_split=args.laplace_split,
@@ -312,12 +313,13 @@ def _cmd_fit(args) -> int:
             lbfgs_steps=args.lbfgs_steps,
             refine_steps=args.refine_steps,
             hessian_batch=args.hessian_batch,
+            processes=args.processes,
             importance_draws=args.importance_draws,
             laplace_rescale=args.laplace_rescale,
             laplace_split=args.laplace_split,
             precondition=args.precondition,
         )
-    for field in ("chains", "warmup", "samples", "map_starts", "map_steps", "max_tree_depth", "segment"):
+    for field in ("chains", "warmup", "samples", "map_starts", "map_steps", "max_tree_depth", "segment", "processes"):
         if getattr(settings, field) < 1:
             raise ValueError(f"--{field.replace('_', '-')}: must be a positive integer, got {getattr(settings, field)}")
     if settings.importance_draws < 0:
@@ -439,7 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--map-starts", type=int, default=4)
     p.add_argument("--map-steps", type=int, default=300)
     p.add_argument("--max-tree-depth", type=int, default=6)
-    p.add_argument("--segment", type=int, default=50, help="draws per chain between checkpoints")
+    p.add_argument("--segment", type=int, default=50, help="NUTS iterations per chain between checkpoints")
+    p.add_argument("--processes", type=int, default=1, help="NUTS chains split over this many processes (same draws)")
     p.add_argument("--lbfgs-steps", type=int, default=60, help="L-BFGS iterations after Adam, per MAP start")
     p.add_argument("--map-lr", type=float, default=0.05, help="Adam learning rate of the MAP runs (log-parameter units)")
     p.add_argument(

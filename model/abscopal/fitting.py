@@ -329,6 +329,7 @@ def _carry_over(map_record: dict, names: list[str], default: np.ndarray) -> tupl
 FREE_SETTINGS = (
     "samples",
     "segment",
+    "processes",
     "refine_steps",
     "hessian_batch",
     "importance_draws",

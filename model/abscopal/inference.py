@@ -60,6 +60,7 @@ class FitSettings:
     warmup: int = 200
     samples: int = 200
     segment: int = 50
+    processes: int = 1  # NUTS chains split over this many processes (same draws; 2 uses both cores here)
     max_tree_depth: int = 6
     target_accept: float = 0.8
     quick: bool = False
@@ -523,6 +524,18 @@ def draws_covariance(prob: L.Problem, fit) -> tuple[np.ndarray, str]:
     )
 
 
+def problem_potential(record_ids: tuple[str, ...], n_virtual: int, seed: int, fingerprint: str):
+    """The fit's NUTS potential rebuilt from its records (a picklable recipe for ``nuts.sample_processes``:
+    a spawned process builds the same problem, checked by its fingerprint, and compiles its gradient)."""
+    from .records import load_records
+
+    by_id = {r.id: r for r in load_records()}
+    prob = L.build_problem(tuple(by_id[i] for i in record_ids), n_virtual=n_virtual, seed=seed)
+    if L.problem_fingerprint(prob) != fingerprint:
+        raise RuntimeError("problem_potential: the records rebuilt in this process are not the fit's (fingerprints differ)")
+    return compiled_potential(neg_log_density_and_grad(prob), layout_of(prob).size)
+
+
 def run_nuts(
     prob: L.Problem,
     init: np.ndarray,
@@ -535,9 +548,12 @@ def run_nuts(
 ):
     """NUTS (``nuts.sample``: numpyro's kernel in checkpointed segments, bit-for-bit resumable) on
     minus the log density, the compiled ``f`` of ``neg_log_density_and_grad`` through
-    ``compiled_potential``, from ``init`` (jittered per chain). ``workdir`` holds the checkpoint; a
-    new call on it resumes. Returns (draws z (chain, draw, size), stats)."""
-    from .nuts import NutsOptions, sample
+    ``compiled_potential``, from ``init`` (jittered per chain). With ``settings.processes`` > 1 the
+    chains are split over that many processes (``nuts.sample_processes``; same draws). ``workdir``
+    holds the checkpoints; a new call on it resumes. Returns (draws z (chain, draw, size), stats)."""
+    from functools import partial
+
+    from .nuts import NutsOptions, sample, sample_processes
 
     opts = NutsOptions(
         chains=settings.chains,
@@ -548,9 +564,14 @@ def run_nuts(
         target_accept=settings.target_accept,
         seed=settings.seed + 1,
     )
-    potential = compiled_potential(f or neg_log_density_and_grad(prob), layout_of(prob).size)
     rng = np.random.default_rng(settings.seed + 2)
     starts = init[None] + 0.01 * rng.standard_normal((settings.chains, init.size))
+    if settings.processes > 1:
+        recipe = partial(
+            problem_potential, tuple(r.id for r in prob.records), prob.z.shape[0], settings.seed, L.problem_fingerprint(prob)
+        )
+        return sample_processes(recipe, starts, opts, workdir, settings.processes, inv_mass=inv_mass, progress=progress, log=log)
+    potential = compiled_potential(f or neg_log_density_and_grad(prob), layout_of(prob).size)
     return sample(potential, starts, opts, workdir, inv_mass=inv_mass, progress=progress, log=log)
 
 

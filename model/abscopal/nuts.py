@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import jax
@@ -151,14 +151,26 @@ def _save(path: Path, states: list, records: dict, done: int, seconds: np.ndarra
 
 
 def _settings_key(opts: NutsOptions, size: int) -> np.ndarray:
-    return np.array([opts.chains, opts.warmup, opts.samples, opts.segment, opts.max_tree_depth, opts.seed, size])
+    """What a resume may not change (the number of draws and the segment length it may: the chains
+    continue the same way whatever the segments, and further draws extend them)."""
+    return np.array([opts.chains, opts.warmup, opts.max_tree_depth, opts.seed, size])
 
 
-def sample(potential, init: np.ndarray, opts: NutsOptions, folder: Path, inv_mass=None, progress: bool = True, log=print):
+def sample(
+    potential,
+    init: np.ndarray,
+    opts: NutsOptions,
+    folder: Path,
+    inv_mass=None,
+    progress: bool = True,
+    log=print,
+    first_chain: int = 0,
+):
     """NUTS draws of ``potential`` (minus a log density of a flat vector) from ``init`` (chains, size),
     checkpointed in ``folder`` (see the module docstring); a call on a folder with a checkpoint of
     the same settings resumes it. Returns ``(draws (chains, samples, size), stats)``: ``stats`` holds
-    ``EXTRA`` per chain and draw, the warm-up's divergences, the adapted step size (median over the
+    ``EXTRA`` per chain and draw (a resume may ask for more or fewer draws, or other segments:
+    the chains continue as they would have), the warm-up's divergences, the adapted step size (median over the
     chains) and the seconds spent in warm-up and sampling (a segment counts where it starts).
     Chains run one after another, a segment each in turn. (Two chains in two threads deadlock when
     the potential is a host callback into another compiled function, as the fit's is: measured
@@ -170,7 +182,8 @@ def sample(potential, init: np.ndarray, opts: NutsOptions, folder: Path, inv_mas
     size = init.shape[1]
     with RunLock(folder):
         kernel = _kernel(potential, opts, inv_mass)
-        keys = [jax.random.fold_in(jax.random.PRNGKey(opts.seed), c) for c in range(opts.chains)]
+        # chain c's key depends on its index among all chains (``first_chain``: where a group starts)
+        keys = [jax.random.fold_in(jax.random.PRNGKey(opts.seed), first_chain + c) for c in range(opts.chains)]
         states = [kernel.init(keys[c], opts.warmup, init_params=jnp.asarray(init[c])) for c in range(opts.chains)]
         ck_path = folder / CHECKPOINT
         done, seconds, records = 0, np.zeros(2), {}  # seconds: warm-up, sampling
@@ -227,3 +240,67 @@ def sample(potential, init: np.ndarray, opts: NutsOptions, folder: Path, inv_mas
         step_size=float(np.median(records["step_size"][:, opts.warmup - 1 if opts.warmup else 0])),
     )
     return records["z"][:, keep], stats
+
+
+# ---------------------------------------------------------------- chains in several processes
+def _group_worker(args):
+    factory, init, opts, folder, inv_mass, first = args
+    jax.config.update("jax_enable_x64", True)
+    return sample(factory(), init, opts, folder, inv_mass=inv_mass, progress=False, log=lambda *_: None, first_chain=first)
+
+
+def sample_processes(
+    factory, init: np.ndarray, opts: NutsOptions, folder: Path, processes: int = 2, inv_mass=None, progress=True, log=print
+):
+    """``sample`` with the chains split over ``processes`` processes (spawned; each builds its own
+    potential with ``factory()``, which must be picklable: e.g. a ``functools.partial`` of a module
+    function). Group k checkpoints in ``folder/group<k>``; the draws are those of ``sample`` with
+    all chains in one process, bit for bit (each chain's key depends on its index only)."""
+    import multiprocessing as mp
+
+    folder = Path(folder)
+    init = np.atleast_2d(np.asarray(init, dtype=np.float64))
+    if init.shape[0] != opts.chains:
+        raise ValueError(f"init: one starting point per chain ({opts.chains}), got {init.shape[0]}")
+    if int(processes) < 1:
+        raise ValueError(f"processes: must be a positive integer, got {processes!r}")
+    bounds = np.linspace(0, opts.chains, min(int(processes), opts.chains) + 1).astype(int)
+    groups = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    jobs = [
+        (factory, init[a:b], replace(opts, chains=b - a), folder / f"group{k}", inv_mass, a) for k, (a, b) in enumerate(groups)
+    ]
+    with RunLock(folder):
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=opts.iterations * opts.chains, desc=f"NUTS ({len(groups)} processes)", unit="it")
+        with mp.get_context("spawn").Pool(len(jobs)) as pool:
+            pending = pool.map_async(_group_worker, jobs)
+            while not pending.ready():
+                pending.wait(2.0)
+                if bar is not None:
+                    done = [_done(folder / f"group{k}" / CHECKPOINT) * (b - a) for k, (a, b) in enumerate(groups)]
+                    bar.n = int(sum(done))
+                    bar.refresh()
+            results = pending.get()
+        if bar is not None:
+            bar.n = bar.total
+            bar.close()
+    draws = np.concatenate([r[0] for r in results])
+    stats = {k: np.concatenate([r[1][k] for r in results]) for k in results[0][1] if np.ndim(results[0][1][k]) >= 1}
+    stats.update(
+        warmup_divergences=int(sum(r[1]["warmup_divergences"] for r in results)),
+        warmup_seconds=float(max(r[1]["warmup_seconds"] for r in results)),
+        sample_seconds=float(max(r[1]["sample_seconds"] for r in results)),
+        step_size=float(np.median([r[1]["step_size"] for r in results])),
+    )
+    return draws, stats
+
+
+def _done(path: Path) -> int:
+    try:
+        with np.load(path, allow_pickle=False) as ck:
+            return int(ck["done"])
+    except (OSError, KeyError, ValueError):
+        return 0
