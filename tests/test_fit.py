@@ -324,3 +324,17 @@ def test_a_fingerprint_in_a_note_is_short_unless_it_is_a_label():
     assert _short_fingerprint("ab" * 32) == "ab" * 6
     assert _short_fingerprint("hand-made warm start, session 9") == "hand-made warm start, session 9"
     assert _short_fingerprint(None) == "not recorded"
+
+
+def test_a_long_refinement_is_summarised_in_the_report():
+    from abscopal.report import _map_lines
+
+    refs = [
+        dict(steps=50, log_posterior_before=-10.0 + i, log_posterior=-9.0 + i, grad_norm_before=1.0, grad_norm=0.5, message="m")
+        for i in range(10)
+    ]
+    text = "\n".join(_map_lines(dict(starts=[], refinements=refs)))
+    assert text.count("- refinement, 50 more") == 4  # the first two and the last two
+    assert "... 6 more refinements (300 L-BFGS iterations): log posterior -8.00 -> -2.00" in text
+    short = "\n".join(_map_lines(dict(starts=[], refinements=refs[:3])))
+    assert short.count("- refinement, 50 more") == 3

@@ -109,11 +109,13 @@ def _alive(pid: int) -> bool:
 def _kernel(potential, opts: NutsOptions, inv_mass):
     from numpyro.infer import NUTS
 
+    # a matrix (size, size) is a dense metric (e.g. the inverse Hessian at the mode), a vector a diagonal one
     return NUTS(
         potential_fn=potential,
         target_accept_prob=opts.target_accept,
         max_tree_depth=opts.max_tree_depth,
         inverse_mass_matrix=None if inv_mass is None else jnp.asarray(inv_mass),
+        dense_mass=inv_mass is not None and np.ndim(inv_mass) == 2,
     )
 
 

@@ -42,12 +42,22 @@ def _map_lines(m: dict | None) -> list[str]:
     out = ["### MAP search", ""] + ([m["note"], ""] if m.get("note") else [])
     for st in m.get("starts", []):
         out.append(f"- start {st['start'] + 1}: log posterior {st['log_posterior']:.2f} (L-BFGS: {st.get('lbfgs', '')})")
-    for r in m.get("refinements", []):
+    refs = m.get("refinements", [])
+    line = lambda r: (  # noqa: E731
+        f"- refinement, {r['steps']} more L-BFGS iterations: log posterior {r['log_posterior_before']:.2f} -> "
+        f"{r['log_posterior']:.2f}, gradient norm {r['grad_norm_before']:.3g} -> {r['grad_norm']:.3g} ({r['message']})"
+        + (f"; preconditioned by {r['preconditioned']}" if r.get("preconditioned") else "")
+    )
+    if len(refs) > 6:  # a long refinement: its first and last rounds, and the span between
+        mid = refs[2:-2]
+        out += [line(r) for r in refs[:2]]
         out.append(
-            f"- refinement, {r['steps']} more L-BFGS iterations: log posterior {r['log_posterior_before']:.2f} -> "
-            f"{r['log_posterior']:.2f}, gradient norm {r['grad_norm_before']:.3g} -> {r['grad_norm']:.3g} ({r['message']})"
-            + (f"; preconditioned by {r['preconditioned']}" if r.get("preconditioned") else "")
+            f"- ... {len(mid)} more refinements ({sum(r['steps'] for r in mid)} L-BFGS iterations): log posterior "
+            f"{mid[0]['log_posterior_before']:.2f} -> {mid[-1]['log_posterior']:.2f}"
         )
+        out += [line(r) for r in refs[-2:]]
+    else:
+        out += [line(r) for r in refs]
     return out + [""]
 
 
