@@ -108,4 +108,5 @@ def test_chains_in_two_processes_draw_what_one_process_draws(tmp_path):
     two = nuts.sample_processes(gauss_potential, init, opts, tmp_path / "two", processes=2, progress=False)
     assert np.array_equal(one[0], two[0])
     assert np.array_equal(one[1]["num_steps"], two[1]["num_steps"])
+    assert np.array_equal(one[1]["chain_step_size"], two[1]["chain_step_size"]) and one[1]["step_size"] == two[1]["step_size"]
     assert (tmp_path / "two" / "group1" / nuts.CHECKPOINT).is_file()

@@ -49,7 +49,7 @@ from .laplace import (
     split_rescale,
 )
 from .parameters import spec
-from .report import VERDICTS, write_report
+from .report import REPRODUCED_AT, VERDICTS, write_report  # REPRODUCED_AT: the reproduction rule shares it
 
 #: how the posterior is represented after the MAP: NUTS draws, Laplace draws (a labelled
 #: approximation), or the MAP point alone
@@ -57,8 +57,6 @@ METHODS = ("nuts", "laplace", "map")
 
 #: records used by the quick (CI) fit: one of each observation kind
 QUICK_RECORDS = ("S01", "R29", "R17")
-
-from .report import REPRODUCED_AT  # noqa: E402  (re-exported: the reproduction rule and the report share it)
 
 
 def _records(quick: bool):

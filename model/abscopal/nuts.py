@@ -147,15 +147,22 @@ def _save(path: Path, states: list, records: dict, done: int, seconds: np.ndarra
         done=np.array(done),
         seconds=np.array(seconds),
         settings=_settings_key(opts, size),
-        target_accept=np.array(opts.target_accept),
     )
     atomic_write_npz(path, arrays)
+
+
+def _starts(init, opts: NutsOptions) -> np.ndarray:
+    """The chains' starting points as a (chains, size) array, one per chain."""
+    init = np.atleast_2d(np.asarray(init, dtype=np.float64))
+    if init.shape[0] != opts.chains:
+        raise ValueError(f"init: one starting point per chain ({opts.chains}), got {init.shape[0]}")
+    return init
 
 
 def _settings_key(opts: NutsOptions, size: int) -> np.ndarray:
     """What a resume may not change (the number of draws and the segment length it may: the chains
     continue the same way whatever the segments, and further draws extend them)."""
-    return np.array([opts.chains, opts.warmup, opts.max_tree_depth, opts.seed, size])
+    return np.array([opts.chains, opts.warmup, opts.max_tree_depth, opts.seed, size, opts.target_accept], dtype=np.float64)
 
 
 def sample(
@@ -172,15 +179,12 @@ def sample(
     checkpointed in ``folder`` (see the module docstring); a call on a folder with a checkpoint of
     the same settings resumes it. Returns ``(draws (chains, samples, size), stats)``: ``stats`` holds
     ``EXTRA`` per chain and draw (a resume may ask for more or fewer draws, or other segments:
-    the chains continue as they would have), the warm-up's divergences, the adapted step size (median over the
-    chains) and the seconds spent in warm-up and sampling (a segment counts where it starts).
+    the chains continue as they would have), each chain's adapted step size (``chain_step_size``)
+    and their median (``step_size``), the warm-up's divergences and the seconds spent in warm-up and sampling (a segment counts where it starts).
     Chains run one after another, a segment each in turn. (Two chains in two threads deadlock when
     the potential is a host callback into another compiled function, as the fit's is: measured
     2026-11-30. Parallel chains need two processes.)"""
-    folder = Path(folder)
-    init = np.atleast_2d(np.asarray(init, dtype=np.float64))
-    if init.shape[0] != opts.chains:
-        raise ValueError(f"init: one starting point per chain ({opts.chains}), got {init.shape[0]}")
+    folder, init = Path(folder), _starts(init, opts)
     size = init.shape[1]
     with RunLock(folder):
         kernel = _kernel(potential, opts, inv_mass)
@@ -192,7 +196,7 @@ def sample(
         if ck_path.is_file():
             ck = dict(np.load(ck_path, allow_pickle=False))
             theirs = ck.get("settings", np.zeros(0))
-            if not np.array_equal(theirs, _settings_key(opts, size)) or float(ck.get("target_accept", -1)) != opts.target_accept:
+            if not np.array_equal(theirs, _settings_key(opts, size)):
                 raise ValueError(
                     f"{ck_path}: a checkpoint of other sampler settings {theirs.tolist()}; "
                     "remove it (or the folder) to start again, or use the same settings"
@@ -235,11 +239,12 @@ def sample(
             bar.close()
     keep = slice(opts.warmup, opts.warmup + opts.samples)
     stats = {k: records[k][:, keep] for k in EXTRA if k != "step_size"}
+    stats["chain_step_size"] = records["step_size"][:, opts.warmup - 1 if opts.warmup else 0]  # each chain's adapted one
     stats.update(
         warmup_divergences=int(records["diverging"][:, : opts.warmup].sum()),
         warmup_seconds=float(seconds[0]),
         sample_seconds=float(seconds[1]),
-        step_size=float(np.median(records["step_size"][:, opts.warmup - 1 if opts.warmup else 0])),
+        step_size=float(np.median(stats["chain_step_size"])),
     )
     return records["z"][:, keep], stats
 
@@ -260,10 +265,7 @@ def sample_processes(
     all chains in one process, bit for bit (each chain's key depends on its index only)."""
     import multiprocessing as mp
 
-    folder = Path(folder)
-    init = np.atleast_2d(np.asarray(init, dtype=np.float64))
-    if init.shape[0] != opts.chains:
-        raise ValueError(f"init: one starting point per chain ({opts.chains}), got {init.shape[0]}")
+    folder, init = Path(folder), _starts(init, opts)
     if int(processes) < 1:
         raise ValueError(f"processes: must be a positive integer, got {processes!r}")
     bounds = np.linspace(0, opts.chains, min(int(processes), opts.chains) + 1).astype(int)
@@ -295,7 +297,7 @@ def sample_processes(
         warmup_divergences=int(sum(r[1]["warmup_divergences"] for r in results)),
         warmup_seconds=float(max(r[1]["warmup_seconds"] for r in results)),
         sample_seconds=float(max(r[1]["sample_seconds"] for r in results)),
-        step_size=float(np.median([r[1]["step_size"] for r in results])),
+        step_size=float(np.median(stats["chain_step_size"])),  # over all chains, as ``sample`` gives it
     )
     return draws, stats
 
