@@ -30,7 +30,8 @@ STATUS = {"yes": "estimated", "line": "estimated per line", "growth": "estimated
 def table() -> list[str]:
     out = [HEADER, "| --- | --- | --- | --- | --- |"]
     for r in csv.DictReader(CSV.open()):
-        if r["group"] == "pk" or (r["group"] == "pd" and r["estimate"] == "no"):
+        # drug PK, and the PD of agents left at assumed values, are summarised in one last row
+        if r["group"] == "pk" or (r["group"] == "pd" and r["estimate"] == "no" and r["source"].startswith("assumed")):
             continue
         est = r["estimate"]
         if est == "no":

@@ -72,3 +72,24 @@ def test_strict_json_has_no_nan_or_infinity():
 
     text = strict_json({"a": float("inf"), "b": [np.float64("nan"), np.int64(3)], "c": np.array([1.5, -np.inf])})
     assert json.loads(text) == {"a": None, "b": [None, 3], "c": [1.5, None]}
+
+
+def test_single_tumour_mice_have_no_abscopal_tumour_and_no_abscopal_end_points():
+    from abscopal.outcomes import ABSCOPAL_ENDPOINTS, abscopal_response
+
+    schedules = ab.default_scenario(horizon_days=30.0)[:2]
+    opts = SolverOptions(max_steps=512, n_out=31)
+    two = ab.compare(schedules, n_draws=4, fit=_FitWithAStiffDraw(), options=opts)
+    one = ab.compare(schedules, n_draws=4, fit=_FitWithAStiffDraw(), options=opts, single_tumour=True)
+    assert one.n_dropped == two.n_dropped == 1
+    for name, v in one.volumes.items():
+        assert np.all(v[..., 1] == 0.0), name  # no abscopal tumour ever grows
+        # the same mice with a second tumour differ in the irradiated one (shared effectors, more antigen)
+        assert not np.allclose(v[..., 0], two.volumes[name][..., 0], rtol=1e-6)
+    assert not set(ABSCOPAL_ENDPOINTS) & set(one.summary.endpoint)
+    assert set(ABSCOPAL_ENDPOINTS) <= set(two.summary.endpoint)
+    assert "one tumour per mouse" in one.source
+    # the abscopal response has no reference without an untreated abscopal tumour: NaN, no warning
+    with np.errstate(all="raise"):
+        r = abscopal_response(np.array([5.0, 0.0]), np.array([10.0, 0.0]))
+    assert r[0] == pytest.approx(50.0) and np.isnan(r[1])

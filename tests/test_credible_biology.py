@@ -7,7 +7,7 @@ import abscopal as ab
 from abscopal.codegen import functions
 from abscopal.equations import build_model
 from abscopal.parameters import parameter_table, structural_bounds
-from abscopal.priors import prior
+from abscopal.priors import estimated, prior
 from helpers import NO_IMMUNITY, logistic
 
 STATES = build_model().state_names
@@ -134,10 +134,14 @@ def test_a_blockers_emax_cannot_exceed_one():
     assert bounded["emax_pdl1"] == (0.0, 1.0) and bounded["emax_pd1"] == (0.0, 1.0)
     with pytest.raises(ValueError, match="emax_pdl1"):
         ab.default_params("CT26").replace(emax_pdl1=1.2)
-    # the fit's transform keeps it inside [0, 1] for every unconstrained value
-    pr = prior("emax_pdl1")
+    # the PD-(L)1 blockers' maximal block is fixed at 1 (Kosinsky 2018: blockade = occupancy) ...
+    assert ab.default_params("CT26").as_dict()["emax_pdl1"] == 1.0 and ab.default_params("CT26").as_dict()["emax_pd1"] == 1.0
+    # ... and an estimated blocker's (anti-TGF-beta) stays inside [0, 1] under the fit's transform
+    # for every unconstrained value
+    assert "emax_tgfb" in estimated()[0]
+    pr = prior("emax_tgfb")
     vals = np.asarray(pr.value(np.linspace(-60.0, 60.0, 241)))
-    assert np.all((vals >= 0.0) & (vals <= 1.0))
+    assert np.all((vals >= 0.0) & (vals <= 1.0)) and vals.min() < 1e-6 and vals.max() > 1 - 1e-6
 
 
 def test_pd1_blockade_during_priming_prevents_exhaustion():
@@ -168,3 +172,16 @@ def test_pd1_blockade_lifts_a_brake_on_priming():
     assert primed(3.0, 7.0)[14] > 1.5 * primed(3.0, None)[14]  # the brake lifted during the pulse
     # with (almost) no gain the blocker hardly changes priming (only through more kill and antigen)
     assert primed(0.01, 7.0)[14] < 1.2 * primed(0.01, None)[14]
+
+
+def test_mice_differ_in_t_cell_infiltration_as_kosinsky_measured():
+    # Kosinsky 2018 (BIOMD0000000863, omegaSL 0.696): the between-mouse variability of CT26
+    # dynamics is the T cells' ability to infiltrate; the virtual population varies k_in with it
+    from abscopal.population import variability, virtual_population
+
+    sd, source = variability()["k_in"]
+    assert sd == pytest.approx(0.696) and "Kosinsky" in source
+    p = ab.default_params("CT26")
+    mice = virtual_population(p, 4000, seed=3)
+    log_k = np.log(mice[:, p.index("k_in")] / p.values[p.index("k_in")])
+    assert np.std(log_k) == pytest.approx(0.696, rel=0.05) and abs(np.mean(log_k)) < 0.05

@@ -194,7 +194,15 @@ def _cmd_compare(args) -> int:
     if args.sweep_gap or args.sweep_fractionation or args.scenario == "dovedi2014":
         return _cmd_sweep(args, fit)
     schedules = [load_schedule(p) for p in args.schedules] if args.schedules else default_scenario()
-    c = compare(schedules, n_draws=args.draws, seed=args.seed, fit=fit, threshold_mm3=args.endpoint_mm3, progress=True)
+    c = compare(
+        schedules,
+        n_draws=args.draws,
+        seed=args.seed,
+        fit=fit,
+        threshold_mm3=args.endpoint_mm3,
+        progress=True,
+        single_tumour=args.single_tumour,
+    )
     print(format_table(c))
     if args.json:
         atomic_write_text(
@@ -379,6 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--endpoint-mm3", type=float, default=1000.0, help="volume end point for the survival proxy")
+    p.add_argument(
+        "--single-tumour",
+        action="store_true",
+        help="mice carry the irradiated tumour only (no abscopal tumour, no abscopal end points)",
+    )
     p.add_argument("--json")
     p.add_argument("--csv")
     p.add_argument("--plot")

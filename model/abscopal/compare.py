@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .outcomes import ENDPOINTS, endpoints, time_to_volume
+from .outcomes import ABSCOPAL_ENDPOINTS, ENDPOINTS, endpoints, time_to_volume
 from .outcomes import volumes as site_volumes
 from .parameters import Params, default_params
 from .population import virtual_population
@@ -193,8 +193,14 @@ def compare(
     threshold_mm3: float = 1000.0,
     options: SolverOptions | None = None,
     progress: bool = False,
+    single_tumour: bool = False,
 ) -> Comparison:
     """Simulate each schedule for the same parameter draws and summarise the end points.
+
+    ``single_tumour``: the mice carry the irradiated tumour only (as in most single-flank studies,
+    e.g. Dovedi 2014): every draw's abscopal tumour is set to none (``v0_abs`` = 0, as the fit does
+    for a single-tumour record) and the abscopal end points are left out of the summary. Otherwise
+    a second, unirradiated tumour competes for the same effectors and adds antigen.
 
     With a ``fit``, each posterior draw is solved on its own (``FIT_OPTIONS`` by default: at most
     1024 steps per segment between state jumps); a draw whose solve fails is left out of every schedule, and
@@ -205,6 +211,11 @@ def compare(
     if not np.isfinite(threshold_mm3) or threshold_mm3 <= 0:
         raise ValueError(f"threshold_mm3: must be a positive volume in mm^3, got {threshold_mm3}")
     draws, source = draw_parameters(schedules[0].tumour_line, n_draws, seed, params, fit)
+    if single_tumour:
+        draws = np.array(draws, copy=True)
+        draws[:, default_params().index("v0_abs")] = 0.0
+        source = f"{source}; one tumour per mouse (no abscopal tumour)"
+    kept = {k: v for k, v in ENDPOINTS.items() if not (single_tumour and k in ABSCOPAL_ENDPOINTS)}
     untreated = schedules[0].with_(rt=(), drugs=(), name="untreated")
     bw = params.body_weight_g if params is not None else 20.0
     n_asked = draws.shape[0]
@@ -214,7 +225,7 @@ def compare(
     results = {s.name: endpoints(ts, ys[j + 1], ys[0], threshold_mm3) for j, s in enumerate(schedules)}
     rows = []
     for s in schedules:
-        for key, (desc, unit, better) in ENDPOINTS.items():
+        for key, (desc, unit, better) in kept.items():
             row = {"schedule": s.name, "endpoint": key, "unit": unit, "better": better, "description": desc}
             row.update(summarise(results[s.name][key], unit))
             rows.append(row)
@@ -222,7 +233,7 @@ def compare(
     pair_rows = []
     for i, a in enumerate(schedules):
         for b in schedules[i + 1 :]:
-            for key, (_d, _unit, better) in ENDPOINTS.items():
+            for key, (_d, _unit, better) in kept.items():
                 xa, xb = results[a.name][key], results[b.name][key]
                 wins = xa < xb if better == "lower" else xa > xb
                 ties = xa == xb
@@ -331,12 +342,12 @@ def dovedi2014(
     progress: bool = False,
 ) -> DovediResult:
     """The Dovedi 2014 question: does anti-PD-L1 started with 5 x 2 Gy (day 7) beat starting it on
-    day 19? Survival is the irradiated tumour's time to 1000 mm^3 (Dovedi's mice carried that one
-    tumour; the model's second tumour is still simulated, and compare's own survival proxy, which
-    takes either tumour, is in ``comparison``). Returns the probability, over paired draws, that
-    concurrent survives longer than sequential."""
+    day 19? Dovedi's mice carried one tumour, so the cohort is simulated with the irradiated tumour
+    only (``compare(single_tumour=True)``, as the fit treats R29); survival is that tumour's time to
+    1000 mm^3. Returns the probability, over paired draws, that concurrent survives longer than
+    sequential."""
     schedules = dovedi2014_scenario(horizon_days=horizon_days)
-    c = compare(schedules, n_draws, seed, params, fit, DOVEDI_SURVIVAL_MM3, options, progress)
+    c = compare(schedules, n_draws, seed, params, fit, DOVEDI_SURVIVAL_MM3, options, progress, single_tumour=True)
     surv = {s.name: time_to_volume(c.ts, c.volumes[s.name][..., 0], DOVEDI_SURVIVAL_MM3) for s in schedules}
     rows = [{"schedule": k, "unit": "days", **summarise(v, "days")} for k, v in surv.items()]
     t_con, t_seq = surv[schedules[1].name], surv[schedules[2].name]

@@ -68,6 +68,18 @@ def time_to_volume(ts: np.ndarray, v: np.ndarray, threshold: float = DEFAULT_END
     return np.where(hit, t, np.inf)
 
 
+#: end points of the unirradiated tumour (meaningless for a mouse with one tumour)
+ABSCOPAL_ENDPOINTS = ("volume_abscopal", "abscopal_response", "cure_abscopal")
+
+
+def abscopal_response(v_abs, v_abs_untreated):
+    """Percent reduction of the abscopal tumour against the paired untreated mouse; NaN where
+    the untreated mouse has no abscopal tumour (a single-tumour mouse)."""
+    v_abs, v_ref = np.asarray(v_abs, dtype=float), np.asarray(v_abs_untreated, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(v_ref > 0, 100.0 * (1.0 - v_abs / np.where(v_ref > 0, v_ref, 1.0)), np.nan)
+
+
 def endpoints(
     ts: np.ndarray, ys: np.ndarray, ys_untreated: np.ndarray, threshold: float = DEFAULT_ENDPOINT_MM3
 ) -> dict[str, np.ndarray]:
@@ -78,7 +90,7 @@ def endpoints(
     return {
         "volume_irradiated": v_irr[..., -1],
         "volume_abscopal": v_abs[..., -1],
-        "abscopal_response": 100.0 * (1.0 - v_abs[..., -1] / v_abs0[..., -1]),
+        "abscopal_response": abscopal_response(v_abs[..., -1], v_abs0[..., -1]),
         "cure_irradiated": cured(ys, "irr").astype(float),
         "cure_abscopal": cured(ys, "abs").astype(float),
         "time_to_endpoint": t_end,
