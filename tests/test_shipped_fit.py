@@ -137,6 +137,7 @@ def test_shipped_fit_estimates_exactly_the_tables_set_inside_its_bounds():
 def test_report_states_the_credibility_checks():
     report = (REVIEW / "report.md").read_text()
     assert "## Credibility checks" in report and "untreated CT26, day 7" in report
+    assert "Dovedi: RT alone, median day the tumour reaches 1000 mm^3" in report
 
 
 def test_samples_are_the_posterior_flattened_and_unknown_names_are_refused():

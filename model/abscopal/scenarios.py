@@ -11,6 +11,9 @@ report prints them. The scenarios:
   concurrent schedule cures (extinction) a majority of virtual mice, and anti-PD-L1 from day 19 is
   no better than RT alone (median irradiated volume on day 40 within 25 %). Dovedi's mice, like R29,
   carry one tumour (``compare(single_tumour=True)``);
+- RT alone in the Dovedi scenario: the cohort's median day to 1000 mm^3 within a week of the
+  Kosinsky 2018 typical mouse's (day 21.1 under 5 x 2 Gy on days 7-11, untreated 19.6: RT alone
+  only delays CT26; computed from BIOMD0000000863 by ``scripts/kosinsky_anchor.py``);
 - the default scenario (``compare.default_scenario``: 3 x 8 Gy + anti-PD-1): under the concurrent
   combination some virtual mice clear the abscopal tumour entirely.
 """
@@ -20,9 +23,13 @@ from __future__ import annotations
 import numpy as np
 
 from .compare import compare, default_scenario
+from .outcomes import time_to_volume
 from .schedules import DrugDose, Schedule, fractionated
 from .simulate import SolverOptions, simulate
 
+#: Kosinsky 2018's typical CT26 mouse (BIOMD0000000863, ``scripts/kosinsky_anchor.py``): day it
+#: reaches 1000 mm^3 under RT alone (5 x 2 Gy, days 7-11)
+KOSINSKY_RT_ALONE_DAY_1000 = 21.1
 #: anti-PD-L1 days of R29 (Dovedi 2014, 3x/week for 3 weeks from the start day), by start day
 DOVEDI_PDL1_DAYS = {7: (7, 9, 11, 14, 16, 18, 21, 23, 25), 19: (19, 21, 23, 26, 28, 30, 33, 35, 37)}
 
@@ -62,6 +69,17 @@ def credibility_checks(fit, n_draws: int = 64, seed: int = 0) -> list[dict]:
     s = c.summary.set_index(["schedule", "endpoint"])["median"]
     cure = s[("RT + anti-PD-L1 from day 7", "cure_irradiated")]
     rows.append(_row("Dovedi: 5 x 2 Gy + anti-PD-L1 from day 7, mice cured", cure, "> 0.5 (extinction)", cure > 0.5))
+    t_rt = float(np.median(time_to_volume(c.ts, c.volumes["RT alone"][..., 0], 1000.0)))
+    lo, hi = KOSINSKY_RT_ALONE_DAY_1000 - 7, KOSINSKY_RT_ALONE_DAY_1000 + 7
+    rows.append(
+        _row(
+            "Dovedi: RT alone, median day the tumour reaches 1000 mm^3",
+            t_rt,
+            f"{lo:g}-{hi:g} (Kosinsky 2018 typical mouse: {KOSINSKY_RT_ALONE_DAY_1000:g}; untreated 19.6)",
+            lo <= t_rt <= hi,
+            "days",
+        )
+    )
     i40 = int(np.argmin(np.abs(c.ts - 40.0)))
     med = {k: float(np.median(c.volumes[k][:, i40, 0])) for k in ("RT alone", "RT + anti-PD-L1 from day 19")}
     ratio = med["RT + anti-PD-L1 from day 19"] / med["RT alone"] if med["RT alone"] > 0 else np.nan
@@ -85,5 +103,6 @@ def format_checks(rows: list[dict]) -> str:
     """The checks as a markdown table."""
     out = ["| check | value | target | holds |", "| --- | --- | --- | --- |"]
     for r in rows:
-        out.append(f"| {r['check']} | {r['value']:.3g} {r['unit']} | {r['target']} | {'yes' if r['holds'] else 'NO'} |")
+        value = f"{r['value']:.3g} {r['unit']}" if np.isfinite(r["value"]) else "not reached within the horizon"
+        out.append(f"| {r['check']} | {value} | {r['target']} | {'yes' if r['holds'] else 'NO'} |")
     return "\n".join(out)
