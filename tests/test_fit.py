@@ -203,26 +203,26 @@ def test_check_records_take_the_series_sd_of_their_group_by_name():
     group, found by name in the fit's groups; a group the fit lacks is a clear error."""
     from types import SimpleNamespace
 
-    from abscopal.fitting import _unpack_one
+    from abscopal.predictive import unpack_one
 
     prob = SimpleNamespace(shared=(), per_line=(), lines=["CT26"], series_groups=("Markovsky 2019",), inoculum_groups=())
     nat = {"sigma_series": np.array([[[0.9, 0.2]]]), "v0_inoculum": np.array([[[0.5]]])}  # (chain, draw, group)
-    _, _, sig, v0 = _unpack_one(
+    _, _, sig, v0 = unpack_one(
         prob, nat, 0, 0, fit_lines=["CT26"], fit_groups=["Rauf 2025", "Markovsky 2019"], fit_inocula=["Rauf 2025"]
     )
     np.testing.assert_array_equal(sig, [0.2])
     assert v0.shape == (0,)  # no inoculum group in this problem
     with pytest.raises(ValueError, match="Markovsky 2019"):
-        _unpack_one(prob, nat, 0, 0, fit_lines=["CT26"], fit_groups=["Rauf 2025"])
+        unpack_one(prob, nat, 0, 0, fit_lines=["CT26"], fit_groups=["Rauf 2025"])
     own = SimpleNamespace(**dict(vars(prob), series_groups=("Rauf 2025", "Markovsky 2019"), inoculum_groups=("Rauf 2025",)))
-    _, _, sig, v0 = _unpack_one(own, nat, 0, 0)  # the fit's own problem: its groups in order
+    _, _, sig, v0 = unpack_one(own, nat, 0, 0)  # the fit's own problem: its groups in order
     np.testing.assert_array_equal(sig, [0.9, 0.2])
     np.testing.assert_array_equal(v0, [0.5])
     # the day-0 volume of an inoculum group is found by name too; a check record's group that the fit
     # lacks (S16-S19: Pan02, KPC) starts from the table's day-0 volume
-    _, _, _, v0 = _unpack_one(own, nat, 0, 0, fit_groups=["Rauf 2025", "Markovsky 2019"], fit_inocula=["Rauf 2025"])
+    _, _, _, v0 = unpack_one(own, nat, 0, 0, fit_groups=["Rauf 2025", "Markovsky 2019"], fit_inocula=["Rauf 2025"])
     np.testing.assert_array_equal(v0, [0.5])
-    _, _, _, v0 = _unpack_one(own, nat, 0, 0, fit_groups=["Rauf 2025", "Markovsky 2019"], fit_inocula=["Other lab"])
+    _, _, _, v0 = unpack_one(own, nat, 0, 0, fit_groups=["Rauf 2025", "Markovsky 2019"], fit_inocula=["Other lab"])
     np.testing.assert_array_equal(v0, [ab.default_params()["v0_irr"]])
 
 
@@ -241,7 +241,7 @@ def test_check_records_take_the_series_sd_of_their_group_by_name():
     ],
 )
 def test_comparison_verdicts(d, op, margin, expected):
-    from abscopal.fitting import comparison_verdict
+    from abscopal.predictive import comparison_verdict
 
     assert comparison_verdict(d, op, margin) == expected
 

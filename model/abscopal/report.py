@@ -301,7 +301,7 @@ def write_report(out: Path, prob, fit, diag, repro, pred, meta):
         "## Records",
         "",
         f"Posterior probability that the fitted model reproduces each record (over {repro[0]['n_draws'] if repro else 0} posterior "
-        f"predictive draws; rules in `abscopal.fitting.reproduction`). Reproduced (P >= {REPRODUCED_AT}): "
+        f"predictive draws; rules in `abscopal.predictive.reproduction`). Reproduced (P >= {REPRODUCED_AT}): "
         f"**{meta['reproduced']['n']} of {meta['reproduced']['of']}** fitted records. Records marked `check` were not "
         "fitted (each says why in its file); their probabilities are predictions. The column 'at MAP' applies the same "
         f"rules to the MAP alone (typical mouse and virtual population at the posterior mode): "
