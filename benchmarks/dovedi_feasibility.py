@@ -29,27 +29,24 @@ import numpy as np
 import abscopal as ab
 from abscopal.compare import compare
 from abscopal.fitresult import load_fit
-from abscopal.schedules import DrugDose, Schedule, fractionated
+from abscopal.outcomes import time_to_volume
+from abscopal.scenarios import r29_pdl1
+from abscopal.schedules import Schedule, fractionated
 
 HERE = Path(__file__).resolve().parent
 #: what R29 and the credibility check ask (see the module doc)
 SEARCHED = ("g_ln_pd", "k_exh", "delta_DC", "antigenicity", "k_in", "delta_P", "p0", "k_prime", "d_kill_max", "k_kill")
-PDL1_OFFSETS = (0, 2, 4, 7, 9, 11, 14, 16, 18)  # R29: 3x/week for 3 weeks
 
 
 def arms(horizon: float = 60.0) -> list[Schedule]:
     rt = fractionated(5, 2.0, start=7.0)
-
-    def pdl1(start):
-        return tuple(DrugDose(float(start + d), "anti-PD-L1", 10.0, "mg/kg") for d in PDL1_OFFSETS)
-
     return [
         Schedule((), (), horizon, "CT26", "control"),
-        Schedule((), pdl1(7), horizon, "CT26", "anti-PD-L1"),
+        Schedule((), r29_pdl1(7), horizon, "CT26", "anti-PD-L1"),
         Schedule(rt, (), horizon, "CT26", "RT"),
-        Schedule(rt, pdl1(7), horizon, "CT26", "concurrent d7"),
-        Schedule(rt, pdl1(12), horizon, "CT26", "sequential d12"),
-        Schedule(rt, pdl1(19), horizon, "CT26", "sequential d19"),
+        Schedule(rt, r29_pdl1(7), horizon, "CT26", "concurrent d7"),
+        Schedule(rt, r29_pdl1(12), horizon, "CT26", "sequential d12"),
+        Schedule(rt, r29_pdl1(19), horizon, "CT26", "sequential d19"),
     ]
 
 
@@ -61,7 +58,7 @@ def outcome(params: ab.Params, n: int = 32, seed: int = 0) -> dict[str, tuple[fl
     out = {}
     for s in sch:
         v = c.volumes[s.name][..., 0]
-        t = np.where((v > 1000).any(axis=1), c.ts[np.argmax(v > 1000, axis=1)], c.ts[-1])
+        t = np.minimum(time_to_volume(c.ts, v, 1000.0), c.ts[-1])  # censored at the horizon
         out[s.name] = (float(med[(s.name, "cure_irradiated")]), float(np.median(t)))
     return out
 

@@ -178,16 +178,21 @@ def cmd_sweep(args, fit) -> int:
     return 0
 
 
+def _optional_fit(args):
+    """The fit named by ``--fit``, or None without one."""
+    if args.fit is None:
+        return None
+    from .fitresult import load_fit
+
+    return load_fit(args.fit)
+
+
 def cmd_compare(args) -> int:
     from .compare import compare, default_scenario, format_table, plot
     from .io import NONFINITE_NOTE, atomic_write_text, strict_json
     from .schedules import load_schedule
 
-    fit = None
-    if args.fit is not None:
-        from .fitresult import load_fit
-
-        fit = load_fit(args.fit)
+    fit = _optional_fit(args)
     if args.sweep_gap or args.sweep_fractionation or args.scenario == "dovedi2014":
         return cmd_sweep(args, fit)
     schedules = [load_schedule(p) for p in args.schedules] if args.schedules else default_scenario()
@@ -229,11 +234,7 @@ def cmd_compare(args) -> int:
 def cmd_export(args) -> int:
     from .export import export
 
-    fit = None
-    if args.fit is not None:
-        from .fitresult import load_fit
-
-        fit = load_fit(args.fit)
+    fit = _optional_fit(args)
     schedule = None
     if args.schedule is not None:
         from .schedules import load_schedule
@@ -249,11 +250,7 @@ def cmd_optimize(args) -> int:
     from .io import atomic_write_text
     from .optimize import format_result, optimize
 
-    fit = None
-    if args.fit is not None:
-        from .fitresult import load_fit
-
-        fit = load_fit(args.fit)
+    fit = _optional_fit(args)
     try:
         fractions = [int(x) for x in args.fractions.split(",")]
     except ValueError:

@@ -76,8 +76,8 @@ def abscopal_response(v_abs, v_abs_untreated):
     """Percent reduction of the abscopal tumour against the paired untreated mouse; NaN where
     the untreated mouse has no abscopal tumour (a single-tumour mouse)."""
     v_abs, v_ref = np.asarray(v_abs, dtype=float), np.asarray(v_abs_untreated, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(v_ref > 0, 100.0 * (1.0 - v_abs / np.where(v_ref > 0, v_ref, 1.0)), np.nan)
+    has = v_ref > 0
+    return np.where(has, 100.0 * (1.0 - v_abs / np.where(has, v_ref, 1.0)), np.nan)
 
 
 def endpoints(

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compare import compare, default_scenario
+from .compare import DOVEDI_SURVIVAL_MM3, compare, default_scenario
 from .outcomes import time_to_volume
 from .schedules import DrugDose, Schedule, fractionated
 from .simulate import SolverOptions, simulate
@@ -30,22 +30,24 @@ from .simulate import SolverOptions, simulate
 #: Kosinsky 2018's typical CT26 mouse (BIOMD0000000863, ``scripts/kosinsky_anchor.py``): day it
 #: reaches 1000 mm^3 under RT alone (5 x 2 Gy, days 7-11)
 KOSINSKY_RT_ALONE_DAY_1000 = 21.1
-#: anti-PD-L1 days of R29 (Dovedi 2014, 3x/week for 3 weeks from the start day), by start day
-DOVEDI_PDL1_DAYS = {7: (7, 9, 11, 14, 16, 18, 21, 23, 25), 19: (19, 21, 23, 26, 28, 30, 33, 35, 37)}
+#: anti-PD-L1 days of R29 after its start day (Dovedi 2014: 3x/week for 3 weeks, a Monday-Wednesday-
+#: Friday pattern assumed, as the record encodes it)
+R29_PDL1_OFFSETS = (0, 2, 4, 7, 9, 11, 14, 16, 18)
+
+
+def r29_pdl1(start: float) -> tuple[DrugDose, ...]:
+    """R29's anti-PD-L1 course (10 mg/kg i.p.) starting on day ``start``."""
+    return tuple(DrugDose(float(start + d), "anti-PD-L1", 10.0, "mg/kg") for d in R29_PDL1_OFFSETS)
 
 
 def dovedi_scenario(horizon_days: float = 40.0) -> list[Schedule]:
     """R29's CT26 arms: 5 x 2 Gy on days 7-11 alone, with anti-PD-L1 from day 7 (concurrent) and
-    from day 19 (sequential), 10 mg/kg i.p. on the days of ``DOVEDI_PDL1_DAYS``."""
+    from day 19 (sequential), 10 mg/kg i.p. on R29's days (``r29_pdl1``)."""
     rt = fractionated(5, 2.0, start=7.0)
-
-    def pdl1(start):
-        return tuple(DrugDose(float(d), "anti-PD-L1", 10.0, "mg/kg") for d in DOVEDI_PDL1_DAYS[start])
-
     return [
         Schedule(rt, (), horizon_days, "CT26", "RT alone"),
-        Schedule(rt, pdl1(7), horizon_days, "CT26", "RT + anti-PD-L1 from day 7"),
-        Schedule(rt, pdl1(19), horizon_days, "CT26", "RT + anti-PD-L1 from day 19"),
+        Schedule(rt, r29_pdl1(7), horizon_days, "CT26", "RT + anti-PD-L1 from day 7"),
+        Schedule(rt, r29_pdl1(19), horizon_days, "CT26", "RT + anti-PD-L1 from day 19"),
     ]
 
 
@@ -69,7 +71,7 @@ def credibility_checks(fit, n_draws: int = 64, seed: int = 0) -> list[dict]:
     s = c.summary.set_index(["schedule", "endpoint"])["median"]
     cure = s[("RT + anti-PD-L1 from day 7", "cure_irradiated")]
     rows.append(_row("Dovedi: 5 x 2 Gy + anti-PD-L1 from day 7, mice cured", cure, "> 0.5 (extinction)", cure > 0.5))
-    t_rt = float(np.median(time_to_volume(c.ts, c.volumes["RT alone"][..., 0], 1000.0)))
+    t_rt = float(np.median(time_to_volume(c.ts, c.volumes["RT alone"][..., 0], DOVEDI_SURVIVAL_MM3)))
     lo, hi = KOSINSKY_RT_ALONE_DAY_1000 - 7, KOSINSKY_RT_ALONE_DAY_1000 + 7
     rows.append(
         _row(
