@@ -27,11 +27,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from abscopal import inference as I  # noqa: E402
-from abscopal import likelihood as L  # noqa: E402
+from abscopal.inference import likelihood, posterior  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
-from abscopal.solver import solve_mode  # noqa: E402
+from abscopal.simulation.solver import solve_mode  # noqa: E402
 from reference_path import SHIPPED_SOLVER, solve_arms_shipped  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,12 +64,12 @@ def profile(prob, z, repeat):
         "all (typical + virtual mice)": prob,
     }
     for name, pr in parts.items():
-        lay = I.layout_of(pr)
+        lay = posterior.layout_of(pr)
 
         def solve_only(z, pr=pr, lay=lay):
             shared, line_vals = lay.values(z)
-            P = L.arm_values(pr, shared, line_vals, jnp.exp(lay.log_inoculum(z)))
-            obs, obs_pop, _ = L.solve_arms(pr, P, **I.SOLVER)
+            P = likelihood.arm_values(pr, shared, line_vals, jnp.exp(lay.log_inoculum(z)))
+            obs, obs_pop, _ = likelihood.solve_arms(pr, P, **posterior.SOLVER)
             return jnp.sum(obs[..., 0]) + jnp.sum(obs_pop[..., 0])
 
         m = measure(solve_only, z, repeat)
@@ -86,15 +85,15 @@ def main():
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results_likelihood.md"))
     args = ap.parse_args()
 
-    prob = L.build_problem(load_records(), use="fit", n_virtual=8, seed=0)
+    prob = likelihood.build_problem(load_records(), use="fit", n_virtual=8, seed=0)
     z = jnp.asarray(json.loads((ROOT / "fits/review/fit.json").read_text())["map"]["z"])
-    new = measure(I.make_log_density(prob, I.SOLVER), z, args.repeat)
+    new = measure(posterior.make_log_density(prob, posterior.SOLVER), z, args.repeat)
     print(f"package: fwd {new['forward']:.4f}s grad {new['gradient']:.4f}s (compile {new['compile_gradient']:.1f}s)", flush=True)
-    tight = measure(I.make_log_density(prob, TIGHT), z, 1)
+    tight = measure(posterior.make_log_density(prob, TIGHT), z, 1)
     print(f"tight (rtol 1e-9): logp {tight['logp']:.6f}", flush=True)
     ref = None
     if not args.no_reference:
-        ref = measure(I.make_log_density(prob, SHIPPED_SOLVER, solve_fn=solve_arms_shipped), z, max(1, args.repeat // 2))
+        ref = measure(posterior.make_log_density(prob, SHIPPED_SOLVER, solve_fn=solve_arms_shipped), z, max(1, args.repeat // 2))
         print(
             f"shipped: fwd {ref['forward']:.3f}s grad {ref['gradient']:.3f}s (compile {ref['compile_gradient']:.1f}s)", flush=True
         )
@@ -127,9 +126,9 @@ def main():
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores; JAX {jax.__version__} on {dev.platform}; "
         f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d')}.",
         f"Problem: {len(prob.records)} fitted records, {prob.n_arms} arms ({len(prob.pop_arms)} also over "
-        f"{prob.z.shape[0]} virtual mice), {I.layout_of(prob).size} coordinates; point: the shipped MAP "
+        f"{prob.z.shape[0]} virtual mice), {posterior.layout_of(prob).size} coordinates; point: the shipped MAP "
         "(`fits/review/fit.json`).",
-        f"Package path: `likelihood.solve_arms` (mode {solve_mode()}), solver {I.SOLVER}. "
+        f"Package path: `likelihood.solve_arms` (mode {solve_mode()}), solver {posterior.SOLVER}. "
         f"Shipped path: `benchmarks/reference_path.py`, solver {SHIPPED_SOLVER}.",
         "",
         "| path | compile forward | compile gradient | forward | gradient | log p |",

@@ -1,7 +1,7 @@
 """NUTS on the review problem from the shipped MAP: how many gradients an iteration takes, with a
 unit metric and with the inverse of the MAP's Hessian as a dense metric (issue 21's feasibility).
 
-One chain, ``--iterations`` warm-up iterations each (adaptation on), checkpointed by ``abscopal.nuts``
+One chain, ``--iterations`` warm-up iterations each (adaptation on), checkpointed by ``abscopal.inference.nuts``
 in a temporary folder. Writes results_nuts_review.md. Nothing here asserts a time.
 Run: python benchmarks/bench_nuts_review.py [--iterations 10]  (about 8 minutes)
 """
@@ -22,11 +22,9 @@ jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
 
-from abscopal import inference as I  # noqa: E402
-from abscopal import likelihood as L  # noqa: E402
-from abscopal import nuts  # noqa: E402
+from abscopal.inference import likelihood, nuts, posterior  # noqa: E402
+from abscopal.inference.laplace import laplace_hessian  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
-from abscopal.laplace import laplace_hessian  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,9 +48,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iterations", type=int, default=10)
     args = ap.parse_args()
-    prob = L.build_problem(load_records(), use="fit", n_virtual=8, seed=0)
+    prob = likelihood.build_problem(load_records(), use="fit", n_virtual=8, seed=0)
     z = np.asarray(json.loads((ROOT / "fits/review/fit.json").read_text())["map"]["z"])
-    f = I.neg_log_density_and_grad(prob)
+    f = posterior.neg_log_density_and_grad(prob)
     f(z)
     t = time.perf_counter()
     for _ in range(3):
@@ -63,7 +61,7 @@ def main():
     hess_s = time.perf_counter() - t
     w, V = np.linalg.eigh(H)
     inv_mass = np.linalg.inv((V * np.maximum(w, 1e-2)) @ V.T)
-    pot = I.compiled_potential(f, z.size)
+    pot = posterior.compiled_potential(f, z.size)
     rows = {
         "unit metric": run(pot, z, None, args.iterations),
         "dense metric (MAP Hessian)": run(pot, z, inv_mass, args.iterations),

@@ -24,11 +24,11 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import abscopal as ab  # noqa: E402
+from abscopal.export.sbml import to_sbml  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
-from abscopal.population import virtual_population  # noqa: E402
-from abscopal.reference import solve_reference  # noqa: E402
-from abscopal.sbml import to_sbml  # noqa: E402
-from abscopal.simulate import simulate_population, solve, solve_batch  # noqa: E402
+from abscopal.model.population import virtual_population  # noqa: E402
+from abscopal.simulation.reference import solve_reference  # noqa: E402
+from abscopal.simulation.simulate import simulate_population, solve, solve_batch  # noqa: E402
 
 RTOL, ATOL, N_OUT = 1e-6, 1e-9, 41
 GRAD_MAX_STEPS = 256  # per segment, for the gradient (see below)
@@ -161,7 +161,7 @@ def main():
         f"JAX {jax.__version__} on {jax.devices()[0].platform} ({len(jax.devices())} device(s)); Python {platform.python_version()}.",
         f"Model: {len(names)} states, {len(p.values)} parameters. Schedule: CT26, 5 x 2 Gy days 7-11 + anti-PD-L1 10 mg/kg x 6 "
         f"from day 7, 40 days, {N_OUT} output days. Tolerances rtol {RTOL:g}, atol {ATOL:g} (both solvers). "
-        "Mice: inter-animal variability draws (`abscopal.population`).",
+        "Mice: inter-animal variability draws (`abscopal.model.population`).",
         "",
         "| virtual mice | abscopal path | abscopal solves/s | libroadrunner (SBML, CVODE) solves/s, one at a time "
         "| abscopal / libroadrunner | scipy solve_ivp (DOP853) solves/s, one at a time | abscopal / scipy |",

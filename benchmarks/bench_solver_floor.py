@@ -36,14 +36,13 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 import rk_discrete  # noqa: E402
-from abscopal import inference as I  # noqa: E402
-from abscopal import likelihood as L  # noqa: E402
-from abscopal import solver as S  # noqa: E402
-from abscopal.codegen import core_functions  # noqa: E402
+from abscopal.inference import likelihood, posterior  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
-from abscopal.pk import concentrations, pk_schedule, pk_states  # noqa: E402
+from abscopal.model.codegen import core_functions  # noqa: E402
+from abscopal.model.pk import concentrations, pk_schedule, pk_states  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
 from abscopal.schedules import EVENT_DRUG, EVENT_RT  # noqa: E402
+from abscopal.simulation import solver as solver_module  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TIGHT = dict(rtol=1e-10, atol=1e-14, max_steps=100_000)
@@ -91,7 +90,7 @@ def solve_rk(p, jumps, doses, horizon, days, *, rtol, atol, max_steps):
         max_records=max_steps,
     )
     depot, conc = pk_states(days, coef)
-    return jnp.concatenate([ys, depot, conc], axis=1)[:, S._state_layout()], ok
+    return jnp.concatenate([ys, depot, conc], axis=1)[:, solver_module._state_layout()], ok
 
 
 # ---------------------------------------------------------------- parts
@@ -126,19 +125,19 @@ def unit_costs(P, prob, n=2000, arm=5):
 
 def arm_solves(prob, z, solve_one, width=1, part="typical"):
     """Solve-only log-volume sum of the typical arms or the virtual mice, chunks of ``width`` lanes."""
-    lay = I.layout_of(prob)
+    lay = posterior.layout_of(prob)
     days = jnp.asarray(prob.days)
     n_jumps = (np.asarray(prob.jumps["kind"]) != 0).sum(1)
     K = prob.z.shape[0]
 
     def fn(z):
         shared, line_vals = lay.values(z)
-        P = L.arm_values(prob, shared, line_vals, jnp.exp(lay.log_inoculum(z)))
+        P = likelihood.arm_values(prob, shared, line_vals, jnp.exp(lay.log_inoculum(z)))
         if part == "typical":
             arm = np.lexsort((prob.horizon, n_jumps))  # similar schedules side by side
             rows = P[arm]
         else:
-            rows = L.population_values(prob, P).reshape(len(prob.pop_arms) * K, -1)
+            rows = likelihood.population_values(prob, P).reshape(len(prob.pop_arms) * K, -1)
             arm = np.repeat(prob.pop_arms, K)
         n = rows.shape[0]
         pad = (-n) % width
@@ -178,29 +177,31 @@ def step_counts(prob, P):
         )
         return sol
 
-    S.dfx.diffeqsolve = counting
+    solver_module.dfx.diffeqsolve = counting
     try:
-        jax.block_until_ready(jax.jit(lambda P: L.solve_arms(prob, P, **I.SOLVER))(P))
+        jax.block_until_ready(jax.jit(lambda P: likelihood.solve_arms(prob, P, **posterior.SOLVER))(P))
     finally:
-        S.dfx.diffeqsolve = orig
+        solver_module.dfx.diffeqsolve = orig
     return np.array(counts)
 
 
 def main():
-    prob = L.build_problem(load_records(), use="fit", n_virtual=8, seed=0)
+    prob = likelihood.build_problem(load_records(), use="fit", n_virtual=8, seed=0)
     z = jnp.asarray(json.loads((ROOT / "fits/review/fit.json").read_text())["map"]["z"])
-    lay = I.layout_of(prob)
+    lay = posterior.layout_of(prob)
     shared, line_vals = lay.values(z)
-    P = L.arm_values(prob, shared, line_vals, jnp.exp(lay.log_inoculum(z)))
+    P = likelihood.arm_values(prob, shared, line_vals, jnp.exp(lay.log_inoculum(z)))
     typical = dataclasses.replace(prob, pop_arms=prob.pop_arms[:0])
-    opts = lambda solver: lambda p, j, d, h, days: solver(p, j, d, h, days, **I.SOLVER)  # noqa: E731
+    opts = lambda solver: lambda p, j, d, h, days: solver(p, j, d, h, days, **posterior.SOLVER)  # noqa: E731
 
     units = unit_costs(P, prob)
     print(units, flush=True)
     counts = step_counts(prob, P)
-    tight = measure(arm_solves(typical, z, lambda p, j, d, h, days: S.solve_segments(p, j, d, h, days, **TIGHT)), z, 1)
+    tight = measure(
+        arm_solves(typical, z, lambda p, j, d, h, days: solver_module.solve_segments(p, j, d, h, days, **TIGHT)), z, 1
+    )
     paths = {
-        "diffrax (package)": measure(arm_solves(typical, z, opts(S.solve_segments)), z),
+        "diffrax (package)": measure(arm_solves(typical, z, opts(solver_module.solve_segments)), z),
         "own Runge-Kutta loop, discrete adjoint": measure(arm_solves(typical, z, opts(solve_rk)), z),
     }
     for k, v in paths.items():
@@ -209,7 +210,7 @@ def main():
     for part, widths in (("virtual mice", (1, 8)), ("typical", (1, 4))):
         for w in widths:
             lanes[(part, w)] = measure(
-                arm_solves(prob if part == "virtual mice" else typical, z, opts(S.solve_segments), w, part), z
+                arm_solves(prob if part == "virtual mice" else typical, z, opts(solver_module.solve_segments), w, part), z
             )
             print(part, w, lanes[(part, w)]["gradient"], flush=True)
 
@@ -220,7 +221,7 @@ def main():
         "# The floor of the fit's gradient on this CPU",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores; JAX {jax.__version__} on {dev.platform}; "
-        f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d')}. Point: the shipped MAP; solver {I.SOLVER}.",
+        f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d')}. Point: the shipped MAP; solver {posterior.SOLVER}.",
         "",
         "## Unit costs (one CPU core, inside a `fori_loop`, no solver around them)",
         "",

@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 
 import abscopal as ab
-from abscopal.compare import compare
-from abscopal.fitresult import load_fit
-from abscopal.outcomes import time_to_volume
-from abscopal.scenarios import r29_pdl1
+from abscopal.decide.compare import compare
+from abscopal.decide.scenarios import r29_pdl1
+from abscopal.inference.fitresult import load_fit
 from abscopal.schedules import Schedule, fractionated
+from abscopal.simulation.outcomes import time_to_volume
 
 HERE = Path(__file__).resolve().parent
 #: what R29 and the credibility check ask (see the module doc)

@@ -21,8 +21,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from abscopal import inference as I  # noqa: E402
-from abscopal import likelihood as L  # noqa: E402
+from abscopal.inference import likelihood, posterior  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
 
@@ -30,13 +29,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def population_terms(prob, z):
-    lay = I.layout_of(prob)
+    lay = posterior.layout_of(prob)
     shared, line_vals = lay.values(z)
     log_ss = lay.split(z)[2]
-    P = L.arm_values(prob, shared, line_vals, jnp.exp(lay.log_inoculum(z)))
-    obs, obs_pop, ok = L.solve_arms(prob, P, **I.SOLVER)
-    qv = L.quantities(prob, obs, obs_pop)
-    t = L.log_likelihood_terms(prob, shared, line_vals, jnp.exp(log_ss), I.SOLVER, jnp.exp(lay.log_inoculum(z)))
+    P = likelihood.arm_values(prob, shared, line_vals, jnp.exp(lay.log_inoculum(z)))
+    obs, obs_pop, ok = likelihood.solve_arms(prob, P, **posterior.SOLVER)
+    qv = likelihood.quantities(prob, obs, obs_pop)
+    t = likelihood.log_likelihood_terms(prob, shared, line_vals, jnp.exp(log_ss), posterior.SOLVER, jnp.exp(lay.log_inoculum(z)))
     return np.asarray(qv), {k: np.asarray(t[k]) for k in ("cnt", "cmp")}, bool(ok)
 
 
@@ -44,14 +43,14 @@ def main():
     z = jnp.asarray(json.loads((ROOT / "fits/review/fit.json").read_text())["map"]["z"])
     runs = {}
     for K in (4, 8, 64):
-        prob = L.build_problem(load_records(), use="fit", n_virtual=K, seed=0)
+        prob = likelihood.build_problem(load_records(), use="fit", n_virtual=K, seed=0)
         t = time.perf_counter()
         runs[K] = (prob, *population_terms(prob, z))
         print(f"K={K}: {time.perf_counter() - t:.1f} s (with compilation)", flush=True)
     prob = runs[8][0]
-    kinds = {L.Q_CURE: "cure", L.Q_ABSCOPAL: "abscopal", L.Q_SURVIVAL: "median survival, days"}
-    pop_q = np.flatnonzero(np.isin(prob.q["kind"], L.Q_POPULATION))
-    fractions = np.isin(prob.q["kind"][pop_q], (L.Q_CURE, L.Q_ABSCOPAL))
+    kinds = {likelihood.Q_CURE: "cure", likelihood.Q_ABSCOPAL: "abscopal", likelihood.Q_SURVIVAL: "median survival, days"}
+    pop_q = np.flatnonzero(np.isin(prob.q["kind"], likelihood.Q_POPULATION))
+    fractions = np.isin(prob.q["kind"][pop_q], (likelihood.Q_CURE, likelihood.Q_ABSCOPAL))
     lines = [
         "# Virtual populations: 4 and 8 mice against 64",
         "",

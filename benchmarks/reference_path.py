@@ -11,8 +11,8 @@ import diffrax as dfx
 import jax
 import jax.numpy as jnp
 
-from abscopal import likelihood as L
-from abscopal.codegen import functions
+from abscopal.inference import likelihood
+from abscopal.model.codegen import functions
 from abscopal.schedules import EVENT_DRUG, EVENT_RT
 
 
@@ -68,9 +68,9 @@ def solve_arms_shipped(prob, P, rtol=1e-5, atol=1e-8, max_steps=256):
     kw = dict(rtol=rtol, atol=atol, max_steps=max_steps, n_out=prob.n_out)
     ev = {k: jnp.asarray(v) for k, v in prob.events.items()}
     _, ys, ok = jax.vmap(lambda p, e, h: solve_core_shipped(p, e, h, **kw))(P, ev, jnp.asarray(prob.horizon))
-    obs = L._observables(ys, P[:, None, :])
+    obs = likelihood._observables(ys, P[:, None, :])
     B = prob.pop_arms
-    Pp = L.population_values(prob, P)
+    Pp = likelihood.population_values(prob, P)
     evp = {k: v[B] for k, v in ev.items()}
 
     def pop(pk, e, h):
@@ -78,7 +78,7 @@ def solve_arms_shipped(prob, P, rtol=1e-5, atol=1e-8, max_steps=256):
         return jnp.moveaxis(y, -1, 0), o
 
     ysp, okp = jax.vmap(pop)(Pp, evp, jnp.asarray(prob.horizon)[B])
-    obs_pop = L._observables(ysp, Pp[:, :, None, :])
+    obs_pop = likelihood._observables(ysp, Pp[:, :, None, :])
     return obs, obs_pop, jnp.all(ok) & jnp.all(okp)
 
 

@@ -29,9 +29,11 @@ jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
 
-from abscopal import inference as I  # noqa: E402
-from abscopal import laplace as LA  # noqa: E402
-from abscopal import likelihood as L  # noqa: E402
+from abscopal.inference import (  # noqa: E402
+    laplace,  # noqa: E402
+    likelihood,
+    posterior,
+)
 from abscopal.records import load_records  # noqa: E402
 
 
@@ -46,33 +48,33 @@ def main() -> None:
     ap.add_argument("--importance-batch", type=int, default=256, help="draws per vmapped call")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    prob = L.build_problem(load_records(), use="fit", n_virtual=args.n_virtual, seed=args.seed)
+    prob = likelihood.build_problem(load_records(), use="fit", n_virtual=args.n_virtual, seed=args.seed)
     record = json.loads((args.work / "map.json").read_text())
-    fp = L.problem_fingerprint(prob)
+    fp = likelihood.problem_fingerprint(prob)
     if record.get("data_sha256") != fp:
         raise SystemExit(f"{args.work / 'map.json'}: found for other records (fingerprint differs); refit the MAP first")
     z = np.asarray(record["z"], dtype=np.float64)
     out = (args.out or args.work) / "hessian.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
     print(f"device {jax.devices()[0]}; {z.size} coordinates; batch {args.batch}", flush=True)
-    H = LA.laplace_hessian(prob, z, checkpoint=out, progress=False, batch=args.batch)
+    H = laplace.laplace_hessian(prob, z, checkpoint=out, progress=False, batch=args.batch)
     w = np.linalg.eigvalsh(H)
     print(
         f"Hessian in {time.perf_counter() - t0:.1f} s (compile included); eigenvalues {w.min():.3g} .. {w.max():.3g}, "
-        f"{int((w < 0).sum())} negative, {int((w < LA.MIN_PRECISION).sum())} below {LA.MIN_PRECISION}; written to {out}",
+        f"{int((w < 0).sum())} negative, {int((w < laplace.MIN_PRECISION).sum())} below {laplace.MIN_PRECISION}; written to {out}",
         flush=True,
     )
     if args.importance_draws > 0:
         t1 = time.perf_counter()
-        cov, _ = LA.laplace_covariance(H)
+        cov, _ = laplace.laplace_covariance(H)
         try:
-            imp = LA.importance_draws(
-                I.make_log_density(prob),
+            imp = laplace.importance_draws(
+                posterior.make_log_density(prob),
                 prob,
                 z,
                 cov,
                 args.importance_draws,
-                args.seed + LA.PROPOSAL_SEED_OFFSET,
+                args.seed + laplace.PROPOSAL_SEED_OFFSET,
                 checkpoint=out.parent / "importance.npz",
                 progress=False,
                 batch=args.importance_batch,

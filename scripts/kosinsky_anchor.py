@@ -6,7 +6,7 @@ reaches 1000 mm^3.
 The SBML sets ``radiation_Dose`` to 0 by an assignment rule; a fraction is given by removing the rule
 and holding ``radiation_Dose`` at the fraction's dose for the model's ``tau`` (0.02 day), the form of
 its DSB-formation rate. Not used at run time or in the tests (the SBML is reference material
-outside the package); ``abscopal.scenarios`` carries the printed numbers with this provenance.
+outside the package); ``abscopal.decide.scenarios`` carries the printed numbers with this provenance.
 
 Run: python scripts/kosinsky_anchor.py [path/to/Kosinsky2018.xml]
 """

@@ -5,9 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import abscopal as ab
-from abscopal import inference as I
-from abscopal import likelihood as L
-from abscopal.fitting import QUICK_RECORDS
+from abscopal.inference import likelihood, posterior
+from abscopal.inference.fitting import QUICK_RECORDS
 from abscopal.records import load_records
 
 # immunity switched off: no priming, no baseline infiltrate, no memory recall -> pure tumour growth + RT
@@ -46,14 +45,14 @@ TIGHT = dict(rtol=1e-9, atol=1e-12, max_steps=100_000)
 def _fit_logp_near_tight(prob, z, vt, rel_logp):
     """The fit's own log density and gradient at ``z`` (its compiled gradient, shared with the fit
     tests of this process: one compilation), after checking the value against the tight ``vt``."""
-    v, g = (-np.asarray(x) for x in I.neg_log_density_and_grad(prob)(z))
+    v, g = (-np.asarray(x) for x in posterior.neg_log_density_and_grad(prob)(z))
     assert np.isfinite(vt)
     assert abs(float(v) - vt) <= 1e-3 + rel_logp * abs(vt), (float(v), vt)
     return g
 
 
 def check_against_tight(prob, z, rel_logp=2e-6):
-    tight = jax.jit(jax.value_and_grad(I.make_log_density(prob, TIGHT)))
+    tight = jax.jit(jax.value_and_grad(posterior.make_log_density(prob, TIGHT)))
     vt, gt = tight(z)
     assert np.all(np.isfinite(np.asarray(gt)))
     g = _fit_logp_near_tight(prob, z, float(vt), rel_logp)
@@ -69,7 +68,7 @@ def check_directions_against_tight(prob, z, rel_logp=2e-6, n_dirs=3, h=1e-3, see
     only (a third of the gradient's compilation); the fit's gradient checked along ``n_dirs`` random
     unit directions against central differences of the tight log density (step ``h``; rtol 1e-9
     puts the differences' rounding near 1e-9 |log p| / h)."""
-    tight = jax.jit(I.make_log_density(prob, TIGHT))
+    tight = jax.jit(posterior.make_log_density(prob, TIGHT))
     g = _fit_logp_near_tight(prob, z, float(tight(z)), rel_logp)
     u = np.random.default_rng(seed).standard_normal((n_dirs, np.size(z)))
     u /= np.linalg.norm(u, axis=1, keepdims=True)
@@ -81,7 +80,7 @@ def check_directions_against_tight(prob, z, rel_logp=2e-6, n_dirs=3, h=1e-3, see
 def quick_problem():
     """The problem of ``abscopal fit --quick`` (same records, mice and seed: same fingerprint)."""
     records = tuple(r for r in load_records() if r.id in QUICK_RECORDS)
-    return L.build_problem(records, use="fit", n_virtual=I.FitSettings.quick_settings().n_virtual, seed=0)
+    return likelihood.build_problem(records, use="fit", n_virtual=posterior.FitSettings.quick_settings().n_virtual, seed=0)
 
 
 # ---- a known density for the sampler's tests (test_nuts): a correlated Gaussian
@@ -100,4 +99,4 @@ def gauss_neg_logp_and_grad(z):
 def gauss_potential():
     """The Gaussian's potential the way the fit builds its own: a host callback into a compiled
     value-and-gradient (a module function, so that a spawned process can build it too)."""
-    return I.compiled_potential(gauss_neg_logp_and_grad, 3)
+    return posterior.compiled_potential(gauss_neg_logp_and_grad, 3)

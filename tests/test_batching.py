@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import abscopal as ab
-from abscopal.population import virtual_population
-from abscopal.simulate import simulate_population, solve, solve_batch, stack_schedules
+from abscopal.model.population import virtual_population
+from abscopal.simulation.simulate import simulate_population, solve, solve_batch, stack_schedules
 from helpers import canonical_schedules
 
 KW = dict(rtol=1e-9, atol=1e-12, max_steps=100_000, n_out=31)

@@ -62,7 +62,7 @@ def test_compare_rejects_mismatched_schedules():
 
 
 def test_compare_and_simulate_with_a_fit(tmp_path, capsys):
-    from abscopal.fitresult import toy_fit
+    from abscopal.inference.fitresult import toy_fit
 
     fit = toy_fit(tmp_path / "toy")
     assert main(["compare", "--fit", str(fit), "--draws", "8", "--plot", str(tmp_path / "c.png")]) == 0

@@ -5,9 +5,9 @@ import pytest
 from scipy.stats import beta
 
 import abscopal as ab
-from abscopal.compare import BLOCK, draw_parameters, format_table, simulate_schedules, summarise
+from abscopal.decide.compare import BLOCK, draw_parameters, format_table, simulate_schedules, summarise
 from abscopal.io import strict_json
-from abscopal.simulate import SimulationError, SolverOptions, simulate
+from abscopal.simulation.simulate import SimulationError, SolverOptions, simulate
 
 
 def test_blocks_and_chunks_do_not_change_a_schedule_result():
@@ -59,7 +59,7 @@ def test_a_failed_posterior_draw_is_left_out_and_counted():
     # the kept draws are the same mice a run without the stiff one gives
     rows = _FitWithAStiffDraw().draws(4)
     ts, ys = simulate_schedules(schedules, rows[[0, 2, 3]], opts)
-    from abscopal.outcomes import volumes
+    from abscopal.simulation.outcomes import volumes
 
     np.testing.assert_allclose(c.volumes[schedules[1].name][..., 0], volumes(ys[1], "irr"), rtol=1e-4)
     # without a fit a cohort is one system: a failure is an error, never a silent gap
@@ -75,7 +75,7 @@ def test_strict_json_has_no_nan_or_infinity():
 
 
 def test_single_tumour_mice_have_no_abscopal_tumour_and_no_abscopal_end_points():
-    from abscopal.outcomes import ABSCOPAL_ENDPOINTS, abscopal_response
+    from abscopal.simulation.outcomes import ABSCOPAL_ENDPOINTS, abscopal_response
 
     schedules = ab.default_scenario(horizon_days=30.0)[:2]
     opts = SolverOptions(max_steps=512, n_out=31)

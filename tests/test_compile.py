@@ -1,7 +1,7 @@
 """Schedules of different lengths reuse one compilation (padded events, one lax.scan)."""
 
 import abscopal as ab
-from abscopal.simulate import TRACE_COUNT
+from abscopal.simulation.simulate import TRACE_COUNT
 
 
 def test_schedules_of_different_lengths_share_one_trace():

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 import abscopal as ab
-from abscopal.codegen import functions
-from abscopal.equations import build_model
-from abscopal.parameters import parameter_table, structural_bounds
-from abscopal.priors import estimated, prior
+from abscopal.inference.priors import estimated, prior
+from abscopal.model.codegen import functions
+from abscopal.model.equations import build_model
+from abscopal.model.parameters import parameter_table, structural_bounds
 from helpers import NO_IMMUNITY, logistic
 
 STATES = build_model().state_names
@@ -177,7 +177,7 @@ def test_pd1_blockade_lifts_a_brake_on_priming():
 def test_mice_differ_in_t_cell_infiltration_as_kosinsky_measured():
     # Kosinsky 2018 (BIOMD0000000863, omegaSL 0.696): the between-mouse variability of CT26
     # dynamics is the T cells' ability to infiltrate; the virtual population varies k_in with it
-    from abscopal.population import variability, virtual_population
+    from abscopal.model.population import variability, virtual_population
 
     sd, source = variability()["k_in"]
     assert sd == pytest.approx(0.696) and "Kosinsky" in source

@@ -3,8 +3,8 @@
 import numpy as np
 import sympy as sp
 
-from abscopal.equations import SITE_STATES, build_model, modifier_definitions
-from abscopal.parameters import parameter_table
+from abscopal.model.equations import SITE_STATES, build_model, modifier_definitions
+from abscopal.model.parameters import parameter_table
 
 
 def test_both_sites_share_one_set_of_equations():

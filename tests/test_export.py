@@ -8,9 +8,9 @@ import xarray as xr
 
 import abscopal as ab
 from abscopal.cli import main
-from abscopal.export import FIELDS, ExportError, default_records, export, load_params, load_posterior
-from abscopal.fitresult import load_fit, toy_fit
-from abscopal.parameters import parameter_table, tumour_line_table, tumour_lines
+from abscopal.export.formats import FIELDS, ExportError, default_records, export, load_params, load_posterior
+from abscopal.inference.fitresult import load_fit, toy_fit
+from abscopal.model.parameters import parameter_table, tumour_line_table, tumour_lines
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +157,7 @@ def test_cli_export(fit, tmp_path, capsys):
 def test_a_fitted_variant_line_exports_and_loads(tmp_path):
     """A fit with a hierarchy line ('MC38 SIRPa-KO', records S01-S03) gives parameters for it: its
     own fitted values on top of its parent line's (MC38) table values, in the fit and after export."""
-    from abscopal.parameters import base_tumour_line
+    from abscopal.model.parameters import base_tumour_line
 
     assert base_tumour_line("MC38 SIRPa-KO") == "MC38" and base_tumour_line("CT26") == "CT26"
     for bad in ("SIRPa-KO", "MC38 ", "MC99 KO"):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import abscopal as ab
-from abscopal.simulate import solve_batch
+from abscopal.simulation.simulate import solve_batch
 
 
 def test_step_limit_raises():

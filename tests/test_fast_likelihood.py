@@ -18,10 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from abscopal import inference as I
-from abscopal import likelihood as L
+from abscopal.inference import likelihood, posterior
 from abscopal.records import load_records
-from abscopal.solver import TRACE_COUNT
+from abscopal.simulation.solver import TRACE_COUNT
 from helpers import check_against_tight, quick_problem
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,11 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["shipped MAP", "prior draw"])
 def test_review_problem_matches_a_tight_solve(point):
-    prob = L.build_problem(load_records(), use="fit", n_virtual=8, seed=0)
+    prob = likelihood.build_problem(load_records(), use="fit", n_virtual=8, seed=0)
     if point == "shipped MAP":
         z = np.asarray(json.loads((ROOT / "fits/review/fit.json").read_text())["map"]["z"])
     else:
-        z = I.prior_draws_z(prob, 1, seed=3)[0]
+        z = posterior.prior_draws_z(prob, 1, seed=3)[0]
     check_against_tight(prob, jnp.asarray(z))
 
 
@@ -42,9 +41,9 @@ def test_all_arms_share_one_compilation():
     """Typical and virtual mice: one trace, whatever the number of arms; a
     new point reuses them."""
     prob = quick_problem()
-    f = jax.jit(I.make_log_density(prob, dict(I.SOLVER, rtol=2e-5)))  # options unique to this test
+    f = jax.jit(posterior.make_log_density(prob, dict(posterior.SOLVER, rtol=2e-5)))  # options unique to this test
     before = TRACE_COUNT["core"]
-    z = jnp.asarray(I.prior_median_z(prob))
+    z = jnp.asarray(posterior.prior_median_z(prob))
     f(z)
     assert TRACE_COUNT["core"] - before == 1, "one body for the typical and the virtual mice"
     f(z + 0.01)
@@ -54,12 +53,12 @@ def test_all_arms_share_one_compilation():
 @pytest.mark.slow  # 15-20 s of compilation; the fit solves its virtual mice "each", not as lanes
 def test_population_lanes_equal_mice_solved_each():
     prob = quick_problem()
-    z = jnp.asarray(I.prior_median_z(prob))
-    lay = I.layout_of(prob)
+    z = jnp.asarray(posterior.prior_median_z(prob))
+    lay = posterior.layout_of(prob)
     shared, line_vals = lay.values(z)
-    P = L.arm_values(prob, shared, line_vals, jnp.exp(lay.log_inoculum(z)))
+    P = likelihood.arm_values(prob, shared, line_vals, jnp.exp(lay.log_inoculum(z)))
     kw = dict(rtol=1e-8, atol=1e-11)
-    _, lanes, ok1 = L.solve_arms(prob, P, population="lanes", **kw)
-    _, each, ok2 = L.solve_arms(prob, P, population="each", **kw)
+    _, lanes, ok1 = likelihood.solve_arms(prob, P, population="lanes", **kw)
+    _, each, ok2 = likelihood.solve_arms(prob, P, population="each", **kw)
     assert bool(ok1) and bool(ok2)
     np.testing.assert_allclose(np.asarray(lanes), np.asarray(each), atol=1e-5)

@@ -9,9 +9,9 @@ import pytest
 
 import abscopal as ab
 from abscopal.cli import main
-from abscopal.fitresult import FitError, load_fit
-from abscopal.fitting import QUICK_RECORDS
-from abscopal.inference import prior_median_z
+from abscopal.inference.fitresult import FitError, load_fit
+from abscopal.inference.fitting import QUICK_RECORDS
+from abscopal.inference.posterior import prior_median_z
 from helpers import check_directions_against_tight, quick_problem
 
 ARGS = ["--quick", "--no-progress"]
@@ -122,7 +122,7 @@ def test_damaged_fit_folder_fails_clearly(quick_fit, tmp_path):
 @pytest.mark.slow  # 25-40 s; the Laplace fallback leaves the default path (issue 21)
 def test_laplace_fallback_from_the_quick_map(quick_fit, tmp_path, monkeypatch):
     """--laplace: MAP refinement, finite-difference Hessian, PSIS check; labelled, and resumable."""
-    import abscopal.fitting as fitting
+    import abscopal.inference.fitting as fitting
 
     monkeypatch.setattr(fitting, "REFINE_CHUNK", 1)  # the refinement is saved chunk by chunk
 
@@ -189,7 +189,7 @@ def test_laplace_fallback_from_the_quick_map(quick_fit, tmp_path, monkeypatch):
 def test_a_saved_map_carries_over_to_new_coordinates():
     """A warm start on a changed layout: same names copied, the shared series SD split into one per
     group, a new coordinate at the default."""
-    from abscopal.fitting import _carry_over
+    from abscopal.inference.fitting import _carry_over
 
     saved = dict(names=["log_a", "log_sigma_series", "log_b"], z=[1.0, -0.5, 2.0], inv_mass=[0.1, 0.2, 0.3])
     names = ["log_b", "log_c", "log_a", "log_sigma_series[0]", "log_sigma_series[1]"]
@@ -203,7 +203,7 @@ def test_check_records_take_the_series_sd_of_their_group_by_name():
     group, found by name in the fit's groups; a group the fit lacks is a clear error."""
     from types import SimpleNamespace
 
-    from abscopal.predictive import unpack_one
+    from abscopal.inference.predictive import unpack_one
 
     prob = SimpleNamespace(shared=(), per_line=(), lines=["CT26"], series_groups=("Markovsky 2019",), inoculum_groups=())
     nat = {"sigma_series": np.array([[[0.9, 0.2]]]), "v0_inoculum": np.array([[[0.5]]])}  # (chain, draw, group)
@@ -241,13 +241,13 @@ def test_check_records_take_the_series_sd_of_their_group_by_name():
     ],
 )
 def test_comparison_verdicts(d, op, margin, expected):
-    from abscopal.predictive import comparison_verdict
+    from abscopal.inference.predictive import comparison_verdict
 
     assert comparison_verdict(d, op, margin) == expected
 
 
 def test_miss_summary_counts_only_missed_comparisons_of_fitted_records():
-    from abscopal.report import _miss_summary
+    from abscopal.inference.report import _miss_summary
 
     repro = [
         dict(use="fit", probability=0.1, per_observation=[0.2, 0.9, 0.0], verdicts=["too_small", "holds", None]),
@@ -263,11 +263,11 @@ def test_miss_summary_counts_only_missed_comparisons_of_fitted_records():
 
 def test_unconstrained_values_invert_natural_values_and_match_lines_by_name():
     """z -> parameters in their units -> z, exactly; a line the values lack is marked unmatched."""
-    from abscopal import likelihood as L
-    from abscopal.fitting import _records
-    from abscopal.inference import layout_of, natural_values, prior_draws_z, unconstrained_values
+    from abscopal.inference import likelihood
+    from abscopal.inference.fitting import _records
+    from abscopal.inference.posterior import layout_of, natural_values, prior_draws_z, unconstrained_values
 
-    prob = L.build_problem(_records(False), n_virtual=2, seed=0)
+    prob = likelihood.build_problem(_records(False), n_virtual=2, seed=0)
     z = prior_draws_z(prob, 3, seed=5)
     back, found = unconstrained_values(prob, natural_values(prob, z))
     np.testing.assert_allclose(back, z, atol=1e-12)
@@ -308,8 +308,8 @@ def test_a_clone_without_work_continues_the_shipped_map_preconditioned(quick_fit
     # other settings than the finished fit's: no continuation from it (a fresh MAP search instead)
     from dataclasses import asdict
 
-    from abscopal.fitting import _map_record_from_fit
-    from abscopal.inference import FitSettings
+    from abscopal.inference.fitting import _map_record_from_fit
+    from abscopal.inference.posterior import FitSettings
 
     fp, names = json.loads((out / "fit.json").read_text())["data_sha256"], saved["names"]
     st = FitSettings.quick_settings()
@@ -319,7 +319,7 @@ def test_a_clone_without_work_continues_the_shipped_map_preconditioned(quick_fit
 
 
 def test_a_fingerprint_in_a_note_is_short_unless_it_is_a_label():
-    from abscopal.fitting import _short_fingerprint
+    from abscopal.inference.fitting import _short_fingerprint
 
     assert _short_fingerprint("ab" * 32) == "ab" * 6
     assert _short_fingerprint("hand-made warm start, session 9") == "hand-made warm start, session 9"
@@ -327,7 +327,7 @@ def test_a_fingerprint_in_a_note_is_short_unless_it_is_a_label():
 
 
 def test_a_long_refinement_is_summarised_in_the_report():
-    from abscopal.report import _map_lines
+    from abscopal.inference.report import _map_lines
 
     refs = [
         dict(steps=50, log_posterior_before=-10.0 + i, log_posterior=-9.0 + i, grad_norm_before=1.0, grad_norm=0.5, message="m")

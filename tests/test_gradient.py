@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import abscopal as ab
-from abscopal.simulate import solve
+from abscopal.simulation.simulate import solve
 from helpers import canonical_schedules
 
 NAMES = ["r", "alpha", "k_kill", "k_prime", "ec50_pdl1", "K_sup"]

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from abscopal import inference as I
-from abscopal import laplace as LA
+from abscopal.inference import laplace as LA
+from abscopal.inference import posterior
 
 
 def _quadratic(A, b):
@@ -351,28 +351,28 @@ def test_preconditioned_refinement_solves_an_ill_conditioned_quadratic():
     b = rng.standard_normal(12)
     f = _quadratic(A, b)
     z0 = b + 3.0 * rng.standard_normal(12)
-    plain, rec_plain = I.refine_map(None, z0, 6, f=f, log=lambda *_: None)
-    exact, rec_exact = I.refine_map(None, z0, 6, f=f, log=lambda *_: None, precondition=np.linalg.inv(A))
+    plain, rec_plain = posterior.refine_map(None, z0, 6, f=f, log=lambda *_: None)
+    exact, rec_exact = posterior.refine_map(None, z0, 6, f=f, log=lambda *_: None, precondition=np.linalg.inv(A))
     np.testing.assert_allclose(exact, b, atol=1e-6)
     assert rec_exact["grad_norm"] < 1e-5 < rec_plain["grad_norm"]
     assert np.linalg.norm(plain - b) > 100 * np.linalg.norm(exact - b)
     # a covariance that is right only to within factors of 2 per eigen-direction still beats plain L-BFGS
     w, V = np.linalg.eigh(np.linalg.inv(A))
     rough = (V * (w * np.exp(np.log(2.0) * rng.uniform(-1, 1, 12)))) @ V.T
-    _, rec_rough = I.refine_map(None, z0, 6, f=f, log=lambda *_: None, precondition=rough)
+    _, rec_rough = posterior.refine_map(None, z0, 6, f=f, log=lambda *_: None, precondition=rough)
     assert rec_rough["log_posterior"] > rec_plain["log_posterior"]
     assert rec_exact["log_posterior_before"] == rec_plain["log_posterior_before"]
     with pytest.raises(ValueError, match="precondition"):
-        I.refine_map(None, z0, 1, f=f, precondition=np.eye(3))
+        posterior.refine_map(None, z0, 1, f=f, precondition=np.eye(3))
 
 
 def test_whitening_factor_squares_to_the_covariance_and_floors_a_singular_one():
     rng = np.random.default_rng(4)
     X = rng.standard_normal((50, 6))
     C = np.cov(X.T)
-    Af = I.whitening_factor(C)
+    Af = posterior.whitening_factor(C)
     np.testing.assert_allclose(Af @ Af.T, C, atol=1e-12)
     S = np.cov(X[:3].T)  # rank 2: the floor keeps the factor invertible
-    assert np.all(np.linalg.eigvalsh(I.whitening_factor(S)) > 0)
+    assert np.all(np.linalg.eigvalsh(posterior.whitening_factor(S)) > 0)
     with pytest.raises(ValueError, match="precondition"):
-        I.whitening_factor(np.full((2, 2), np.nan))
+        posterior.whitening_factor(np.full((2, 2), np.nan))

@@ -10,9 +10,9 @@ import pytest
 from scipy.stats import binom, norm
 
 import abscopal as ab
-from abscopal import likelihood as L
-from abscopal import outcomes as O
+from abscopal.inference import likelihood
 from abscopal.records import Arm, Provenance, Record, TimeCourse, TimePoint, load_records
+from abscopal.simulation import outcomes as O
 
 Phi = norm.cdf
 
@@ -20,21 +20,23 @@ Phi = norm.cdf
 @pytest.mark.parametrize("d", [-0.7, 0.05, 0.3, 1.2])
 def test_comparison_penalties_by_hand(d):
     m, tau = 0.2, 0.1
-    got = np.asarray(L.comparison_logp(jnp.array([d, d, d]), jnp.array([1, -1, 0]), jnp.array([m] * 3), jnp.array([tau] * 3)))
+    got = np.asarray(
+        likelihood.comparison_logp(jnp.array([d, d, d]), jnp.array([1, -1, 0]), jnp.array([m] * 3), jnp.array([tau] * 3))
+    )
     want = [
         norm.logcdf((d - m) / tau),
         norm.logcdf((-d - m) / tau),
         math.log(Phi((m - d) / tau) - Phi((-m - d) / tau)),
     ]
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-15)
-    holds = np.asarray(L.comparison_holds(jnp.array([d, d, d]), jnp.array([1, -1, 0]), jnp.array([m] * 3)))
+    holds = np.asarray(likelihood.comparison_holds(jnp.array([d, d, d]), jnp.array([1, -1, 0]), jnp.array([m] * 3)))
     assert list(holds) == [d > m, -d > m, abs(d) <= m]
 
 
 def test_count_binomial_by_hand():
     prob = SimpleNamespace(cnt=dict(q=np.array([0, 1]), k=np.array([3.0, 0.0]), n=np.array([5.0, 8.0])))
     qv = jnp.array([0.37, 0.05])
-    got = np.asarray(L.count_logp(prob, qv))
+    got = np.asarray(likelihood.count_logp(prob, qv))
     np.testing.assert_allclose(got, [binom.logpmf(3, 5, 0.37), binom.logpmf(0, 8, 0.05)], rtol=1e-10)
 
 
@@ -46,7 +48,7 @@ def _tc_problem(rows, estimated=False, ref_day=-1.0, use_sem=None, group=None):
     groups = tuple(f"source {g}" for g in range(group.max() + 1)) if estimated.any() else ()
     tc = dict(
         arm=np.zeros(n, dtype=np.int64),
-        obs=np.full(n, L.OBS.index("log_volume_irr")),
+        obs=np.full(n, likelihood.OBS.index("log_volume_irr")),
         day=np.array([r[0] for r in rows], dtype=float),
         ref_day=np.full(n, ref_day),
         mean=np.array([r[1] for r in rows], dtype=float),
@@ -62,29 +64,29 @@ def _tc_problem(rows, estimated=False, ref_day=-1.0, use_sem=None, group=None):
 def test_time_course_lognormal_and_censored_by_hand():
     days = np.linspace(0.0, 60.0, 31)
     logv = np.log(5.0) + 0.2 * days  # exponential growth: log-linear interpolation is exact
-    obs = np.zeros((1, 31, len(L.OBS)))
-    obs[0, :, L.OBS.index("log_volume_irr")] = logv
+    obs = np.zeros((1, 31, len(likelihood.OBS)))
+    obs[0, :, likelihood.OBS.index("log_volume_irr")] = logv
     rows = [(11.0, 50.0, 5.0), (20.0, 300.0, 60.0), (27.0, 0.0, 0.0)]
     prob = _tc_problem(rows)
-    lp, model, sd = L.time_course_terms(prob, jnp.asarray(obs), 0.3)
+    lp, model, sd = likelihood.time_course_terms(prob, jnp.asarray(obs), 0.3)
     lp, model = np.asarray(lp), np.asarray(model)
     for i, (day, mean, sem) in enumerate(rows[:2]):
         m = math.log(5.0) + 0.2 * day
-        s = math.sqrt((sem / mean) ** 2 + L.SIGMA_MODEL**2)
+        s = math.sqrt((sem / mean) ** 2 + likelihood.SIGMA_MODEL**2)
         assert model[i] == pytest.approx(m, rel=1e-12)
         assert lp[i] == pytest.approx(norm.logpdf(math.log(mean), m, s), rel=1e-10)
     m = math.log(5.0) + 0.2 * 27.0  # censored zero: P(model < detection limit)
-    assert lp[2] == pytest.approx(norm.logcdf((math.log(L.DETECTION_MM3) - m) / L.SIGMA_MODEL), rel=1e-10)
+    assert lp[2] == pytest.approx(norm.logcdf((math.log(likelihood.DETECTION_MM3) - m) / likelihood.SIGMA_MODEL), rel=1e-10)
     # estimated SD, relative volume
     prob = _tc_problem([(20.0, 2.5, float("nan"))], estimated=True, ref_day=12.0)
-    lp, model, _ = L.time_course_terms(prob, jnp.asarray(obs), 0.3)
+    lp, model, _ = likelihood.time_course_terms(prob, jnp.asarray(obs), 0.3)
     m = 0.2 * (20.0 - 12.0)
     assert float(model[0]) == pytest.approx(m, rel=1e-12)
-    assert float(lp[0]) == pytest.approx(norm.logpdf(math.log(2.5), m, math.sqrt(0.3**2 + L.SIGMA_MODEL**2)), rel=1e-10)
+    assert float(lp[0]) == pytest.approx(norm.logpdf(math.log(2.5), m, math.sqrt(0.3**2 + likelihood.SIGMA_MODEL**2)), rel=1e-10)
     # error bars plus an estimated discrepancy (lognormal_sem_plus_estimated)
     prob = _tc_problem([(11.0, 50.0, 5.0)], estimated=True, use_sem=True)
-    lp, model, sd = L.time_course_terms(prob, jnp.asarray(obs), 0.3)
-    s = math.sqrt(0.1**2 + 0.3**2 + L.SIGMA_MODEL**2)
+    lp, model, sd = likelihood.time_course_terms(prob, jnp.asarray(obs), 0.3)
+    s = math.sqrt(0.1**2 + 0.3**2 + likelihood.SIGMA_MODEL**2)
     assert float(sd[0]) == pytest.approx(s, rel=1e-12)
     assert float(lp[0]) == pytest.approx(norm.logpdf(math.log(50.0), math.log(5.0) + 0.2 * 11.0, s), rel=1e-10)
     # two discrepancy groups (one per source), and a point with error bars only: each takes its own SD
@@ -94,9 +96,9 @@ def test_time_course_lognormal_and_censored_by_hand():
         use_sem=True,
         group=[1, 0, 0],
     )
-    lp, _, sd = L.time_course_terms(prob, jnp.asarray(obs), jnp.array([0.2, 0.7]))
-    want = [math.sqrt(0.1**2 + 0.7**2 + L.SIGMA_MODEL**2), math.sqrt(0.2**2 + 0.2**2 + L.SIGMA_MODEL**2)]
-    want.append(math.sqrt(0.2**2 + L.SIGMA_MODEL**2))
+    lp, _, sd = likelihood.time_course_terms(prob, jnp.asarray(obs), jnp.array([0.2, 0.7]))
+    want = [math.sqrt(0.1**2 + 0.7**2 + likelihood.SIGMA_MODEL**2), math.sqrt(0.2**2 + 0.2**2 + likelihood.SIGMA_MODEL**2)]
+    want.append(math.sqrt(0.2**2 + likelihood.SIGMA_MODEL**2))
     np.testing.assert_allclose(np.asarray(sd), want, rtol=1e-12)
     assert float(lp[0]) == pytest.approx(norm.logpdf(math.log(50.0), math.log(5.0) + 0.2 * 11.0, want[0]), rel=1e-10)
 
@@ -104,10 +106,12 @@ def test_time_course_lognormal_and_censored_by_hand():
 def test_smooth_crossing_time_matches_exact_crossing():
     days = np.linspace(0.0, 60.0, 301)
     logv = jnp.asarray(np.log(10.0) + 0.5 * days)[None]
-    t = float(L._smooth_time(logv, jnp.array([math.log(1000.0)]), jnp.asarray(days))[0])
+    t = float(likelihood._smooth_time(logv, jnp.array([math.log(1000.0)]), jnp.asarray(days))[0])
     exact = math.log(100.0) / 0.5
     assert abs(t - exact) < 0.5
-    never = float(L._smooth_time(jnp.full((1, 301), math.log(10.0)), jnp.array([math.log(1000.0)]), jnp.asarray(days))[0])
+    never = float(
+        likelihood._smooth_time(jnp.full((1, 301), math.log(10.0)), jnp.array([math.log(1000.0)]), jnp.asarray(days))[0]
+    )
     assert never == pytest.approx(60.0, abs=1e-5)  # censored at the horizon (soft max: 0.05 log 301 above)
 
 
@@ -124,7 +128,7 @@ def test_smooth_end_points_have_true_gradients_where_grid_points_nearly_tie(gap)
         return jnp.array([0.0, 1.0 + th, 1.0 + gap - 2.0 * th, 0.5, 0.2])
 
     def crossing(th):
-        return L._smooth_time(series(th)[None], jnp.array([1.1]), days)[0]
+        return likelihood._smooth_time(series(th)[None], jnp.array([1.1]), days)[0]
 
     def lowest(th):
         return O.soft_min(-series(th), jnp.ones(5, bool))
@@ -141,7 +145,7 @@ def test_smooth_end_points_have_true_gradients_where_grid_points_nearly_tie(gap)
 
 def test_every_fitted_observation_is_mapped():
     recs = load_records()
-    prob = L.build_problem(recs)
+    prob = likelihood.build_problem(recs)
     fit = [r for r in recs if r.use == "fit"]
     assert prob.n_arms == sum(len(r.arms) for r in fit)
     n_tc = sum(len(o.rows) for r in fit for o in r.time_courses)
@@ -155,7 +159,7 @@ def test_every_fitted_observation_is_mapped():
         assert (prob.base[i, names.index("v0_abs")] == 0.0) == (rec.setting == "single-tumour")
         assert (prob.base[i, names.index("sting")] == 0.0) == ("STING-deficient" in rec.arms[a.arm].modifiers)
     with pytest.raises(ValueError, match="use="):
-        L.build_problem(recs, use="nothing")
+        likelihood.build_problem(recs, use="nothing")
 
 
 def test_per_line_parameters_follow_the_tables_estimate_column():
@@ -164,7 +168,7 @@ def test_per_line_parameters_follow_the_tables_estimate_column():
     values. S01-S03 (MC38 in SIRPa-/- hosts) are a line of their own, 'MC38 SIRPa-KO', whose table
     values are MC38's."""
     recs = load_records()
-    prob = L.build_problem(recs)
+    prob = likelihood.build_problem(recs)
     fitted = [r for r in recs if r.use == "fit"]
     growth = {r.fit_line for r in fitted if r.kind == "time_course"}
     assert list(prob.lines) == sorted({r.fit_line for r in fitted}) and {"MC38 SIRPa-KO", "MC38"} <= growth
@@ -188,13 +192,13 @@ def test_an_inoculum_group_starts_its_records_from_the_fitted_day0_volume():
     inoculation (S01: 3 days), a single-tumour mouse (S03) keeps none; every other arm keeps the
     table's v0. Without the group's volume the likelihood refuses to guess."""
     recs = load_records()
-    prob = L.build_problem(recs)
+    prob = likelihood.build_problem(recs)
     assert prob.inoculum_groups == ("Rauf 2025",)
     names = ab.build_model().param_names
     i0, i1, ir = names.index("v0_irr"), names.index("v0_abs"), names.index("r")
     shared = jnp.asarray([prob.base[0, names.index(n)] for n in prob.shared])
     lines = jnp.asarray(np.full((len(prob.lines), len(prob.per_line)), 0.3))
-    P = np.asarray(L.arm_values(prob, shared, lines, jnp.asarray([0.5])))
+    P = np.asarray(likelihood.arm_values(prob, shared, lines, jnp.asarray([0.5])))
     for i, a in enumerate(prob.arms):
         rec = next(r for r in recs if r.id == a.record)
         delay = rec.inoculation_days.get("abscopal", 0.0) - rec.inoculation_days["irradiated"]
@@ -208,15 +212,15 @@ def test_an_inoculum_group_starts_its_records_from_the_fitted_day0_volume():
     s01 = [i for i, a in enumerate(prob.arms) if a.record == "S01"]
     assert P[s01[0], i1] == pytest.approx(0.5 * math.exp(-0.3 * 3.0))  # S01's abscopal tumour: 3 days later
     with pytest.raises(ValueError, match="inoculum"):
-        L.arm_values(prob, shared, lines)
+        likelihood.arm_values(prob, shared, lines)
 
 
 def test_the_inoculum_prior_enters_the_log_density_by_hand():
     """The day-0 volume of an inoculum group is the last coordinate, lognormal around the table's
     v0_irr median with SD INOCULUM_SIGMA: moving it changes the prior by the hand-computed amount."""
-    from abscopal.inference import layout_of, make_log_density, natural_values, prior_median_z
+    from abscopal.inference.posterior import layout_of, make_log_density, natural_values, prior_median_z
 
-    prob = L.build_problem(load_records())
+    prob = likelihood.build_problem(load_records())
     lay = layout_of(prob)
     assert lay.names()[-1] == "log_v0_inoculum[0]" and lay.size == len(lay.names())
     z = prior_median_z(prob)
@@ -224,7 +228,7 @@ def test_the_inoculum_prior_enters_the_log_density_by_hand():
     lp = make_log_density(prob, with_likelihood=False)
     z2 = z.copy()
     z2[-1] = math.log(0.5)
-    want = -0.5 * (math.log(0.5 / 15.0) / L.INOCULUM_SIGMA) ** 2
+    want = -0.5 * (math.log(0.5 / 15.0) / likelihood.INOCULUM_SIGMA) ** 2
     assert float(lp(jnp.asarray(z2)) - lp(jnp.asarray(z))) == pytest.approx(want, rel=1e-12)
 
 
@@ -248,11 +252,11 @@ def _synthetic_record(true_r, true_alpha):
 
 
 def test_map_recovers_known_parameters():
-    from abscopal.inference import FitSettings, find_map, natural_values
+    from abscopal.inference.posterior import FitSettings, find_map, natural_values
 
     true_r, true_alpha = 0.3, 0.25
     rec = _synthetic_record(true_r, true_alpha)
-    prob = L.build_problem((rec,), shared=("r", "alpha"), per_line=(), n_virtual=1)
+    prob = likelihood.build_problem((rec,), shared=("r", "alpha"), per_line=(), n_virtual=1)
     settings = FitSettings(map_starts=1, map_steps=20, map_lr=0.05)  # then L-BFGS (lbfgs_steps)
     z, starts = find_map(prob, settings, progress=False, log=lambda *a: None)
     nat = natural_values(prob, z)
@@ -264,11 +268,11 @@ def test_map_recovers_known_parameters():
 
 def test_failed_solve_gives_minus_infinity_not_nan():
     rec = _synthetic_record(0.3, 0.25)
-    prob = L.build_problem((rec,), shared=("r", "alpha"), per_line=(), n_virtual=1)
+    prob = likelihood.build_problem((rec,), shared=("r", "alpha"), per_line=(), n_virtual=1)
     shared = jnp.array([0.3, 0.25])
-    ok = float(L.log_likelihood(prob, shared, jnp.zeros((1, 0)), 0.3))
+    ok = float(likelihood.log_likelihood(prob, shared, jnp.zeros((1, 0)), 0.3))
     assert np.isfinite(ok)
-    failed = float(L.log_likelihood(prob, shared, jnp.zeros((1, 0)), 0.3, dict(rtol=1e-5, atol=1e-8, max_steps=1)))
+    failed = float(likelihood.log_likelihood(prob, shared, jnp.zeros((1, 0)), 0.3, dict(rtol=1e-5, atol=1e-8, max_steps=1)))
     assert failed == -np.inf
 
 
@@ -277,23 +281,23 @@ def test_survival_is_the_cohorts_median_not_the_typical_mouse():
     the burden threshold (a typical mouse cured or not would jump between threshold time and
     horizon). Checked on R29's problem with made-up series, against numpy."""
     r29 = tuple(r for r in load_records() if r.id == "R29")
-    prob = L.build_problem(r29, n_virtual=5, seed=1)
+    prob = likelihood.build_problem(r29, n_virtual=5, seed=1)
     q = prob.q
-    surv = np.flatnonzero(q["kind"] == L.Q_SURVIVAL)
+    surv = np.flatnonzero(q["kind"] == likelihood.Q_SURVIVAL)
     survival_arms = {a for c in r29[0].comparisons if c.endpoint == "survival_proxy" for a in (c.lhs, c.rhs)}
     assert len(surv) == len(survival_arms) == 6
     rng = np.random.default_rng(0)
     days = np.asarray(prob.days)
-    n_obs = len(L.OBS)
+    n_obs = len(likelihood.OBS)
     # mouse k of population arm b grows at its own rate: some never reach the threshold
     rates = rng.uniform(0.0, 0.4, size=(len(prob.pop_arms), 5))
     obs_pop = np.zeros((len(prob.pop_arms), 5, len(days), n_obs))
-    obs_pop[..., L.OBS.index("log_burden")] = np.log(50.0) + rates[..., None] * days
+    obs_pop[..., likelihood.OBS.index("log_burden")] = np.log(50.0) + rates[..., None] * days
     obs = np.full((prob.n_arms, len(days), n_obs), np.log(5000.0))  # typical mice: all "dead" at once
-    got = np.asarray(L.quantities(prob, jnp.asarray(obs), jnp.asarray(obs_pop)))
+    got = np.asarray(likelihood.quantities(prob, jnp.asarray(obs), jnp.asarray(obs_pop)))
     for i in surv:
-        series = obs_pop[q["arm"][i], :, :, L.OBS.index("log_burden")]
-        each = np.asarray(L._smooth_time(jnp.asarray(series), jnp.full(5, q["thr"][i]), jnp.asarray(days)))
+        series = obs_pop[q["arm"][i], :, :, likelihood.OBS.index("log_burden")]
+        each = np.asarray(likelihood._smooth_time(jnp.asarray(series), jnp.full(5, q["thr"][i]), jnp.asarray(days)))
         assert got[i] == pytest.approx(np.median(each), rel=1e-12)
         exact = np.where(rates[q["arm"][i]] > 0, np.log(20.0) / np.maximum(rates[q["arm"][i]], 1e-12), np.inf)
         assert got[i] == pytest.approx(min(np.median(exact), days[-1]), abs=1.0)  # the smooth crossing is within a day

@@ -1,4 +1,4 @@
-"""The NUTS driver (``abscopal.nuts``): right draws of a known density, bit-for-bit resume after an
+"""The NUTS driver (``abscopal.inference.nuts``): right draws of a known density, bit-for-bit resume after an
 interruption, one run per folder."""
 
 import os
@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from abscopal import nuts
+from abscopal.inference import nuts
 from helpers import GAUSS_COV as COV
 from helpers import GAUSS_MU as MU
 from helpers import gauss_neg_logp_and_grad as _neg_logp_and_grad

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import abscopal as ab
-from abscopal.compare import draw_parameters
-from abscopal.optimize import ModelObjective, OptimizeError, ScheduleProblem, minimize_box, optimize
-from abscopal.outcomes import dose_at_equal_bed
+from abscopal.decide.compare import draw_parameters
+from abscopal.decide.optimize import ModelObjective, OptimizeError, ScheduleProblem, minimize_box, optimize
+from abscopal.simulation.outcomes import dose_at_equal_bed
 from helpers import NO_IMMUNITY
 
 N_DRAWS = 8  # one compiled gradient for every model test here (and the CLI test)
@@ -132,9 +132,9 @@ def test_cap_keeps_only_feasible_fraction_numbers():
 def test_traced_schedule_matches_the_schedule_written(tmp_path):
     """The events built inside jit for a candidate are the events of the Schedule written to TOML:
     the objective equals the mean (or the quantile) of the volumes that compare's path simulates."""
-    from abscopal.compare import simulate_schedules
-    from abscopal.fitresult import load_fit, toy_fit
-    from abscopal.outcomes import volumes
+    from abscopal.decide.compare import simulate_schedules
+    from abscopal.inference.fitresult import load_fit, toy_fit
+    from abscopal.simulation.outcomes import volumes
 
     fit = load_fit(toy_fit(tmp_path / "toy"))
     draws = fit.draws(N_DRAWS, seed=3, tumour_line="CT26")
@@ -177,7 +177,7 @@ def test_cure_surrogate_is_smooth_where_grid_minima_nearly_tie(gap):
     import jax
     import jax.numpy as jnp
 
-    from abscopal.optimize import cure_loss
+    from abscopal.decide.optimize import cure_loss
 
     def viable(th):  # (B=1, N=2 draws, 5 output days) in mm3; draw 0's minimum is a near tie
         low = jnp.array([1.0, -3.0 - th, -3.0 + gap + 2.0 * th, -1.0, 0.5])

@@ -5,7 +5,7 @@ import fnmatch
 import tomllib
 from pathlib import Path
 
-from abscopal.fitresult import fits_root
+from abscopal.inference.fitresult import fits_root
 from abscopal.io import shipped_fits
 from abscopal.records import default_data_dir
 

@@ -1,5 +1,5 @@
 """PEtab problem for the numeric series S01-S05: the petab linter accepts it, it holds every
-published point, and its SBML under a condition reproduces ``abscopal.simulate`` of that arm."""
+published point, and its SBML under a condition reproduces ``abscopal.simulation.simulate`` of that arm."""
 
 import math
 
@@ -12,7 +12,7 @@ import roadrunner
 
 import abscopal as ab
 from abscopal.cli import main
-from abscopal.petab_problem import SERIES, PetabError, write_petab
+from abscopal.export.petab_problem import SERIES, PetabError, write_petab
 from abscopal.records import load_records
 from abscopal.schedules import schedule_from_dict
 

@@ -1,4 +1,4 @@
-"""Closed-form drug PK (``abscopal.pk``) against the ODE form of the same sympy model."""
+"""Closed-form drug PK (``abscopal.model.pk``) against the ODE form of the same sympy model."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -6,9 +6,9 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import abscopal as ab
-from abscopal.agents import catalogue
-from abscopal.codegen import core_functions
-from abscopal.pk import pk_schedule, pk_states, pk_structure
+from abscopal.model.agents import catalogue
+from abscopal.model.codegen import core_functions
+from abscopal.model.pk import pk_schedule, pk_states, pk_structure
 
 
 def _ode_reference(ka, b, ke, doses, ts):

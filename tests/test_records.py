@@ -127,7 +127,7 @@ def test_records_table(records):
 
 def test_arms_are_accepted_by_the_schedule_loader(records):
     """Every arm loads as a schedule with the same fractions, doses, horizon and tumour line."""
-    from abscopal.agents import get_agent
+    from abscopal.model.agents import get_agent
     from abscopal.schedules import schedule_from_dict
 
     for r in records.values():
@@ -310,7 +310,7 @@ def test_single_file_and_record_arrays(tmp_path):
 def test_the_estimation_table_agrees_with_the_parameter_table():
     """fits/data/README.md shows, for each parameter it lists, whether it is estimated: the same as
     the estimate column of parameters.csv (the one source)."""
-    from abscopal.parameters import parameter_table
+    from abscopal.model.parameters import parameter_table
 
     text = (DATA / "README.md").read_text()
     shown = {}

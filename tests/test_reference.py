@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import abscopal as ab
-from abscopal.reference import solve_reference
+from abscopal.simulation.reference import solve_reference
 from helpers import canonical_schedules
 
 

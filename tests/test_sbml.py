@@ -1,5 +1,5 @@
 """SBML export: generated from the sympy model, valid for libsbml, and libroadrunner's simulation of
-it matches ``abscopal.simulate`` on canonical schedules."""
+it matches ``abscopal.simulation.simulate`` on canonical schedules."""
 
 import libsbml
 import numpy as np
@@ -8,9 +8,9 @@ import roadrunner
 
 import abscopal as ab
 from abscopal.cli import main
-from abscopal.compare import default_scenario
-from abscopal.parameters import parameter_table
-from abscopal.sbml import SBMLError, _unit_factors, state_unit, to_sbml, validate
+from abscopal.decide.compare import default_scenario
+from abscopal.export.sbml import SBMLError, _unit_factors, state_unit, to_sbml, validate
+from abscopal.model.parameters import parameter_table
 
 OPTS = ab.SolverOptions(rtol=1e-10, atol=1e-12, n_out=81, max_steps=200_000)
 

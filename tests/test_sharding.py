@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 import abscopal as ab
-from abscopal.population import virtual_population
-from abscopal.simulate import population_mesh, simulate_population
+from abscopal.model.population import virtual_population
+from abscopal.simulation.simulate import population_mesh, simulate_population
 
 ROOT = Path(__file__).resolve().parents[1]
 KW = dict(rtol=1e-6, atol=1e-9, n_out=11, max_steps=16384)
@@ -36,7 +36,7 @@ CHILD = textwrap.dedent(
     import numpy as np
     sys.path.insert(0, sys.argv[2])
     import test_sharding as T
-    from abscopal.simulate import TRACE_COUNT, population_mesh, simulate_population
+    from abscopal.simulation.simulate import TRACE_COUNT, population_mesh, simulate_population
     import abscopal as ab
     assert len(jax.devices()) == 2, jax.devices()
     s, pop = T._cohort()

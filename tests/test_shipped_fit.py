@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from abscopal.fitresult import fits_root, load_fit
+from abscopal.inference.fitresult import fits_root, load_fit
 from abscopal.records import load_records
 
 REVIEW = fits_root() / "review"
@@ -58,7 +58,7 @@ def test_shipped_fit_status_matches_its_diagnostics():
 def test_shipped_fit_was_made_from_the_current_records():
     """The fit's tumour lines are those of the fitted records; the per-line parameters the table
     estimates only with growth data (r, alpha) were estimated for the lines with fitted time courses."""
-    from abscopal.parameters import spec
+    from abscopal.model.parameters import spec
 
     fit = load_fit("review")
     fitted = [r for r in load_records() if r.use == "fit"]
@@ -69,11 +69,11 @@ def test_shipped_fit_was_made_from_the_current_records():
     assert sorted(fit.meta["records"]) == sorted(r.id for r in fitted)
     # and the problem it was fitted to is the one the current records build (protocols, error
     # models and data included): any edit of a fitted record needs a refit
-    from abscopal import likelihood as L
+    from abscopal.inference import likelihood
 
     s = fit.meta["settings"]
-    prob = L.build_problem(load_records(), use="fit", n_virtual=s["n_virtual"], seed=s["seed"])
-    assert fit.meta["data_sha256"] == L.problem_fingerprint(prob)
+    prob = likelihood.build_problem(load_records(), use="fit", n_virtual=s["n_virtual"], seed=s["seed"])
+    assert fit.meta["data_sha256"] == likelihood.problem_fingerprint(prob)
 
 
 def test_laplace_draws_state_their_quality():
@@ -93,14 +93,14 @@ def test_log_posterior_and_its_gradient_at_the_shipped_map():
     max that stalled the MAP search, shows up as AD != FD). About 3 min on 2 cores."""
     import jax.numpy as jnp
 
-    from abscopal import likelihood as L
-    from abscopal.inference import layout_of, neg_log_density_and_grad
+    from abscopal.inference import likelihood
+    from abscopal.inference.posterior import layout_of, neg_log_density_and_grad
 
     fit = load_fit("review")
     m, s = fit.meta["map"], fit.meta["settings"]
     if "z" not in m:
         pytest.skip("this fit.json predates the stored MAP point (z); refit")
-    prob = L.build_problem([r for r in load_records() if r.use == "fit"], n_virtual=s["n_virtual"], seed=s["seed"])
+    prob = likelihood.build_problem([r for r in load_records() if r.use == "fit"], n_virtual=s["n_virtual"], seed=s["seed"])
     assert layout_of(prob).names() == m["names"]
     z = np.asarray(m["z"])
     f = neg_log_density_and_grad(prob)
@@ -120,7 +120,7 @@ def test_log_posterior_and_its_gradient_at_the_shipped_map():
 def test_shipped_fit_estimates_exactly_the_tables_set_inside_its_bounds():
     """The estimated parameters are the rows of parameters.csv marked estimate (yes: shared, line:
     per line), and every fitted value and interval lies inside the row's bounds."""
-    from abscopal.parameters import parameter_table
+    from abscopal.model.parameters import parameter_table
 
     fit = load_fit("review")
     table = parameter_table()

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 import abscopal as ab
-from abscopal.compare import dovedi2014_scenario
-from abscopal.fitresult import load_fit, toy_fit
-from abscopal.outcomes import ENDPOINTS, dose_at_equal_bed
-from abscopal.sweeps import RT_ALONE, format_sweep, plot_sweep
+from abscopal.decide.compare import dovedi2014_scenario
+from abscopal.decide.sweeps import RT_ALONE, format_sweep, plot_sweep
+from abscopal.inference.fitresult import load_fit, toy_fit
+from abscopal.simulation.outcomes import ENDPOINTS, dose_at_equal_bed
 
 N = 8  # draws: small, and the same everywhere so the compiled solver is reused
 KW = dict(n_draws=N, horizon_days=40.0)

@@ -5,14 +5,14 @@
 
 __version__ = "0.1.0"
 
-from .agents import Agent, catalogue, get_agent  # noqa: E402
-from .compare import compare, default_scenario, dovedi2014  # noqa: E402
-from .equations import build_model, equations_text  # noqa: E402
-from .export import ExportError, load_params, load_posterior  # noqa: E402
-from .fitresult import Fit, FitError, load_fit  # noqa: E402
-from .optimize import OptimizeError, optimize  # noqa: E402
-from .outcomes import bed  # noqa: E402
-from .parameters import Params, default_params, parameter_table, tumour_lines  # noqa: E402
+from .decide.compare import compare, default_scenario, dovedi2014  # noqa: E402
+from .decide.optimize import OptimizeError, optimize  # noqa: E402
+from .decide.sweeps import sweep_fractionation, sweep_gap  # noqa: E402
+from .export.formats import ExportError, load_params, load_posterior  # noqa: E402
+from .inference.fitresult import Fit, FitError, load_fit  # noqa: E402
+from .model.agents import Agent, catalogue, get_agent  # noqa: E402
+from .model.equations import build_model, equations_text  # noqa: E402
+from .model.parameters import Params, default_params, parameter_table, tumour_lines  # noqa: E402
 from .schedules import (  # noqa: E402
     DrugDose,
     RTFraction,
@@ -27,8 +27,8 @@ from .schedules import (  # noqa: E402
     schedule_from_dict,
     sequential,
 )
-from .simulate import SimulationError, SolverOptions, Trajectory, enable_x64, simulate  # noqa: E402
-from .sweeps import sweep_fractionation, sweep_gap  # noqa: E402
+from .simulation.outcomes import bed  # noqa: E402
+from .simulation.simulate import SimulationError, SolverOptions, Trajectory, enable_x64, simulate  # noqa: E402
 
 __all__ = [
     "Agent",

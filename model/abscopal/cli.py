@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from .simulate import SimulationError, enable_x64
+    from .simulation.simulate import SimulationError, enable_x64
 
     enable_x64()
     try:

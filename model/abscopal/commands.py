@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def cmd_equations(args) -> int:
-    from .equations import STATE_DOC, build_model, equations_text
+    from .model.equations import STATE_DOC, build_model, equations_text
 
     print(equations_text(latex=args.latex))
     if not args.latex:
@@ -23,7 +23,7 @@ def cmd_equations(args) -> int:
 
 
 def cmd_agents(args) -> int:
-    from .agents import catalogue
+    from .model.agents import catalogue
 
     rows = [(a.name, a.agent_class, a.review_section, "/".join(a.units), ", ".join(a.mechanisms), a.route) for a in catalogue()]
     header = ("agent", "class", "review", "units", "acts on", "route")
@@ -34,7 +34,7 @@ def cmd_agents(args) -> int:
 
 
 def cmd_lines(args) -> int:
-    from .parameters import tumour_line_table, tumour_lines
+    from .model.parameters import tumour_line_table, tumour_lines
 
     for line in tumour_lines():
         print(line)
@@ -45,9 +45,9 @@ def cmd_lines(args) -> int:
 
 def cmd_simulate(args) -> int:
     from .io import atomic_write_text
-    from .parameters import default_params
+    from .model.parameters import default_params
     from .schedules import load_schedule
-    from .simulate import SolverOptions, simulate
+    from .simulation.simulate import SolverOptions, simulate
 
     schedule = load_schedule(args.schedule)
     out = Path(args.out)
@@ -79,8 +79,8 @@ def _simulate_fit(args, schedule, out) -> int:
     """``simulate --fit``: quantiles over posterior draws instead of one trajectory."""
     from dataclasses import replace
 
-    from .compare import FIT_OPTIONS, trajectory_quantiles
-    from .fitresult import load_fit
+    from .decide.compare import FIT_OPTIONS, trajectory_quantiles
+    from .inference.fitresult import load_fit
     from .io import NONFINITE_NOTE, atomic_write_text, strict_json
 
     if out.suffix not in (".csv", ".json"):
@@ -121,8 +121,8 @@ def _parse_gaps(text: str | None):
 
 def cmd_sweep(args, fit) -> int:
     """``abscopal compare --sweep-gap / --sweep-fractionation / --scenario dovedi2014``."""
+    from .decide.sweeps import GAP_AGENTS, RT_ALONE, format_sweep, plot_sweep, sweep_fractionation, sweep_gap
     from .io import NONFINITE_NOTE, atomic_write_text, strict_json
-    from .sweeps import GAP_AGENTS, RT_ALONE, format_sweep, plot_sweep, sweep_fractionation, sweep_gap
 
     if args.schedules:
         raise ValueError("schedules: a sweep or --scenario builds its own schedules; give no schedule files with it")
@@ -130,7 +130,7 @@ def cmd_sweep(args, fit) -> int:
         n_draws=args.draws, seed=args.seed, fit=fit, threshold_mm3=args.endpoint_mm3, horizon_days=args.horizon, progress=True
     )
     if args.scenario == "dovedi2014":
-        from .compare import dovedi2014, format_dovedi, plot
+        from .decide.compare import dovedi2014, format_dovedi, plot
 
         r = dovedi2014(args.draws, args.seed, fit=fit, horizon_days=args.horizon, progress=True)
         print(format_dovedi(r))
@@ -182,13 +182,13 @@ def _optional_fit(args):
     """The fit named by ``--fit``, or None without one."""
     if args.fit is None:
         return None
-    from .fitresult import load_fit
+    from .inference.fitresult import load_fit
 
     return load_fit(args.fit)
 
 
 def cmd_compare(args) -> int:
-    from .compare import compare, default_scenario, format_table, plot
+    from .decide.compare import compare, default_scenario, format_table, plot
     from .io import NONFINITE_NOTE, atomic_write_text, strict_json
     from .schedules import load_schedule
 
@@ -232,7 +232,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export
+    from .export.formats import export
 
     fit = _optional_fit(args)
     schedule = None
@@ -247,8 +247,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_optimize(args) -> int:
+    from .decide.optimize import format_result, optimize
     from .io import atomic_write_text
-    from .optimize import format_result, optimize
 
     fit = _optional_fit(args)
     try:
@@ -285,8 +285,9 @@ def cmd_optimize(args) -> int:
 
 
 def cmd_fit(args) -> int:
-    from .fitting import run_fit
-    from .inference import FitSettings
+    from .decide.scenarios import credibility_checks, format_checks
+    from .inference.fitting import run_fit
+    from .inference.posterior import FitSettings
 
     if args.quick:
         from dataclasses import replace
@@ -335,7 +336,7 @@ def cmd_fit(args) -> int:
     if settings.refine_steps < 0:
         raise ValueError(f"--refine-steps: must be 0 or a positive integer, got {settings.refine_steps}")
     if settings.precondition:
-        from .fitresult import FitError, resolve_fit_path
+        from .inference.fitresult import FitError, resolve_fit_path
 
         try:
             resolve_fit_path(settings.precondition.removesuffix("@map"))  # the suffix load_fit reads
@@ -344,5 +345,5 @@ def cmd_fit(args) -> int:
     if args.laplace and args.map:
         raise ValueError("--laplace and --map: choose one")
     method = "laplace" if args.laplace else "map" if args.map else "nuts"
-    run_fit(args.out, settings, progress=not args.no_progress, method=method)
+    run_fit(args.out, settings, progress=not args.no_progress, method=method, checks=(credibility_checks, format_checks))
     return 0

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .agents import agent_index, agent_names, get_agent
-from .parameters import tumour_lines
+from .model.agents import agent_index, agent_names, get_agent
+from .model.parameters import tumour_lines
 
 MAX_EVENTS = 64
 #: distinct drugs with pharmacokinetics (antibodies, cytokines, small molecules) in one schedule

@@ -9,8 +9,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ..agents import catalogue
-from ..parameters import tumour_lines
+from ..model.agents import catalogue
+from ..model.parameters import tumour_lines
 
 # ----- allowed values -----
 STATUS_TAGS = ("REVIEW", "READ", "READ-2nd", "INFERRED", "UNKNOWN")

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from .codegen import functions
-from .parameters import Params
-from .schedules import EVENT_DRUG, EVENT_RT, Schedule
+from ..model.codegen import functions
+from ..model.parameters import Params
+from ..schedules import EVENT_DRUG, EVENT_RT, Schedule
 
 
 def solve_reference(

@@ -21,11 +21,11 @@ from xml.sax.saxutils import escape
 
 import sympy as sp
 
-from .agents import catalogue
-from .equations import STATE_DOC, build_model
-from .io import atomic_write_text
-from .parameters import Params, default_params, parameter_table
-from .schedules import EVENT_DRUG, EVENT_RT, Schedule
+from ..io import atomic_write_text
+from ..model.agents import catalogue
+from ..model.equations import STATE_DOC, build_model
+from ..model.parameters import Params, default_params, parameter_table
+from ..schedules import EVENT_DRUG, EVENT_RT, Schedule
 
 TIME = sp.Symbol("time", real=True)  # SBML's csymbol time inside generated math
 MATHML_NS = "http://www.w3.org/1998/Math/MathML"

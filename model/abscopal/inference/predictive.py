@@ -10,39 +10,39 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import likelihood as L
-from .inference import compiled_for
-from .parameters import spec
+from ..model.parameters import spec
+from . import likelihood
+from .posterior import compiled_for
 from .report import VERDICTS
 
 
-def predictor_of(prob: L.Problem):
+def predictor_of(prob: likelihood.Problem):
     """The compiled predictive of one parameter point of ``prob`` (compile once per problem and
     process, call per draw)."""
     return compiled_for(prob, "predictor", lambda: _build_predictor(prob))
 
 
-def _build_predictor(prob: L.Problem):
+def _build_predictor(prob: likelihood.Problem):
     @jax.jit
     def one(shared, lines, sig, v0):
-        P = L.arm_values(prob, shared, lines, v0)
-        obs, obs_pop, ok = L.solve_arms(prob, P)
-        qv = L.quantities(prob, obs, obs_pop)
+        P = likelihood.arm_values(prob, shared, lines, v0)
+        obs, obs_pop, ok = likelihood.solve_arms(prob, P)
+        qv = likelihood.quantities(prob, obs, obs_pop)
         out = {"ok": ok, "q": qv}
         if prob.tc:
-            lp, model, sd = L.time_course_terms(prob, obs, sig)
+            lp, model, sd = likelihood.time_course_terms(prob, obs, sig)
             out.update(tc_model=model, tc_sd=sd, tc_lp=lp)
         if prob.cmp:
-            out["d"] = L.comparison_differences(prob, qv)
-        out["volume_irr"] = jnp.exp(obs[:, :, L.OBS.index("log_volume_irr")])
-        out["volume_abs"] = jnp.exp(obs[:, :, L.OBS.index("log_volume_abs")])
+            out["d"] = likelihood.comparison_differences(prob, qv)
+        out["volume_irr"] = jnp.exp(obs[:, :, likelihood.OBS.index("log_volume_irr")])
+        out["volume_abs"] = jnp.exp(obs[:, :, likelihood.OBS.index("log_volume_abs")])
         return out
 
     return one
 
 
 def predict(
-    prob: L.Problem,
+    prob: likelihood.Problem,
     nat: dict,
     idx: list[tuple[int, int]],
     progress: bool,
@@ -113,7 +113,7 @@ def comparison_verdict(d: float, op: int, margin: float) -> str:
     return "too_small" if signed > 0 else "opposite"
 
 
-def reproduction(prob: L.Problem, pred: dict) -> list[dict]:
+def reproduction(prob: likelihood.Problem, pred: dict) -> list[dict]:
     """Per record: the posterior probability that the model reproduces it (over predictive draws).
 
     * qualitative comparison: it holds exactly (margin, no softness) in the draw;
@@ -137,7 +137,7 @@ def reproduction(prob: L.Problem, pred: dict) -> list[dict]:
         verdict.setdefault(rec, []).append(v)
 
     if prob.cmp:
-        holds = np.asarray(L.comparison_holds(pred["d"], prob.cmp["op"][None], prob.cmp["margin"][None]))
+        holds = np.asarray(likelihood.comparison_holds(pred["d"], prob.cmp["op"][None], prob.cmp["margin"][None]))
         for j, (rec, label) in enumerate(prob.labels["cmp"]):
             d = float(np.median(pred["d"][:, j]))
             v = comparison_verdict(d, int(prob.cmp["op"][j]), float(prob.cmp["margin"][j]))
@@ -152,7 +152,9 @@ def reproduction(prob: L.Problem, pred: dict) -> list[dict]:
         recs = np.array(prob.labels["tc"])
         obs_log = np.log(np.where(prob.tc["censored"], 1.0, prob.tc["mean"]))
         within = np.abs(pred["tc_model"] - obs_log[None]) <= 2 * pred["tc_sd"]
-        within = np.where(prob.tc["censored"][None], pred["tc_model"] <= math.log(L.DETECTION_MM3) + 2 * pred["tc_sd"], within)
+        within = np.where(
+            prob.tc["censored"][None], pred["tc_model"] <= math.log(likelihood.DETECTION_MM3) + 2 * pred["tc_sd"], within
+        )
         # the published error bars alone (log scale, 2 SEM), where a point has one: reported, not required
         mean = np.where(prob.tc["censored"], 1.0, prob.tc["mean"])
         has_bar = np.isfinite(prob.tc["sem"]) & (prob.tc["sem"] > 0) & ~prob.tc["censored"]

@@ -25,7 +25,7 @@ from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 from scipy import stats
 
-from .parameters import base_tumour_line, parameter_table, spec, tumour_line_table
+from ..model.parameters import base_tumour_line, parameter_table, spec, tumour_line_table
 
 _LOGNORMAL = re.compile(r"^lognormal\(median=([0-9.eE+-]+),\s*sigma=([0-9.eE+-]+)\)$")
 

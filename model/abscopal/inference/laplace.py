@@ -15,15 +15,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import likelihood as L
-from .inference import neg_log_density_and_grad
-from .io import atomic_write_npz
-from .simulate import pad_rows
+from ..io import atomic_write_npz
+from ..simulation.simulate import pad_rows
+from . import likelihood
+from .posterior import neg_log_density_and_grad
 
 
 def _fingerprint(prob) -> np.ndarray:
     """The problem's fingerprint as a 0-d array, the form the npz checkpoints store it in."""
-    return np.array(L.problem_fingerprint(prob) if prob is not None else "no problem given")
+    return np.array(likelihood.problem_fingerprint(prob) if prob is not None else "no problem given")
 
 
 def _same_point(saved, fp: np.ndarray, z: np.ndarray) -> bool:
@@ -60,7 +60,7 @@ def hessian_steps(diag: np.ndarray) -> np.ndarray:
 
 
 def laplace_hessian(
-    prob: L.Problem,
+    prob: likelihood.Problem,
     z,
     f=None,
     checkpoint: Path | None = None,
@@ -267,7 +267,7 @@ def importance_resample(weights: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 def importance_draws(
     log_density,
-    prob: L.Problem | None,
+    prob: likelihood.Problem | None,
     mean: np.ndarray,
     cov: np.ndarray,
     n: int,
@@ -358,7 +358,7 @@ def rescale_covariance(
     cov: np.ndarray,
     rounds: int,
     k: float = RESCALE_SDS,
-    prob: L.Problem | None = None,
+    prob: likelihood.Problem | None = None,
     checkpoint: Path | None = None,
     progress: bool = True,
 ) -> tuple[np.ndarray, dict]:
@@ -424,7 +424,7 @@ def split_rescale(
     cov: np.ndarray,
     rounds: int,
     k: float = RESCALE_SDS,
-    prob: L.Problem | None = None,
+    prob: likelihood.Problem | None = None,
     checkpoint: Path | None = None,
     progress: bool = True,
 ) -> dict:

@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .equations import build_model
-from .parameters import CELL_VOLUME_MM3
+from ..model.equations import build_model
+from ..model.parameters import CELL_VOLUME_MM3
 
 CURE_VOLUME_MM3 = CELL_VOLUME_MM3  # cured: viable volume below one cell
 

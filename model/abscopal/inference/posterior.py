@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import likelihood as L
+from . import likelihood
 from .priors import Prior, lognormal, prior
 
 #: the fit's solver settings; ``max_steps`` is per segment between state jumps (a segment can span
@@ -167,7 +167,7 @@ class Layout:
         return lp
 
 
-def layout_of(prob: L.Problem) -> Layout:
+def layout_of(prob: likelihood.Problem) -> Layout:
     base = np.asarray(prob.line_base if prob.line_base is not None else np.zeros((len(prob.lines), len(prob.per_line))))
     return Layout(
         tuple(prob.shared),
@@ -182,7 +182,7 @@ def layout_of(prob: L.Problem) -> Layout:
 
 def inoculum_prior() -> tuple[float, float]:
     """(mean, SD) of log v0_inoculum: the table's v0_irr median, ``likelihood.INOCULUM_SIGMA``."""
-    return math.log(lognormal("v0_irr")[0]), L.INOCULUM_SIGMA
+    return math.log(lognormal("v0_irr")[0]), likelihood.INOCULUM_SIGMA
 
 
 def _half_normal_log(log_x, scale):
@@ -191,7 +191,7 @@ def _half_normal_log(log_x, scale):
     return math.log(2.0) - 0.5 * math.log(2 * math.pi) - math.log(scale) - 0.5 * (x / scale) ** 2 + log_x
 
 
-def make_log_density(prob: L.Problem, solver: dict = SOLVER, with_likelihood: bool = True, solve_fn=None):
+def make_log_density(prob: likelihood.Problem, solver: dict = SOLVER, with_likelihood: bool = True, solve_fn=None):
     """``log p(z)`` (prior + likelihood) on the flat unconstrained vector of ``layout_of(prob)``.
 
     Estimated parameters: the bounded table priors of ``priors.Prior`` (shared, and the estimated
@@ -205,18 +205,18 @@ def make_log_density(prob: L.Problem, solver: dict = SOLVER, with_likelihood: bo
     def log_density(z):
         _, _, log_ss = lay.split(z)
         lp = lay.log_prior_parameters(z)
-        lp += jnp.sum(_half_normal_log(log_ss, L.SERIES_SIGMA_SCALE))
+        lp += jnp.sum(_half_normal_log(log_ss, likelihood.SERIES_SIGMA_SCALE))
         log_v0 = lay.log_inoculum(z)
         lp += normal(log_v0, *inoculum_prior())
         if not with_likelihood:
             return lp
         shared_vals, line_vals = lay.values(z)
-        return lp + L.log_likelihood(prob, shared_vals, line_vals, jnp.exp(log_ss), solver, jnp.exp(log_v0), solve_fn)
+        return lp + likelihood.log_likelihood(prob, shared_vals, line_vals, jnp.exp(log_ss), solver, jnp.exp(log_v0), solve_fn)
 
     return log_density
 
 
-def natural_values(prob: L.Problem, z: np.ndarray) -> dict[str, np.ndarray]:
+def natural_values(prob: likelihood.Problem, z: np.ndarray) -> dict[str, np.ndarray]:
     """Flat unconstrained draws (..., size) -> parameters in their units (per-line ones with a
     trailing tumour-line axis over ``prob.lines``)."""
     lay = layout_of(prob)
@@ -232,7 +232,7 @@ def natural_values(prob: L.Problem, z: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def prior_median_z(prob: L.Problem) -> np.ndarray:
+def prior_median_z(prob: likelihood.Problem) -> np.ndarray:
     """The start of the first MAP run: prior medians (bounded), series SDs at their scale / 2."""
     lay = layout_of(prob)
     p_sh, p_line = lay.priors()
@@ -240,12 +240,12 @@ def prior_median_z(prob: L.Problem) -> np.ndarray:
     S = len(prob.shared)
     z[:S] = [pr.start() for pr in p_sh]
     z[S : S + len(p_line)] = [pr.start() for pr in p_line]
-    z[lay.series_slice] = math.log(L.SERIES_SIGMA_SCALE / 2)
+    z[lay.series_slice] = math.log(likelihood.SERIES_SIGMA_SCALE / 2)
     z[lay.inoculum_slice] = inoculum_prior()[0]
     return z
 
 
-def prior_draws_z(prob: L.Problem, n: int, seed: int) -> np.ndarray:
+def prior_draws_z(prob: likelihood.Problem, n: int, seed: int) -> np.ndarray:
     """``n`` draws of z from the prior (no solve)."""
     lay = layout_of(prob)
     rng = np.random.default_rng(seed)
@@ -258,7 +258,7 @@ def prior_draws_z(prob: L.Problem, n: int, seed: int) -> np.ndarray:
         z[:, S + k] = pr.draw(rng, n)
     G, H = len(lay.series_groups), len(lay.inoculum_groups)
     if G:
-        z[:, lay.series_slice] = np.log(np.abs(L.SERIES_SIGMA_SCALE * rng.standard_normal((n, G))))
+        z[:, lay.series_slice] = np.log(np.abs(likelihood.SERIES_SIGMA_SCALE * rng.standard_normal((n, G))))
     if H:
         m, s = inoculum_prior()
         z[:, lay.inoculum_slice] = m + s * rng.standard_normal((n, H))
@@ -280,7 +280,7 @@ def _scipy_objective(f):
     return fun
 
 
-def find_map(prob: L.Problem, settings: FitSettings, progress: bool = True, log=print, f=None):
+def find_map(prob: likelihood.Problem, settings: FitSettings, progress: bool = True, log=print, f=None):
     """Multi-start MAP (Adam on the log posterior, then L-BFGS; JAX gradients). Start 1: prior
     medians; the others: prior draws shrunk halfway towards the medians. Returns (best z, table of
     starts, each with the diagonal of L-BFGS's inverse-Hessian estimate, used as NUTS's initial
@@ -335,9 +335,9 @@ _COMPILED: dict[tuple[str, str], object] = {}
 _COMPILED_MAX = 8
 
 
-def compiled_for(prob: L.Problem, what: str, build):
+def compiled_for(prob: likelihood.Problem, what: str, build):
     """``build()`` (a jitted function of ``prob``) once per problem and process, under ``what``."""
-    key = (what, L.problem_fingerprint(prob))
+    key = (what, likelihood.problem_fingerprint(prob))
     if key not in _COMPILED:
         if len(_COMPILED) >= _COMPILED_MAX:
             _COMPILED.pop(next(iter(_COMPILED)))
@@ -345,7 +345,7 @@ def compiled_for(prob: L.Problem, what: str, build):
     return _COMPILED[key]
 
 
-def neg_log_density_and_grad(prob: L.Problem):
+def neg_log_density_and_grad(prob: likelihood.Problem):
     """Jitted ``z -> (-log p(z), -grad log p(z))`` (one compilation per problem and process, shared
     by MAP, refinement, NUTS (``compiled_potential``) and the Laplace Hessian)."""
     return compiled_for(
@@ -353,7 +353,7 @@ def neg_log_density_and_grad(prob: L.Problem):
     )
 
 
-def log_density_of(prob: L.Problem):
+def log_density_of(prob: likelihood.Problem):
     """Jitted ``log p(z)`` at the fit's solver settings (one compilation per problem and process)."""
     return compiled_for(prob, "log_density", lambda: jax.jit(make_log_density(prob)))
 
@@ -395,7 +395,7 @@ def compiled_potential(f, size: int):
 
 
 def refine_map(
-    prob: L.Problem,
+    prob: likelihood.Problem,
     z,
     steps: int,
     f=None,
@@ -461,7 +461,7 @@ def whitening_factor(cov: np.ndarray, floor: float = 1e-8) -> np.ndarray:
     return (V * np.sqrt(np.maximum(w, floor))) @ V.T
 
 
-def unconstrained_values(prob: L.Problem, values: dict, lines=None, series_groups=None, inoculum_groups=None):
+def unconstrained_values(prob: likelihood.Problem, values: dict, lines=None, series_groups=None, inoculum_groups=None):
     """The inverse of ``natural_values``: parameters in their units -> flat ``z`` (..., size), and a
     boolean mask (size,) of the coordinates found in ``values``.
 
@@ -499,7 +499,7 @@ def unconstrained_values(prob: L.Problem, values: dict, lines=None, series_group
     return z, found
 
 
-def draws_covariance(prob: L.Problem, fit) -> tuple[np.ndarray, str]:
+def draws_covariance(prob: likelihood.Problem, fit) -> tuple[np.ndarray, str]:
     """The covariance of a fit's posterior draws in ``prob``'s unconstrained coordinates (matched by
     name), for ``refine_map(precondition=...)``; a coordinate the fit does not have (a new line or
     group) gets variance 1 and no correlation. ``fit``: a ``Fit`` (``load_fit``). Returns (cov, a
@@ -527,17 +527,17 @@ def draws_covariance(prob: L.Problem, fit) -> tuple[np.ndarray, str]:
 def problem_potential(record_ids: tuple[str, ...], n_virtual: int, seed: int, fingerprint: str):
     """The fit's NUTS potential rebuilt from its records (a picklable recipe for ``nuts.sample_processes``:
     a spawned process builds the same problem, checked by its fingerprint, and compiles its gradient)."""
-    from .records import load_records
+    from ..records import load_records
 
     by_id = {r.id: r for r in load_records()}
-    prob = L.build_problem(tuple(by_id[i] for i in record_ids), n_virtual=n_virtual, seed=seed)
-    if L.problem_fingerprint(prob) != fingerprint:
+    prob = likelihood.build_problem(tuple(by_id[i] for i in record_ids), n_virtual=n_virtual, seed=seed)
+    if likelihood.problem_fingerprint(prob) != fingerprint:
         raise RuntimeError("problem_potential: the records rebuilt in this process are not the fit's (fingerprints differ)")
     return compiled_potential(neg_log_density_and_grad(prob), layout_of(prob).size)
 
 
 def run_nuts(
-    prob: L.Problem,
+    prob: likelihood.Problem,
     init: np.ndarray,
     settings: FitSettings,
     workdir: Path,
@@ -568,7 +568,11 @@ def run_nuts(
     starts = init[None] + 0.01 * rng.standard_normal((settings.chains, init.size))
     if settings.processes > 1:
         recipe = partial(
-            problem_potential, tuple(r.id for r in prob.records), prob.z.shape[0], settings.seed, L.problem_fingerprint(prob)
+            problem_potential,
+            tuple(r.id for r in prob.records),
+            prob.z.shape[0],
+            settings.seed,
+            likelihood.problem_fingerprint(prob),
         )
         return sample_processes(recipe, starts, opts, workdir, settings.processes, inv_mass=inv_mass, progress=progress, log=log)
     potential = compiled_potential(f or neg_log_density_and_grad(prob), layout_of(prob).size)
@@ -576,6 +580,6 @@ def run_nuts(
 
 
 def write_json(path: Path, obj):
-    from .io import atomic_write_text
+    from ..io import atomic_write_text
 
     atomic_write_text(path, json.dumps(obj, indent=1, default=float))

@@ -26,12 +26,10 @@ import numpy as np
 import optax
 import pandas as pd
 
-from .agents import agent_index, get_agent
-from .compare import Comparison, compare, draw_parameters
-from .equations import build_model
-from .outcomes import CURE_VOLUME_MM3, dose_at_equal_bed, soft_min
-from .parameters import Params, default_params, tumour_lines
-from .schedules import (
+from ..model.agents import agent_index, get_agent
+from ..model.equations import build_model
+from ..model.parameters import Params, default_params, tumour_lines
+from ..schedules import (
     EVENT_DRUG,
     EVENT_NONE,
     EVENT_RT,
@@ -44,7 +42,9 @@ from .schedules import (
     fractionated,
     sequential,
 )
-from .simulate import SolverOptions, pad_rows, require_x64, solve_grid
+from ..simulation.outcomes import CURE_VOLUME_MM3, dose_at_equal_bed, soft_min
+from ..simulation.simulate import SolverOptions, pad_rows, require_x64, solve_grid
+from .compare import Comparison, compare, draw_parameters
 
 #: what can be optimised: name -> (description, unit, site, kind)
 OBJECTIVES = {

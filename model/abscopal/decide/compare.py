@@ -13,12 +13,20 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .outcomes import ABSCOPAL_ENDPOINTS, ENDPOINTS, endpoints, time_to_volume
-from .outcomes import volumes as site_volumes
-from .parameters import Params, default_params
-from .population import virtual_population
-from .schedules import Schedule, concurrent, fractionated, sequential
-from .simulate import SimulationError, SolverOptions, pad_rows, require_x64, solve_grid, solve_grid_each, stack_schedules
+from ..model.parameters import Params, default_params
+from ..model.population import virtual_population
+from ..schedules import Schedule, concurrent, fractionated, sequential
+from ..simulation.outcomes import ABSCOPAL_ENDPOINTS, ENDPOINTS, endpoints, time_to_volume
+from ..simulation.outcomes import volumes as site_volumes
+from ..simulation.simulate import (
+    SimulationError,
+    SolverOptions,
+    pad_rows,
+    require_x64,
+    solve_grid,
+    solve_grid_each,
+    stack_schedules,
+)
 
 CHUNK = 100  # at most this many draws per compiled batch (fixed, so every chunk reuses one compilation)
 BLOCK = 4  # schedules per compiled batch
@@ -284,7 +292,7 @@ def plot(c: Comparison, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_write_figure
+    from ..io import atomic_write_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, j, title in ((axes[0], 0, "Irradiated tumour"), (axes[1], 1, "Abscopal (distant, not irradiated) tumour")):
@@ -374,7 +382,7 @@ def trajectory_quantiles(
     """Quantiles over parameter draws of each site's volume and immune read-outs, per output day:
     columns day, site, quantity, and one column per quantile (q05, q50, q95). Each draw is solved on
     its own; draws whose solve fails are left out, and ``attrs["n_dropped"]`` counts them."""
-    from .equations import SITE_NAMES, SITES, build_model
+    from ..model.equations import SITE_NAMES, SITES, build_model
 
     ts, ys, keep = simulate_draws([schedule], draws, options)
     ys = ys[:, keep]

@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 import sympy as sp
 
-from .agents import get_agent
-from .equations import build_model
-from .io import atomic_write_text
-from .parameters import default_params, parameter_table, tumour_line_table
+from ..io import atomic_write_text
+from ..model.agents import get_agent
+from ..model.equations import build_model
+from ..model.parameters import default_params, parameter_table, tumour_line_table
 from .sbml import TIME, SBMLEvent, model_document, validate
 
 SERIES = ("S01", "S02", "S03", "S04", "S05")
@@ -292,7 +292,7 @@ def _inoculum_nominal(fit, group: str, default: float) -> float:
 
 
 def _catalogue():
-    from .agents import catalogue
+    from ..model.agents import catalogue
 
     return catalogue()
 
@@ -301,7 +301,7 @@ def write_petab(folder, fit=None, records=None) -> Path:
     """Write the PEtab problem (``problem.yaml`` and its files) into ``folder``; each file atomically.
     ``records``: default the series S01-S05 of ``abscopal.records.load_records()``."""
     if records is None:
-        from .records import load_records
+        from ..records import load_records
 
         records = [r for r in load_records() if r.id in SERIES]
         missing = set(SERIES) - {r.id for r in records}

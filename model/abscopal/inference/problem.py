@@ -14,13 +14,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .equations import build_model
-from .parameters import base_tumour_line, default_params, spec
-from .population import variability
+from ..model.equations import build_model
+from ..model.parameters import base_tumour_line, default_params, spec
+from ..model.population import variability
+from ..records import Count, Record, RecordComparison, TimeCourse, load_records
+from ..schedules import EVENT_NONE, schedule_from_dict
+from ..simulation.solver import split_events
 from .priors import estimated
-from .records import Count, Record, RecordComparison, TimeCourse, load_records
-from .schedules import EVENT_NONE, schedule_from_dict
-from .solver import split_events
 
 # ---------------------------------------------------------------- settings
 DETECTION_MM3 = 1.0  # a zero mean volume is read as "below 1 mm^3"

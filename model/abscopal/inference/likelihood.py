@@ -45,8 +45,9 @@ import numpy as np
 from jax.scipy.special import log_ndtr
 from jax.scipy.stats import norm
 
-from .equations import build_model
-from .outcomes import CURE_VOLUME_MM3, soft_cummax, soft_min
+from ..model.equations import build_model
+from ..simulation.outcomes import CURE_VOLUME_MM3, soft_cummax, soft_min
+from ..simulation.solver import map_rows, solve_segments
 
 # the problem's vocabulary, re-exported: callers read these as likelihood.<name>
 from .problem import (  # noqa: F401
@@ -74,7 +75,6 @@ from .problem import (  # noqa: F401
     compact_events,
     problem_fingerprint,
 )
-from .solver import map_rows, solve_segments
 
 
 # ---------------------------------------------------------------- parameters -> arm values

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_write_text
-from .parameters import Params, base_tumour_line, default_params, parameter_table, spec, tumour_line_table, tumour_lines
+from ..io import atomic_write_text
+from ..model.parameters import Params, base_tumour_line, default_params, parameter_table, spec, tumour_line_table, tumour_lines
 
 FORMAT_NAME = "abscopal-parameters"
 FORMAT_VERSION = 1

@@ -138,7 +138,7 @@ def _segment_fn(kernel, length: int):
 
 
 def _save(path: Path, states: list, records: dict, done: int, seconds: np.ndarray, opts: NutsOptions, size: int):
-    from .io import atomic_write_npz
+    from ..io import atomic_write_npz
 
     leaves = [jax.tree.leaves(s) for s in states]
     arrays = {f"state_{i}": np.stack([np.asarray(chain[i]) for chain in leaves]) for i in range(len(leaves[0]))}

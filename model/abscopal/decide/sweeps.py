@@ -15,11 +15,11 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..model.parameters import Params, default_params
+from ..schedules import MAX_DOSE_PER_FRACTION_GY, Schedule, ScheduleError, combined, fractionated
+from ..simulation.outcomes import ENDPOINTS, dose_at_equal_bed, endpoints
+from ..simulation.simulate import SolverOptions
 from .compare import draw_parameters, simulate_cohort, summarise
-from .outcomes import ENDPOINTS, dose_at_equal_bed, endpoints
-from .parameters import Params, default_params
-from .schedules import MAX_DOSE_PER_FRACTION_GY, Schedule, ScheduleError, combined, fractionated
-from .simulate import SolverOptions
 
 #: the agents of the timing question (checkpoint inhibitors studied with RT in the review, 3.4.1)
 GAP_AGENTS = ("anti-PD-1", "anti-PD-L1", "anti-CTLA-4")
@@ -29,7 +29,7 @@ PLOTTED = tuple(ENDPOINTS)
 
 
 def _check_agents(agents) -> tuple[str, ...]:
-    from .agents import agent_names
+    from ..model.agents import agent_names
 
     agents = tuple(agents)
     if not agents:
@@ -230,7 +230,7 @@ def plot_sweep(df: pd.DataFrame, path, endpoints_shown=PLOTTED) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_write_figure
+    from ..io import atomic_write_figure
 
     gap = df.attrs.get("sweep") == "gap"
     x = "gap_days" if gap else "n_fractions"

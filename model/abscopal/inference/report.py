@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import likelihood as L
-from .inference import FitSettings
-from .io import atomic_write_text
+from ..io import atomic_write_text
+from . import likelihood
 from .laplace import HESSIAN_STEP_SD, KHAT_RELIABLE
+from .posterior import FitSettings
 
 REPRODUCED_AT = 0.8  # a record counts as reproduced when P(reproduced | data) >= this
 
@@ -200,20 +200,23 @@ def _sampler_lines(diag: dict, meta: dict) -> list[str]:
     ]
 
 
-def _credibility_lines(out: Path, meta: dict) -> list[str]:
-    """The report's section on the credibility scenarios (``scenarios.credibility_checks``), at the
-    fit just written (its draws, or its MAP); skipped in quick mode."""
-    if meta["settings"].get("quick"):
-        return ["## Credibility checks", "", "Not computed in quick mode.", ""]
+def _credibility_lines(out: Path, meta: dict, checks) -> list[str]:
+    """The report's section on the credibility scenarios at the fit just written (its draws, or its
+    MAP). ``checks`` is the decision layer's ``(credibility_checks, format_checks)`` pair, passed in
+    by the caller (``abscopal fit``) so that inference does not import the layer built on it; without
+    it, or in quick mode, the section says the checks were not computed."""
+    if meta["settings"].get("quick") or checks is None:
+        why = "quick mode" if meta["settings"].get("quick") else "run without the checks (`abscopal fit` runs them)"
+        return ["## Credibility checks", "", f"Not computed ({why}).", ""]
     from .fitresult import load_fit
-    from .scenarios import credibility_checks, format_checks
 
+    credibility_checks, format_checks = checks
     rows = credibility_checks(load_fit(out))
     held = sum(r["holds"] for r in rows)
     return [
         "## Credibility checks",
         "",
-        f"What a tumour immunologist expects of the model (`abscopal.scenarios`; 64 virtual mice per cohort): "
+        f"What a tumour immunologist expects of the model (`abscopal.decide.scenarios`; 64 virtual mice per cohort): "
         f"**{held} of {len(rows)} hold**.",
         "",
         format_checks(rows),
@@ -221,14 +224,15 @@ def _credibility_lines(out: Path, meta: dict) -> list[str]:
     ]
 
 
-def write_report(out: Path, prob, fit, diag, repro, pred, meta):
-    """report.md with the diagnostics, every record's reproduction probability, and figures."""
+def write_report(out: Path, prob, fit, diag, repro, pred, meta, checks=None):
+    """report.md with the diagnostics, every record's reproduction probability, the credibility
+    checks (``checks``: see ``_credibility_lines``) and figures."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_write_figure
+    from ..io import atomic_write_figure
 
     figs = []
     if prob.tc:
@@ -248,7 +252,7 @@ def write_report(out: Path, prob, fit, diag, repro, pred, meta):
                 model = np.exp(pred["tc_model"][:, ii])
                 lo, med, hi = np.quantile(model, [0.05, 0.5, 0.95], axis=0)
                 color = f"C{j}"
-                label = f"{prob.arms[a].arm}, {L.OBS[o].split('_')[-1]}" + (" (relative)" if ref >= 0 else "")
+                label = f"{prob.arms[a].arm}, {likelihood.OBS[o].split('_')[-1]}" + (" (relative)" if ref >= 0 else "")
                 ax.fill_between(days, lo, hi, color=color, alpha=0.2)
                 ax.plot(days, med, color=color, label=f"model: {label}")
                 mean = np.where(tc["censored"][ii], np.nan, tc["mean"][ii])
@@ -293,7 +297,7 @@ def write_report(out: Path, prob, fit, diag, repro, pred, meta):
         f"{_RESUMED_NOTE if meta.get('resumed') else ''}. Reproduce with "
         f"`{_command(meta, out)}` (resumes from `work/`).",
         "",
-        *_credibility_lines(out, meta),
+        *_credibility_lines(out, meta, checks),
         "## Diagnostics",
         "",
         *(_map_only_lines() if meta.get("method") == "map" else _sampler_lines(diag, meta)),

@@ -18,10 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .codegen import observable_function
-from .equations import SITE_NAMES, SITES, build_model
-from .parameters import CELL_VOLUME_MM3, Params, default_params
-from .schedules import Schedule
+from ..model.codegen import observable_function
+from ..model.equations import SITE_NAMES, SITES, build_model
+from ..model.parameters import CELL_VOLUME_MM3, Params, default_params
+from ..schedules import Schedule
 from .solver import ADJOINTS, TRACE_COUNT, map_rows, solve_core  # noqa: F401  (re-exported)
 
 

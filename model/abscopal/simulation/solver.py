@@ -26,10 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .codegen import core_functions
-from .equations import build_model
-from .pk import concentrations, pk_schedule, pk_states, pk_structure
-from .schedules import EVENT_DRUG, EVENT_NONE, EVENT_RT, MAX_PK_AGENTS
+from ..model.codegen import core_functions
+from ..model.equations import build_model
+from ..model.pk import concentrations, pk_schedule, pk_states, pk_structure
+from ..schedules import EVENT_DRUG, EVENT_NONE, EVENT_RT, MAX_PK_AGENTS
 
 # incremented each time a solve is traced: lets tests prove that schedules share one compilation
 TRACE_COUNT = {"core": 0}

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..schedules import DrugDose, Schedule, fractionated
+from ..simulation.outcomes import time_to_volume
+from ..simulation.simulate import SolverOptions, simulate
 from .compare import DOVEDI_SURVIVAL_MM3, compare, default_scenario
-from .outcomes import time_to_volume
-from .schedules import DrugDose, Schedule, fractionated
-from .simulate import SolverOptions, simulate
 
 #: Kosinsky 2018's typical CT26 mouse (BIOMD0000000863, ``scripts/kosinsky_anchor.py``): day it
 #: reaches 1000 mm^3 under RT alone (5 x 2 Gy, days 7-11)

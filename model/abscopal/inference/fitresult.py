@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import shipped_fits
-from .parameters import Params, base_tumour_line, default_params, spec
-from .population import variability
+from ..io import shipped_fits
+from ..model.parameters import Params, base_tumour_line, default_params, spec
+from ..model.population import variability
 
 FIT_FILES = ("posterior.nc", "fit.json")
 
@@ -334,7 +334,7 @@ def save_fit(path: str | os.PathLike, tree, meta: dict) -> Path:
     """Write a fit folder atomically (each file to a temporary name, then renamed)."""
     import tempfile
 
-    from .io import atomic_write_text
+    from ..io import atomic_write_text
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,22 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from . import likelihood as L
-from .inference import (
+from ..io import atomic_write_text
+from . import likelihood
+from .laplace import (
+    KHAT_RELIABLE,
+    PROPOSAL_DF,
+    PROPOSAL_SEED_OFFSET,
+    importance_check,
+    importance_draws,
+    importance_resample,
+    laplace_covariance,
+    laplace_hessian,
+    rescale_covariance,
+    split_normal_draws,
+    split_rescale,
+)
+from .posterior import (
     SOLVER,
     FitSettings,
     draws_covariance,
@@ -32,20 +46,6 @@ from .inference import (
     run_nuts,
     write_json,
 )
-from .io import atomic_write_text
-from .laplace import (
-    KHAT_RELIABLE,
-    PROPOSAL_DF,
-    PROPOSAL_SEED_OFFSET,
-    importance_check,
-    importance_draws,
-    importance_resample,
-    laplace_covariance,
-    laplace_hessian,
-    rescale_covariance,
-    split_normal_draws,
-    split_rescale,
-)
 from .predictive import predict, predictor_of, reproduction
 from .report import REPRODUCED_AT, write_report  # REPRODUCED_AT: the reproduction rule shares it
 
@@ -58,7 +58,7 @@ QUICK_RECORDS = ("S01", "R29", "R17")
 
 
 def _records(quick: bool):
-    from .records import load_records
+    from ..records import load_records
 
     recs = load_records()
     if quick:
@@ -204,14 +204,22 @@ def _map_record_from_fit(out: Path, fingerprint: str, names: list[str], settings
 
 
 def run_fit(
-    out: str | Path, settings: FitSettings = FitSettings(), progress: bool = True, log=print, method: str = "nuts"
+    out: str | Path,
+    settings: FitSettings = FitSettings(),
+    progress: bool = True,
+    log=print,
+    method: str = "nuts",
+    checks=None,
 ) -> Path:
     """The whole fit; returns the fit folder. Re-running with the same ``out`` resumes.
 
     ``method="laplace"`` replaces NUTS by independent draws from the Laplace approximation at the
     MAP (covariance from a finite-difference Hessian, checked by Pareto-smoothed importance
     sampling): a fallback for when NUTS cannot finish in the time available, labelled as such
-    (status NOT CONVERGED, "not MCMC", the PSIS k-hat) in fit.json and the report."""
+    (status NOT CONVERGED, "not MCMC", the PSIS k-hat) in fit.json and the report.
+
+    ``checks``: ``(credibility_checks, format_checks)`` from ``abscopal.decide.scenarios`` to put the
+    credibility checks in the report (``abscopal fit`` passes them)."""
     if method not in METHODS:
         raise ValueError(f"method: must be one of {METHODS}, got {method!r}")
     import arviz as az
@@ -231,7 +239,7 @@ def run_fit(
     write_json(settings_path, asdict(settings))
     t_start = time.time()
     records = _records(settings.quick)
-    prob = L.build_problem(records, n_virtual=settings.n_virtual, seed=settings.seed)
+    prob = likelihood.build_problem(records, n_virtual=settings.n_virtual, seed=settings.seed)
     log(
         f"{len(prob.records)} records, {prob.n_arms} arms ({len(prob.pop_arms)} also over {settings.n_virtual} virtual mice), "
         f"{len(prob.tc.get('day', []))} time-course points, {len(prob.cmp.get('op', []))} comparisons, {len(prob.cnt.get('q', []))} counts; "
@@ -241,7 +249,7 @@ def run_fit(
     # ---- MAP (checkpointed as JSON)
     map_path = work / "map.json"
     f = neg_log_density_and_grad(prob)
-    fingerprint = L.problem_fingerprint(prob)
+    fingerprint = likelihood.problem_fingerprint(prob)
     names = layout_of(prob).names()
     if not map_path.is_file():
         shipped = _map_record_from_fit(out, fingerprint, names, settings)
@@ -497,11 +505,11 @@ def run_fit(
     diag = _diagnostics(tree, prob, stats)
     repro = reproduction(prob, pred)
     if not settings.quick:  # the check records (not fitted): predicted by the posterior
-        from .records import load_records
+        from ..records import load_records
 
         checks = tuple(r for r in load_records() if r.use == "check")
         if checks:
-            pc = L.build_problem(checks, use="check", n_virtual=settings.n_virtual, seed=settings.seed)
+            pc = likelihood.build_problem(checks, use="check", n_virtual=settings.n_virtual, seed=settings.seed)
             repro += reproduction(
                 pc,
                 predict(
@@ -569,12 +577,12 @@ def run_fit(
         data_sha256=fingerprint,
         map=_map_point(prob, init, map_record),
         likelihood=dict(
-            tau=L.TAU,
-            smooth_log=L.SMOOTH_LOG,
-            sigma_model=L.SIGMA_MODEL,
-            detection_mm3=L.DETECTION_MM3,
-            series_sigma_scale=L.SERIES_SIGMA_SCALE,
-            inoculum_sigma=L.INOCULUM_SIGMA,
+            tau=likelihood.TAU,
+            smooth_log=likelihood.SMOOTH_LOG,
+            sigma_model=likelihood.SIGMA_MODEL,
+            detection_mm3=likelihood.DETECTION_MM3,
+            series_sigma_scale=likelihood.SERIES_SIGMA_SCALE,
+            inoculum_sigma=likelihood.INOCULUM_SIGMA,
             solver=SOLVER,
         ),
         map_starts=map_record["starts"],
@@ -593,7 +601,7 @@ def run_fit(
     summ = fit.summary()
     atomic_write_text(out / "summary.csv", summ.to_csv(index=False))
     atomic_write_text(out / "summary.json", summ.to_json(orient="records", indent=1))
-    write_report(out, prob, fit, diag, repro, pred, meta)
+    write_report(out, prob, fit, diag, repro, pred, meta, checks)
     n_fit = sum(r["use"] == "fit" for r in repro)
     log(f"fit written to {out}: {status}; {n_rep} of {n_fit} fitted records reproduced with P >= {REPRODUCED_AT}")
     return out
