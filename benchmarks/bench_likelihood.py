@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from abscopal.inference import likelihood, posterior  # noqa: E402
+from abscopal.inference.settings import SOLVER  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
 from abscopal.simulation.solver import solve_mode  # noqa: E402
@@ -69,7 +70,7 @@ def profile(prob, z, repeat):
         def solve_only(z, pr=pr, lay=lay):
             shared, line_vals = lay.values(z)
             P = likelihood.arm_values(pr, shared, line_vals, jnp.exp(lay.log_inoculum(z)))
-            obs, obs_pop, _ = likelihood.solve_arms(pr, P, **posterior.SOLVER)
+            obs, obs_pop, _ = likelihood.solve_arms(pr, P, **SOLVER)
             return jnp.sum(obs[..., 0]) + jnp.sum(obs_pop[..., 0])
 
         m = measure(solve_only, z, repeat)
@@ -87,7 +88,7 @@ def main():
 
     prob = likelihood.build_problem(load_records(), use="fit", n_virtual=8, seed=0)
     z = jnp.asarray(json.loads((ROOT / "fits/review/fit.json").read_text())["map"]["z"])
-    new = measure(posterior.make_log_density(prob, posterior.SOLVER), z, args.repeat)
+    new = measure(posterior.make_log_density(prob, SOLVER), z, args.repeat)
     print(f"package: fwd {new['forward']:.4f}s grad {new['gradient']:.4f}s (compile {new['compile_gradient']:.1f}s)", flush=True)
     tight = measure(posterior.make_log_density(prob, TIGHT), z, 1)
     print(f"tight (rtol 1e-9): logp {tight['logp']:.6f}", flush=True)
@@ -128,7 +129,7 @@ def main():
         f"Problem: {len(prob.records)} fitted records, {prob.n_arms} arms ({len(prob.pop_arms)} also over "
         f"{prob.z.shape[0]} virtual mice), {posterior.layout_of(prob).size} coordinates; point: the shipped MAP "
         "(`fits/review/fit.json`).",
-        f"Package path: `likelihood.solve_arms` (mode {solve_mode()}), solver {posterior.SOLVER}. "
+        f"Package path: `likelihood.solve_arms` (mode {solve_mode()}), solver {SOLVER}. "
         f"Shipped path: `benchmarks/reference_path.py`, solver {SHIPPED_SOLVER}.",
         "",
         "| path | compile forward | compile gradient | forward | gradient | log p |",

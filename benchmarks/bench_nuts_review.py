@@ -22,7 +22,12 @@ jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
 
-from abscopal.inference import likelihood, nuts, posterior  # noqa: E402
+from abscopal.inference import (  # noqa: E402
+    likelihood,
+    nuts,
+    posterior,
+    sampling,  # noqa: E402
+)
 from abscopal.inference.laplace import laplace_hessian  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
@@ -61,7 +66,7 @@ def main():
     hess_s = time.perf_counter() - t
     w, V = np.linalg.eigh(H)
     inv_mass = np.linalg.inv((V * np.maximum(w, 1e-2)) @ V.T)
-    pot = posterior.compiled_potential(f, z.size)
+    pot = sampling.compiled_potential(f, z.size)
     rows = {
         "unit metric": run(pot, z, None, args.iterations),
         "dense metric (MAP Hessian)": run(pot, z, inv_mass, args.iterations),

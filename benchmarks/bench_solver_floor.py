@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(__file__))
 import rk_discrete  # noqa: E402
 from abscopal.inference import likelihood, posterior  # noqa: E402
+from abscopal.inference.settings import SOLVER  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
 from abscopal.model.codegen import core_functions  # noqa: E402
 from abscopal.model.pk import concentrations, pk_schedule, pk_states  # noqa: E402
@@ -179,7 +180,7 @@ def step_counts(prob, P):
 
     solver_module.dfx.diffeqsolve = counting
     try:
-        jax.block_until_ready(jax.jit(lambda P: likelihood.solve_arms(prob, P, **posterior.SOLVER))(P))
+        jax.block_until_ready(jax.jit(lambda P: likelihood.solve_arms(prob, P, **SOLVER))(P))
     finally:
         solver_module.dfx.diffeqsolve = orig
     return np.array(counts)
@@ -192,7 +193,7 @@ def main():
     shared, line_vals = lay.values(z)
     P = likelihood.arm_values(prob, shared, line_vals, jnp.exp(lay.log_inoculum(z)))
     typical = dataclasses.replace(prob, pop_arms=prob.pop_arms[:0])
-    opts = lambda solver: lambda p, j, d, h, days: solver(p, j, d, h, days, **posterior.SOLVER)  # noqa: E731
+    opts = lambda solver: lambda p, j, d, h, days: solver(p, j, d, h, days, **SOLVER)  # noqa: E731
 
     units = unit_costs(P, prob)
     print(units, flush=True)
@@ -221,7 +222,7 @@ def main():
         "# The floor of the fit's gradient on this CPU",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores; JAX {jax.__version__} on {dev.platform}; "
-        f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d')}. Point: the shipped MAP; solver {posterior.SOLVER}.",
+        f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d')}. Point: the shipped MAP; solver {SOLVER}.",
         "",
         "## Unit costs (one CPU core, inside a `fori_loop`, no solver around them)",
         "",

@@ -22,6 +22,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from abscopal.inference import likelihood, posterior  # noqa: E402
+from abscopal.inference.settings import SOLVER  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
 
@@ -33,9 +34,9 @@ def population_terms(prob, z):
     shared, line_vals = lay.values(z)
     log_ss = lay.split(z)[2]
     P = likelihood.arm_values(prob, shared, line_vals, jnp.exp(lay.log_inoculum(z)))
-    obs, obs_pop, ok = likelihood.solve_arms(prob, P, **posterior.SOLVER)
+    obs, obs_pop, ok = likelihood.solve_arms(prob, P, **SOLVER)
     qv = likelihood.quantities(prob, obs, obs_pop)
-    t = likelihood.log_likelihood_terms(prob, shared, line_vals, jnp.exp(log_ss), posterior.SOLVER, jnp.exp(lay.log_inoculum(z)))
+    t = likelihood.log_likelihood_terms(prob, shared, line_vals, jnp.exp(log_ss), SOLVER, jnp.exp(lay.log_inoculum(z)))
     return np.asarray(qv), {k: np.asarray(t[k]) for k in ("cnt", "cmp")}, bool(ok)
 
 

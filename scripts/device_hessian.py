@@ -30,6 +30,7 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 
 from abscopal.inference import (  # noqa: E402
+    importance,  # noqa: E402
     laplace,  # noqa: E402
     likelihood,
     posterior,
@@ -68,13 +69,13 @@ def main() -> None:
         t1 = time.perf_counter()
         cov, _ = laplace.laplace_covariance(H)
         try:
-            imp = laplace.importance_draws(
+            imp = importance.importance_draws(
                 posterior.make_log_density(prob),
                 prob,
                 z,
                 cov,
                 args.importance_draws,
-                args.seed + laplace.PROPOSAL_SEED_OFFSET,
+                args.seed + importance.PROPOSAL_SEED_OFFSET,
                 checkpoint=out.parent / "importance.npz",
                 progress=False,
                 batch=args.importance_batch,

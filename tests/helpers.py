@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import abscopal as ab
-from abscopal.inference import likelihood, posterior
+from abscopal.inference import likelihood, posterior, sampling
 from abscopal.inference.fitting import QUICK_RECORDS
+from abscopal.inference.settings import FitSettings
 from abscopal.records import load_records
 
 # immunity switched off: no priming, no baseline infiltrate, no memory recall -> pure tumour growth + RT
@@ -80,7 +81,7 @@ def check_directions_against_tight(prob, z, rel_logp=2e-6, n_dirs=3, h=1e-3, see
 def quick_problem():
     """The problem of ``abscopal fit --quick`` (same records, mice and seed: same fingerprint)."""
     records = tuple(r for r in load_records() if r.id in QUICK_RECORDS)
-    return likelihood.build_problem(records, use="fit", n_virtual=posterior.FitSettings.quick_settings().n_virtual, seed=0)
+    return likelihood.build_problem(records, use="fit", n_virtual=FitSettings.quick_settings().n_virtual, seed=0)
 
 
 # ---- a known density for the sampler's tests (test_nuts): a correlated Gaussian
@@ -99,4 +100,4 @@ def gauss_neg_logp_and_grad(z):
 def gauss_potential():
     """The Gaussian's potential the way the fit builds its own: a host callback into a compiled
     value-and-gradient (a module function, so that a spawned process can build it too)."""
-    return posterior.compiled_potential(gauss_neg_logp_and_grad, 3)
+    return sampling.compiled_potential(gauss_neg_logp_and_grad, 3)

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from abscopal.inference import likelihood, posterior
+from abscopal.inference.settings import SOLVER
 from abscopal.records import load_records
 from abscopal.simulation.solver import TRACE_COUNT
 from helpers import check_against_tight, quick_problem
@@ -41,7 +42,7 @@ def test_all_arms_share_one_compilation():
     """Typical and virtual mice: one trace, whatever the number of arms; a
     new point reuses them."""
     prob = quick_problem()
-    f = jax.jit(posterior.make_log_density(prob, dict(posterior.SOLVER, rtol=2e-5)))  # options unique to this test
+    f = jax.jit(posterior.make_log_density(prob, dict(SOLVER, rtol=2e-5)))  # options unique to this test
     before = TRACE_COUNT["core"]
     z = jnp.asarray(posterior.prior_median_z(prob))
     f(z)

@@ -189,11 +189,11 @@ def test_laplace_fallback_from_the_quick_map(quick_fit, tmp_path, monkeypatch):
 def test_a_saved_map_carries_over_to_new_coordinates():
     """A warm start on a changed layout: same names copied, the shared series SD split into one per
     group, a new coordinate at the default."""
-    from abscopal.inference.fitting import _carry_over
+    from abscopal.inference.mapfit import carry_over
 
     saved = dict(names=["log_a", "log_sigma_series", "log_b"], z=[1.0, -0.5, 2.0], inv_mass=[0.1, 0.2, 0.3])
     names = ["log_b", "log_c", "log_a", "log_sigma_series[0]", "log_sigma_series[1]"]
-    z, m = _carry_over(saved, names, np.full(5, 9.0))
+    z, m = carry_over(saved, names, np.full(5, 9.0))
     np.testing.assert_array_equal(z, [2.0, 9.0, 1.0, -0.5, -0.5])
     np.testing.assert_array_equal(m, [0.3, 1.0, 0.1, 0.2, 0.2])
 
@@ -264,10 +264,10 @@ def test_miss_summary_counts_only_missed_comparisons_of_fitted_records():
 def test_unconstrained_values_invert_natural_values_and_match_lines_by_name():
     """z -> parameters in their units -> z, exactly; a line the values lack is marked unmatched."""
     from abscopal.inference import likelihood
-    from abscopal.inference.fitting import _records
+    from abscopal.inference.fitting import fit_records
     from abscopal.inference.posterior import layout_of, natural_values, prior_draws_z, unconstrained_values
 
-    prob = likelihood.build_problem(_records(False), n_virtual=2, seed=0)
+    prob = likelihood.build_problem(fit_records(False), n_virtual=2, seed=0)
     z = prior_draws_z(prob, 3, seed=5)
     back, found = unconstrained_values(prob, natural_values(prob, z))
     np.testing.assert_allclose(back, z, atol=1e-12)
@@ -308,22 +308,22 @@ def test_a_clone_without_work_continues_the_shipped_map_preconditioned(quick_fit
     # other settings than the finished fit's: no continuation from it (a fresh MAP search instead)
     from dataclasses import asdict
 
-    from abscopal.inference.fitting import _map_record_from_fit
-    from abscopal.inference.posterior import FitSettings
+    from abscopal.inference.mapfit import map_record_from_fit
+    from abscopal.inference.settings import FitSettings
 
     fp, names = json.loads((out / "fit.json").read_text())["data_sha256"], saved["names"]
     st = FitSettings.quick_settings()
-    assert _map_record_from_fit(out, fp, names, st) is not None
-    assert _map_record_from_fit(out, fp, names, FitSettings(**dict(asdict(st), map_steps=99))) is None
-    assert _map_record_from_fit(out, "0" * 64, names, st) is None
+    assert map_record_from_fit(out, fp, names, st) is not None
+    assert map_record_from_fit(out, fp, names, FitSettings(**dict(asdict(st), map_steps=99))) is None
+    assert map_record_from_fit(out, "0" * 64, names, st) is None
 
 
 def test_a_fingerprint_in_a_note_is_short_unless_it_is_a_label():
-    from abscopal.inference.fitting import _short_fingerprint
+    from abscopal.inference.mapfit import short_fingerprint
 
-    assert _short_fingerprint("ab" * 32) == "ab" * 6
-    assert _short_fingerprint("hand-made warm start, session 9") == "hand-made warm start, session 9"
-    assert _short_fingerprint(None) == "not recorded"
+    assert short_fingerprint("ab" * 32) == "ab" * 6
+    assert short_fingerprint("hand-made warm start, session 9") == "hand-made warm start, session 9"
+    assert short_fingerprint(None) == "not recorded"
 
 
 def test_a_long_refinement_is_summarised_in_the_report():

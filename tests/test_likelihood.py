@@ -12,7 +12,7 @@ from scipy.stats import binom, norm
 import abscopal as ab
 from abscopal.inference import likelihood
 from abscopal.records import Arm, Provenance, Record, TimeCourse, TimePoint, load_records
-from abscopal.simulation import outcomes as O
+from abscopal.simulation import outcomes
 
 Phi = norm.cdf
 
@@ -131,7 +131,7 @@ def test_smooth_end_points_have_true_gradients_where_grid_points_nearly_tie(gap)
         return likelihood._smooth_time(series(th)[None], jnp.array([1.1]), days)[0]
 
     def lowest(th):
-        return O.soft_min(-series(th), jnp.ones(5, bool))
+        return outcomes.soft_min(-series(th), jnp.ones(5, bool))
 
     for f in (crossing, lowest):
         ad = float(jax.grad(f)(0.0))
@@ -139,8 +139,8 @@ def test_smooth_end_points_have_true_gradients_where_grid_points_nearly_tie(gap)
         assert ad == pytest.approx(fd, rel=1e-5, abs=1e-9)
     # and they stay close to the hard ones (bias at most PEAK_TAU * log(points))
     x = series(0.3)
-    assert float(O.soft_cummax(x[None])[0, -1]) - float(jnp.max(x)) == pytest.approx(0.0, abs=O.PEAK_TAU * math.log(5))
-    assert float(jnp.min(x)) - float(O.soft_min(x, jnp.ones(5, bool))) <= O.PEAK_TAU * math.log(5)
+    assert float(outcomes.soft_cummax(x[None])[0, -1]) - float(jnp.max(x)) == pytest.approx(0.0, abs=outcomes.PEAK_TAU * math.log(5))
+    assert float(jnp.min(x)) - float(outcomes.soft_min(x, jnp.ones(5, bool))) <= outcomes.PEAK_TAU * math.log(5)
 
 
 def test_every_fitted_observation_is_mapped():
@@ -252,7 +252,9 @@ def _synthetic_record(true_r, true_alpha):
 
 
 def test_map_recovers_known_parameters():
-    from abscopal.inference.posterior import FitSettings, find_map, natural_values
+    from abscopal.inference.mapfit import find_map
+    from abscopal.inference.posterior import natural_values
+    from abscopal.inference.settings import FitSettings
 
     true_r, true_alpha = 0.3, 0.25
     rec = _synthetic_record(true_r, true_alpha)

@@ -287,7 +287,7 @@ def cmd_optimize(args) -> int:
 def cmd_fit(args) -> int:
     from .decide.scenarios import credibility_checks, format_checks
     from .inference.fitting import run_fit
-    from .inference.posterior import FitSettings
+    from .inference.settings import FitSettings
 
     if args.quick:
         from dataclasses import replace

@@ -30,6 +30,11 @@ def atomic_write_text(path, text: str) -> None:
         raise
 
 
+def atomic_write_json(path, obj) -> None:
+    """``obj`` as indented JSON, written atomically (numpy scalars as floats)."""
+    atomic_write_text(path, json.dumps(obj, indent=1, default=float))
+
+
 #: how results files spell a number that JSON cannot hold
 NONFINITE_NOTE = (
     "null stands for a value that is not a finite number: an end point not reached by the horizon "

@@ -8,7 +8,6 @@ segments are checkpointed under ``<out>/work/`` (plain JSON and ``.npz``; nothin
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -16,38 +15,39 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from ..io import atomic_write_text
+from ..io import atomic_write_json, atomic_write_text
 from . import likelihood
-from .laplace import (
+from .importance import (
     KHAT_RELIABLE,
     PROPOSAL_DF,
     PROPOSAL_SEED_OFFSET,
     importance_check,
     importance_draws,
     importance_resample,
+)
+from .laplace import (
     laplace_covariance,
     laplace_hessian,
     rescale_covariance,
     split_normal_draws,
     split_rescale,
 )
-from .posterior import (
-    SOLVER,
-    FitSettings,
+from .mapfit import (
+    REFINE_CHUNK,
+    carry_over,
     draws_covariance,
     find_map,
-    layout_of,
-    log_density_of,
-    natural_values,
-    neg_log_density_and_grad,
-    prior_draws_z,
-    prior_median_z,
+    map_point,
+    map_record_from_fit,
     refine_map,
-    run_nuts,
-    write_json,
+    same_settings,
+    short_fingerprint,
 )
+from .posterior import layout_of, log_density_of, natural_values, neg_log_density_and_grad, prior_draws_z, prior_median_z
 from .predictive import predict, predictor_of, reproduction
 from .report import REPRODUCED_AT, write_report  # REPRODUCED_AT: the reproduction rule shares it
+from .sampling import diagnostics, run_nuts
+from .settings import SOLVER, FitSettings
 
 #: how the posterior is represented after the MAP: NUTS draws, Laplace draws (a labelled
 #: approximation), or the MAP point alone
@@ -57,150 +57,14 @@ METHODS = ("nuts", "laplace", "map")
 QUICK_RECORDS = ("S01", "R29", "R17")
 
 
-def _records(quick: bool):
+def fit_records(quick: bool):
+    """The records a fit starts from: all (the problem keeps those marked ``fit``), or with ``quick`` the ``QUICK_RECORDS``."""
     from ..records import load_records
 
     recs = load_records()
     if quick:
         recs = tuple(r for r in recs if r.id in QUICK_RECORDS)
     return recs
-
-
-def _diagnostics(tree, prob, stats) -> dict:
-    import arviz as az
-
-    post = tree["posterior"].to_dataset()
-    names = [v for v in post.data_vars]
-    rhat = az.rhat(tree["posterior"])
-    ess = az.ess(tree["posterior"], method="bulk")
-    one_draw = post.sizes["chain"] * post.sizes["draw"] == 1  # --map: no R-hat or ESS (NaN)
-    # per-line entries the table does not estimate (a line without growth data) are constants
-    estimated = {n: np.isin(prob.lines, lines) for n, lines in prob.line_entries.items()}
-    per = {}
-    for v in names:
-        r = np.asarray(rhat[v].values if hasattr(rhat, "__getitem__") else rhat.to_dataset()[v].values).ravel()
-        e = np.asarray(ess[v].values).ravel()
-        if v in estimated and r.size == len(prob.lines):
-            r, e = r[estimated[v]], e[estimated[v]]
-        if one_draw:
-            per[v] = dict(max_rhat=math.nan, min_ess_bulk=math.nan)
-            continue
-        # an estimated coordinate whose chains never moved gives 0/0: not converged (inf)
-        per[v] = dict(
-            max_rhat=float(np.max(np.where(np.isnan(r), np.inf, r))), min_ess_bulk=float(np.min(np.nan_to_num(e, nan=0.0)))
-        )
-    div = np.asarray(stats["diverging"])
-    steps = np.asarray(stats["num_steps"])
-    d = dict(
-        max_rhat=math.nan if one_draw else max(x["max_rhat"] for x in per.values()),
-        min_ess_bulk=math.nan if one_draw else min(x["min_ess_bulk"] for x in per.values()),
-        divergent_fraction=float(div.mean()),
-        n_divergent=int(div.sum()),
-        mean_leapfrog_steps=float(steps.mean()),
-        max_tree_depth_hits=int((steps >= 2 ** stats.get("max_tree_depth", 99) - 1).sum()),
-        step_size=stats["step_size"],
-        warmup_seconds=stats["warmup_seconds"],
-        sample_seconds=stats["sample_seconds"],
-        per_variable=per,
-    )
-    d["converged"] = bool(d["max_rhat"] <= 1.01 and d["min_ess_bulk"] >= 400 and d["divergent_fraction"] < 0.01)
-    return d
-
-
-def _map_point(prob, z, map_record: dict) -> dict:
-    """The MAP in the parameters' units (for ``Fit.at_map``), with its log posterior and gradient norm."""
-    refs = map_record.get("refinements") or []
-    if refs:
-        lp, gn = refs[-1]["log_posterior"], refs[-1]["grad_norm"]
-    else:
-        lp, gn = max(st["log_posterior"] for st in map_record["starts"]), None
-    values = {k: np.asarray(v).tolist() for k, v in natural_values(prob, np.asarray(z)).items()}
-    return dict(
-        values=values,
-        log_posterior=float(lp),
-        grad_norm=None if gn is None else float(gn),
-        # the flat unconstrained point itself (coordinates named as in the layout): the checks of
-        # the shipped fit re-evaluate the log posterior and its gradient there
-        z=np.asarray(z, dtype=np.float64).tolist(),
-        names=layout_of(prob).names(),
-    )
-
-
-#: L-BFGS iterations per saved chunk of the MAP refinement (each restarts L-BFGS's curvature memory)
-REFINE_CHUNK = 50
-
-
-def _carry_over(map_record: dict, names: list[str], default: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A saved MAP point (and mass matrix) on the coordinates ``names``: coordinates of the same
-    name are copied; ``log_sigma_series[g]`` takes a saved shared ``log_sigma_series`` (the SD was
-    once one for all series); the rest start at ``default`` (mass 1)."""
-    old = {n: i for i, n in enumerate(map_record["names"])}
-    z_old, m_old = np.asarray(map_record["z"], dtype=float), np.asarray(map_record["inv_mass"], dtype=float)
-    z, m = np.array(default, dtype=float), np.ones(len(names))
-    for k, n in enumerate(names):
-        src = old.get(n, old.get(n.split("[")[0]) if n.startswith("log_sigma_series[") else None)
-        if src is not None:
-            z[k], m[k] = z_old[src], m_old[src]
-    return z, m
-
-
-#: settings that may change when a fit resumes: the number of draws (extend a run, or stop it
-#: early), the MAP refinement (it continues from the saved MAP) and how the later stages compute
-FREE_SETTINGS = (
-    "samples",
-    "segment",
-    "processes",
-    "refine_steps",
-    "hessian_batch",
-    "importance_draws",
-    "laplace_rescale",
-    "laplace_split",
-    "precondition",
-)
-
-
-def _short_fingerprint(fp) -> str:
-    """A data fingerprint for a note: a SHA-256 digest shortened to 12 hex digits; anything else
-    (a hand-made checkpoint's label) whole."""
-    if fp is None:
-        return "not recorded"
-    fp = str(fp)
-    return fp[:12] if len(fp) == 64 and all(c in "0123456789abcdef" for c in fp) else fp
-
-
-def _same_settings(a: dict, b: dict) -> bool:
-    """Whether two settings dicts agree on everything that a resume may not change (a key absent
-    from one side, from a fit made before the key existed, counts as its default)."""
-    default = asdict(FitSettings())
-    return all(a.get(k, default.get(k)) == b.get(k, default.get(k)) for k in set(a) | set(b) if k not in FREE_SETTINGS)
-
-
-def _map_record_from_fit(out: Path, fingerprint: str, names: list[str], settings: FitSettings) -> dict | None:
-    """The MAP checkpoint rebuilt from a finished fit in ``out`` (fit.json's point, diagnostics.json's
-    account of the search), so that a fresh clone, which has the shipped fit but not its gitignored
-    ``work/``, can continue the refinement instead of starting the MAP search afresh. None unless
-    the fit is of the same records, coordinates and settings."""
-    fj, dj = out / "fit.json", out / "diagnostics.json"
-    if not (fj.is_file() and dj.is_file()):
-        return None
-    meta, diag = json.loads(fj.read_text()), json.loads(dj.read_text())
-    m = meta.get("map") or {}
-    if meta.get("data_sha256") != fingerprint or m.get("names") != names:
-        return None
-    if not _same_settings(meta.get("settings", {}), asdict(settings)):
-        return None
-    search = diag.get("map") or {}
-    return dict(
-        z=list(m["z"]),
-        inv_mass=[1.0] * len(names),  # not shipped; only NUTS's starting mass matrix (adapted in warm-up)
-        names=names,
-        starts=search.get("starts", []),
-        refinements=search.get("refinements", []),
-        seconds=0.0,
-        note=search.get("note", ""),
-        data_sha256=fingerprint,
-        from_fit=str(fj),
-    )
 
 
 def run_fit(
@@ -232,13 +96,13 @@ def run_fit(
     settings_path = work / "settings.json"
     if settings_path.is_file():
         old = json.loads(settings_path.read_text())
-        if not _same_settings(old, asdict(settings)):
+        if not same_settings(old, asdict(settings)):
             raise ValueError(
                 f"{out}: an unfinished fit with other settings is there ({settings_path}); use another --out or delete {work}"
             )
-    write_json(settings_path, asdict(settings))
+    atomic_write_json(settings_path, asdict(settings))
     t_start = time.time()
-    records = _records(settings.quick)
+    records = fit_records(settings.quick)
     prob = likelihood.build_problem(records, n_virtual=settings.n_virtual, seed=settings.seed)
     log(
         f"{len(prob.records)} records, {prob.n_arms} arms ({len(prob.pop_arms)} also over {settings.n_virtual} virtual mice), "
@@ -252,9 +116,9 @@ def run_fit(
     fingerprint = likelihood.problem_fingerprint(prob)
     names = layout_of(prob).names()
     if not map_path.is_file():
-        shipped = _map_record_from_fit(out, fingerprint, names, settings)
+        shipped = map_record_from_fit(out, fingerprint, names, settings)
         if shipped is not None:
-            write_json(map_path, shipped)
+            atomic_write_json(map_path, shipped)
             log(f"MAP: no checkpoint in {work}; the refinement continues from the MAP of {shipped['from_fit']}")
     resumed = map_path.is_file()  # the wall time below is then this invocation's alone
     if resumed:
@@ -270,7 +134,7 @@ def run_fit(
                     f"--refine-steps N to continue from it on the current records, or delete {work} to start afresh"
                 )
             old_note = map_record.get("note", "")
-            z0, m0 = _carry_over(map_record, names, prior_median_z(prob))
+            z0, m0 = carry_over(map_record, names, prior_median_z(prob))
             if list(map_record["names"]) != names:
                 old_note = (
                     f"The coordinates changed ({len(map_record['names'])} -> {len(names)}): those of the same name were "
@@ -285,12 +149,12 @@ def run_fit(
                 seconds=0.0,
                 note=(
                     f"Warm start: the refinement began at a MAP found for earlier records "
-                    f"(data fingerprint {_short_fingerprint(map_record.get('data_sha256'))}); the records changed since. "
+                    f"(data fingerprint {short_fingerprint(map_record.get('data_sha256'))}); the records changed since. "
                     f"Before that: {old_note}"
                 ).strip(),
                 data_sha256=fingerprint,
             )
-            write_json(map_path, map_record)
+            atomic_write_json(map_path, map_record)
             log(f"MAP: the records changed since {map_path}; its point starts the refinement (warm start)")
     else:
         t0 = time.time()
@@ -304,7 +168,7 @@ def run_fit(
             seconds=time.time() - t0,
             data_sha256=fingerprint,
         )
-        write_json(map_path, map_record)
+        atomic_write_json(map_path, map_record)
     init = np.asarray(map_record["z"])
     inv_mass = np.asarray(map_record["inv_mass"])
     done = sum(r["steps"] for r in map_record.get("refinements", []))
@@ -321,7 +185,7 @@ def run_fit(
             rec["preconditioned"] = source
         map_record["z"] = np.asarray(init).tolist()
         map_record["refinements"] = map_record.get("refinements", []) + [rec]
-        write_json(map_path, map_record)
+        atomic_write_json(map_path, map_record)
         done += steps
 
     # ---- NUTS (checkpointed per segment)
@@ -502,7 +366,7 @@ def run_fit(
         dims=dims,
         coords=coords,
     )
-    diag = _diagnostics(tree, prob, stats)
+    diag = diagnostics(tree, prob, stats)
     repro = reproduction(prob, pred)
     if not settings.quick:  # the check records (not fitted): predicted by the posterior
         from ..records import load_records
@@ -575,7 +439,7 @@ def run_fit(
         fixed={},
         records=[r.id for r in prob.records],
         data_sha256=fingerprint,
-        map=_map_point(prob, init, map_record),
+        map=map_point(prob, init, map_record),
         likelihood=dict(
             tau=likelihood.TAU,
             smooth_log=likelihood.SMOOTH_LOG,
@@ -593,8 +457,8 @@ def run_fit(
         method=method,
     )
     save_fit(out, tree, meta)
-    write_json(out / "diagnostics.json", diag)
-    write_json(out / "reproduction.json", repro)
+    atomic_write_json(out / "diagnostics.json", diag)
+    atomic_write_json(out / "reproduction.json", repro)
     from .fitresult import load_fit
 
     fit = load_fit(out)

@@ -1,10 +1,10 @@
-"""Bayesian inference: multi-start MAP, then NUTS from the MAP.
+"""The posterior of the fit: its coordinates, its log density, and the way between them and the
+parameters in their units.
 
-The sampler moves a flat unconstrained vector ``z`` (``Layout``: the shared parameters, then the
-estimated (line, per-line parameter) entries, then the log SDs of the estimated-SD series,
-then the log day-0 volumes of the inoculum groups); its log density is written out in JAX
-(``make_log_density``) and given to numpyro's NUTS as ``potential_fn``, so MAP and NUTS use the
-same function:
+``z`` is a flat unconstrained vector (``Layout``: the shared parameters, then the estimated (line,
+per-line parameter) entries, then the log SDs of the estimated-SD series, then the log day-0
+volumes of the inoculum groups); ``make_log_density`` writes ``log p(z)`` in JAX, and the MAP
+(``mapfit``), NUTS (``sampling``) and the Laplace approximation all use that one function:
 
 * every estimated parameter (the table's ``estimate`` column: ``yes`` shared, ``line`` per tumour
   line of the fitted records, ``growth`` per line with growth data) moves through the bounded
@@ -18,19 +18,14 @@ same function:
 
 The likelihood is ``likelihood.log_likelihood``: a failed solve gives ``-inf`` (the non-throwing
 simulation mode), so a NUTS proposal that breaks the solver is rejected instead of crashing the run.
-
-NUTS is ``nuts.sample``: numpyro's kernel in compiled segments, the full kernel state of every chain
-checkpointed after each (``checkpoint.npz``: plain arrays, no pickle), so an interrupted run resumes
-bit for bit; the potential is the compiled gradient of the MAP, reached through a host callback
-(``compiled_potential``), so NUTS does not compile the solver again.
+``natural_values`` / ``unconstrained_values`` go between ``z`` and the parameters' units;
+``prior_median_z`` / ``prior_draws_z`` give starts and prior draws.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -38,54 +33,7 @@ import numpy as np
 
 from . import likelihood
 from .priors import Prior, lognormal, prior
-
-#: the fit's solver settings; ``max_steps`` is per segment between state jumps (a segment can span
-#: the whole 60-day horizon of an untreated arm). Since the one-cell extinction floor (2026-11-29)
-#: volumes near 1e-6 mm^3 matter: at the review MAP rtol 1e-5 / atol 1e-8 left the log posterior
-#: 0.011 off an rtol-1e-9 solve (1e-5 / 1e-10: 0.0047); 1e-6 / 1e-10 leaves 2.5e-4 for 1.5x the cost
-SOLVER = dict(rtol=1e-6, atol=1e-10, max_steps=4096)
-
-
-@dataclass(frozen=True)
-class FitSettings:
-    """Settings of a fit run (stored in fit.json, so that a fit can be reproduced)."""
-
-    seed: int = 0
-    n_virtual: int = 8
-    map_starts: int = 4
-    map_steps: int = 300
-    map_lr: float = 0.05
-    lbfgs_steps: int = 60
-    chains: int = 2
-    warmup: int = 200
-    samples: int = 200
-    segment: int = 50
-    processes: int = 1  # NUTS chains split over this many processes (same draws; 2 uses both cores here)
-    max_tree_depth: int = 6
-    target_accept: float = 0.8
-    quick: bool = False
-    refine_steps: int = 0  # further L-BFGS iterations from the best MAP start (resumable)
-    hessian_batch: int = 1  # gradients per vmapped call of the Laplace Hessian (>1 pays on a GPU)
-    importance_draws: int = 0  # Laplace: Student-t proposal draws, PSIS-resampled when k-hat < 0.7 (0: Gaussian draws)
-    laplace_rescale: int = 0  # Laplace: rounds of secant rescaling of the covariance (rescale_covariance)
-    laplace_split: int = 0  # Laplace: rounds of per-side rescaling: split-normal draws (split_rescale)
-    precondition: str = ""  # a fit (name or folder) whose draws' covariance preconditions the MAP refinement
-
-    @staticmethod
-    def quick_settings(seed: int = 0) -> FitSettings:
-        """The CI mode: few records' worth of work, a handful of steps and draws (NOT converged)."""
-        return FitSettings(
-            seed=seed,
-            n_virtual=2,
-            map_starts=2,
-            map_steps=5,
-            chains=2,
-            warmup=4,
-            samples=4,
-            segment=2,
-            max_tree_depth=2,
-            quick=True,
-        )
+from .settings import SOLVER
 
 
 @dataclass(frozen=True)
@@ -265,70 +213,6 @@ def prior_draws_z(prob: likelihood.Problem, n: int, seed: int) -> np.ndarray:
     return z
 
 
-# ------------------------------------------------------------------ MAP
-def _scipy_objective(f):
-    """``f`` (jitted value and gradient of -log p) as scipy's ``fun(x) -> (float, ndarray)``; a
-    failed solve returns a huge value and a zero gradient, so the line search backs off."""
-
-    def fun(x):
-        v, g = f(jnp.asarray(x))
-        v, g = float(v), np.asarray(g)
-        if not math.isfinite(v) or not np.all(np.isfinite(g)):
-            return 1e300, np.zeros_like(g)
-        return v, g
-
-    return fun
-
-
-def find_map(prob: likelihood.Problem, settings: FitSettings, progress: bool = True, log=print, f=None):
-    """Multi-start MAP (Adam on the log posterior, then L-BFGS; JAX gradients). Start 1: prior
-    medians; the others: prior draws shrunk halfway towards the medians. Returns (best z, table of
-    starts, each with the diagonal of L-BFGS's inverse-Hessian estimate, used as NUTS's initial
-    inverse mass matrix)."""
-    import optax
-    from scipy.optimize import minimize
-    from tqdm.auto import tqdm
-
-    f = f or neg_log_density_and_grad(prob)
-    fun = _scipy_objective(f)
-
-    z0 = prior_median_z(prob)
-    draws = prior_draws_z(prob, max(settings.map_starts - 1, 0), settings.seed)
-    starts = [z0] + [0.5 * (z0 + d) for d in draws]
-    opt = optax.adam(settings.map_lr)
-    results = []
-    for s, x in enumerate(starts):
-        x = jnp.asarray(x)
-        state = opt.init(x)
-        best = (math.inf, x)
-        bar = tqdm(range(settings.map_steps), desc=f"MAP start {s + 1}/{len(starts)}", disable=not progress, leave=False)
-        for _ in bar:
-            v, g = f(x)
-            v = float(v)
-            if not math.isfinite(v) or not bool(jnp.all(jnp.isfinite(g))):
-                x = 0.5 * (x + best[1])  # a failed solve: step back halfway towards the best point
-                state = opt.init(x)
-                continue
-            if v < best[0]:
-                best = (v, x)
-            upd, state = opt.update(g, state, x)
-            x = optax.apply_updates(x, upd)
-            bar.set_postfix(logpost=f"{-best[0]:.2f}")
-        # polish with L-BFGS (the posterior is sharp: Adam's fixed step cannot resolve its mode)
-        res = minimize(fun, np.asarray(best[1]), jac=True, method="L-BFGS-B", options=dict(maxiter=settings.lbfgs_steps))
-        if math.isfinite(res.fun) and res.fun < best[0]:
-            best = (float(res.fun), jnp.asarray(res.x))
-        inv_mass = np.clip(np.diag(res.hess_inv.todense()), 1e-6, 10.0)
-        results.append(
-            dict(start=s, log_posterior=-best[0], z=np.asarray(best[1]), inv_mass=inv_mass, lbfgs_message=str(res.message))
-        )
-        log(
-            f"MAP start {s + 1}/{len(starts)}: log posterior {-best[0]:.3f} (Adam {settings.map_steps} steps, then L-BFGS: {res.message})"
-        )
-    best = max(results, key=lambda r: r["log_posterior"])
-    return np.asarray(best["z"]), results
-
-
 #: compiled functions of a problem, by (what, problem fingerprint): a second fit of the same
 #: problem in one process (a rerun, a resumed fit, the tests) reuses their compilations
 _COMPILED: dict[tuple[str, str], object] = {}
@@ -356,109 +240,6 @@ def neg_log_density_and_grad(prob: likelihood.Problem):
 def log_density_of(prob: likelihood.Problem):
     """Jitted ``log p(z)`` at the fit's solver settings (one compilation per problem and process)."""
     return compiled_for(prob, "log_density", lambda: jax.jit(make_log_density(prob)))
-
-
-def compiled_potential(f, size: int):
-    """numpyro ``potential_fn`` whose value and gradient are those of the compiled ``f``
-    (``neg_log_density_and_grad``), reached through a host callback with a custom VJP.
-
-    Why: traced into NUTS, the solver-backed gradient is compiled again inside every jitted stage
-    of numpyro (initialisation, step-size search, warm-up, sampling; each chain batch): 100 s of
-    compilation for the 3-record quick fit, against 25 s for ``f`` alone. Through the callback, ``f``
-    is compiled once (and shared with the MAP) and NUTS compiles only its own tree arithmetic. The
-    callback costs microseconds against the milliseconds of a gradient. Each call returns the
-    value and the gradient together (NUTS always asks for both)."""
-    shapes = (jax.ShapeDtypeStruct((), jnp.float64), jax.ShapeDtypeStruct((size,), jnp.float64))
-
-    def host(z):
-        # numpyro runs the chains under ``jax.default_device(cpu:0)``, which is part of jit's cache
-        # key: f is called as the MAP calls it (no default device), so it is not compiled again
-        with jax.default_device(None):
-            v, g = f(np.asarray(z))
-        return np.asarray(v, dtype=np.float64), np.asarray(g, dtype=np.float64)
-
-    def both(z):
-        return jax.pure_callback(host, shapes, z, vmap_method="sequential")
-
-    @jax.custom_vjp
-    def potential(z):
-        return both(z)[0]
-
-    def forward(z):
-        return both(z)
-
-    def backward(g, ct):
-        return (ct * g,)
-
-    potential.defvjp(forward, backward)
-    return potential
-
-
-def refine_map(
-    prob: likelihood.Problem,
-    z,
-    steps: int,
-    f=None,
-    log=print,
-    progress: bool = False,
-    precondition: np.ndarray | None = None,
-) -> tuple[np.ndarray, dict]:
-    """``steps`` more L-BFGS iterations from ``z`` (a progress bar per iteration with ``progress``).
-    Returns (z, record with the log posterior, the gradient norm before and after, and scipy's
-    message).
-
-    ``precondition``: a covariance estimate ``C`` of the posterior (size x size, e.g. from
-    ``draws_covariance``). L-BFGS then runs in whitened coordinates ``u`` with ``z = z0 + A u``,
-    ``A A^T = C``: on a posterior whose curvature spans five orders of magnitude, its few dozen
-    iterations otherwise go into learning the scales (measured on the review fit: 3 nats per 50
-    plain iterations, against 5 nats in 5 preconditioned ones). The returned gradient norm is
-    that of ``z`` (unwhitened), comparable across refinements."""
-    from scipy.optimize import minimize
-    from tqdm.auto import tqdm
-
-    fun = _scipy_objective(f or neg_log_density_and_grad(prob))
-    z = np.asarray(z, dtype=float)
-    v0, g0 = fun(z)
-    if precondition is None:
-        A = np.eye(len(z))
-    else:
-        A = whitening_factor(precondition)
-        if A.shape[0] != len(z):
-            raise ValueError(f"precondition: expected a {len(z)} x {len(z)} covariance, got {np.shape(precondition)}")
-
-    def fu(u):
-        v, g = fun(z + A @ u)
-        return v, A.T @ g
-
-    with tqdm(total=int(steps), desc="MAP refinement (L-BFGS)", disable=not progress, leave=False) as bar:
-        res = minimize(
-            fu, np.zeros(len(z)), jac=True, method="L-BFGS-B", options=dict(maxiter=int(steps)), callback=lambda *_: bar.update(1)
-        )
-    z1 = z + A @ np.asarray(res.x) if res.fun < v0 else z
-    v1, g1 = fun(z1)
-    rec = dict(
-        steps=int(steps),
-        log_posterior_before=-v0,
-        log_posterior=-v1,
-        grad_norm_before=float(np.linalg.norm(g0)),
-        grad_norm=float(np.linalg.norm(g1)),
-        message=str(res.message),
-    )
-    log(
-        f"MAP refinement ({steps} L-BFGS iterations{'' if precondition is None else ', preconditioned'}): log posterior "
-        f"{-v0:.3f} -> {-v1:.3f}, gradient norm {rec['grad_norm_before']:.3g} -> {rec['grad_norm']:.3g} ({res.message})"
-    )
-    return z1, rec
-
-
-def whitening_factor(cov: np.ndarray, floor: float = 1e-8) -> np.ndarray:
-    """``A`` with ``A A^T = cov`` (symmetric square root; eigenvalues raised to ``floor``, so that a
-    rank-deficient sample covariance still gives a usable, invertible factor)."""
-    cov = np.asarray(cov, dtype=float)
-    if cov.ndim != 2 or cov.shape[0] != cov.shape[1] or not np.all(np.isfinite(cov)):
-        raise ValueError(f"precondition: a finite square covariance matrix is needed, got shape {cov.shape}")
-    w, V = np.linalg.eigh(0.5 * (cov + cov.T))
-    return (V * np.sqrt(np.maximum(w, floor))) @ V.T
 
 
 def unconstrained_values(prob: likelihood.Problem, values: dict, lines=None, series_groups=None, inoculum_groups=None):
@@ -497,89 +278,3 @@ def unconstrained_values(prob: likelihood.Problem, values: dict, lines=None, ser
             if g in have:
                 put(f"{label}[{j}]", np.log(values[key][..., have.index(g)]))
     return z, found
-
-
-def draws_covariance(prob: likelihood.Problem, fit) -> tuple[np.ndarray, str]:
-    """The covariance of a fit's posterior draws in ``prob``'s unconstrained coordinates (matched by
-    name), for ``refine_map(precondition=...)``; a coordinate the fit does not have (a new line or
-    group) gets variance 1 and no correlation. ``fit``: a ``Fit`` (``load_fit``). Returns (cov, a
-    sentence saying where it came from)."""
-    post = fit.posterior
-    values = {k: fit.samples(k) for k in post.data_vars}  # chains x draws flattened, as Fit keeps them
-    coords = {
-        d: [str(x) for x in post.coords[d].values]
-        for d in ("tumour_line", "discrepancy_group", "inoculum_group")
-        if d in post.coords
-    }
-    z, found = unconstrained_values(
-        prob, values, coords.get("tumour_line"), coords.get("discrepancy_group"), coords.get("inoculum_group")
-    )
-    if z.shape[0] < 2:
-        raise ValueError(f"precondition: the fit {fit.name!r} has {z.shape[0]} draw(s); at least 2 are needed for a covariance")
-    cov = np.eye(z.shape[-1])
-    cov[np.ix_(found, found)] = np.cov(z[:, found].T)
-    return (
-        cov,
-        f"the covariance of the {z.shape[0]} posterior draws of the fit {fit.name!r} ({int(found.sum())} of {len(found)} coordinates matched)",
-    )
-
-
-def problem_potential(record_ids: tuple[str, ...], n_virtual: int, seed: int, fingerprint: str):
-    """The fit's NUTS potential rebuilt from its records (a picklable recipe for ``nuts.sample_processes``:
-    a spawned process builds the same problem, checked by its fingerprint, and compiles its gradient)."""
-    from ..records import load_records
-
-    by_id = {r.id: r for r in load_records()}
-    prob = likelihood.build_problem(tuple(by_id[i] for i in record_ids), n_virtual=n_virtual, seed=seed)
-    if likelihood.problem_fingerprint(prob) != fingerprint:
-        raise RuntimeError("problem_potential: the records rebuilt in this process are not the fit's (fingerprints differ)")
-    return compiled_potential(neg_log_density_and_grad(prob), layout_of(prob).size)
-
-
-def run_nuts(
-    prob: likelihood.Problem,
-    init: np.ndarray,
-    settings: FitSettings,
-    workdir: Path,
-    progress: bool = True,
-    log=print,
-    inv_mass: np.ndarray | None = None,
-    f=None,
-):
-    """NUTS (``nuts.sample``: numpyro's kernel in checkpointed segments, bit-for-bit resumable) on
-    minus the log density, the compiled ``f`` of ``neg_log_density_and_grad`` through
-    ``compiled_potential``, from ``init`` (jittered per chain). With ``settings.processes`` > 1 the
-    chains are split over that many processes (``nuts.sample_processes``; same draws). ``workdir``
-    holds the checkpoints; a new call on it resumes. Returns (draws z (chain, draw, size), stats)."""
-    from functools import partial
-
-    from .nuts import NutsOptions, sample, sample_processes
-
-    opts = NutsOptions(
-        chains=settings.chains,
-        warmup=settings.warmup,
-        samples=settings.samples,
-        segment=settings.segment,
-        max_tree_depth=settings.max_tree_depth,
-        target_accept=settings.target_accept,
-        seed=settings.seed + 1,
-    )
-    rng = np.random.default_rng(settings.seed + 2)
-    starts = init[None] + 0.01 * rng.standard_normal((settings.chains, init.size))
-    if settings.processes > 1:
-        recipe = partial(
-            problem_potential,
-            tuple(r.id for r in prob.records),
-            prob.z.shape[0],
-            settings.seed,
-            likelihood.problem_fingerprint(prob),
-        )
-        return sample_processes(recipe, starts, opts, workdir, settings.processes, inv_mass=inv_mass, progress=progress, log=log)
-    potential = compiled_potential(f or neg_log_density_and_grad(prob), layout_of(prob).size)
-    return sample(potential, starts, opts, workdir, inv_mass=inv_mass, progress=progress, log=log)
-
-
-def write_json(path: Path, obj):
-    from ..io import atomic_write_text
-
-    atomic_write_text(path, json.dumps(obj, indent=1, default=float))

@@ -11,8 +11,9 @@ import numpy as np
 
 from ..io import atomic_write_text
 from . import likelihood
-from .laplace import HESSIAN_STEP_SD, KHAT_RELIABLE
-from .posterior import FitSettings
+from .importance import KHAT_RELIABLE
+from .laplace import HESSIAN_STEP_SD
+from .settings import FitSettings
 
 REPRODUCED_AT = 0.8  # a record counts as reproduced when P(reproduced | data) >= this
 
@@ -305,7 +306,7 @@ def write_report(out: Path, prob, fit, diag, repro, pred, meta, checks=None):
         "## Records",
         "",
         f"Posterior probability that the fitted model reproduces each record (over {repro[0]['n_draws'] if repro else 0} posterior "
-        f"predictive draws; rules in `abscopal.predictive.reproduction`). Reproduced (P >= {REPRODUCED_AT}): "
+        f"predictive draws; rules in `abscopal.inference.predictive.reproduction`). Reproduced (P >= {REPRODUCED_AT}): "
         f"**{meta['reproduced']['n']} of {meta['reproduced']['of']}** fitted records. Records marked `check` were not "
         "fitted (each says why in its file); their probabilities are predictions. The column 'at MAP' applies the same "
         f"rules to the MAP alone (typical mouse and virtual population at the posterior mode): "
