@@ -6,8 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from abscopal.inference import importance, laplace
-from abscopal.inference import mapfit
+from abscopal.inference import importance, laplace, mapfit
 
 
 def _quadratic(A, b):
@@ -105,7 +104,13 @@ def test_stiff_rows_get_their_own_step_and_the_smaller_step_wins_each_pair(tmp_p
     # the step rule: a fraction of the curvature scale, within the bounds
     np.testing.assert_allclose(
         laplace.hessian_steps(np.array([1.0, 1e6, 1e14, 0.0, -5.0])),
-        [laplace.HESSIAN_STEP, laplace.HESSIAN_STEP_SD / 1e3, laplace.HESSIAN_STEP_MIN, laplace.HESSIAN_STEP, laplace.HESSIAN_STEP],
+        [
+            laplace.HESSIAN_STEP,
+            laplace.HESSIAN_STEP_SD / 1e3,
+            laplace.HESSIAN_STEP_MIN,
+            laplace.HESSIAN_STEP,
+            laplace.HESSIAN_STEP,
+        ],
     )
 
 

@@ -139,7 +139,9 @@ def test_smooth_end_points_have_true_gradients_where_grid_points_nearly_tie(gap)
         assert ad == pytest.approx(fd, rel=1e-5, abs=1e-9)
     # and they stay close to the hard ones (bias at most PEAK_TAU * log(points))
     x = series(0.3)
-    assert float(outcomes.soft_cummax(x[None])[0, -1]) - float(jnp.max(x)) == pytest.approx(0.0, abs=outcomes.PEAK_TAU * math.log(5))
+    assert float(outcomes.soft_cummax(x[None])[0, -1]) - float(jnp.max(x)) == pytest.approx(
+        0.0, abs=outcomes.PEAK_TAU * math.log(5)
+    )
     assert float(jnp.min(x)) - float(outcomes.soft_min(x, jnp.ones(5, bool))) <= outcomes.PEAK_TAU * math.log(5)
 
 
