@@ -50,8 +50,8 @@ def main():
         print(f"K={K}: {time.perf_counter() - t:.1f} s (with compilation)", flush=True)
     prob = runs[8][0]
     kinds = {likelihood.Q_CURE: "cure", likelihood.Q_ABSCOPAL: "abscopal", likelihood.Q_SURVIVAL: "median survival, days"}
-    pop_q = np.flatnonzero(np.isin(prob.q["kind"], likelihood.Q_POPULATION))
-    fractions = np.isin(prob.q["kind"][pop_q], (likelihood.Q_CURE, likelihood.Q_ABSCOPAL))
+    pop_q = np.flatnonzero(np.isin(prob.q.kind, likelihood.Q_POPULATION))
+    fractions = np.isin(prob.q.kind[pop_q], (likelihood.Q_CURE, likelihood.Q_ABSCOPAL))
     lines = [
         "# Virtual populations: 4 and 8 mice against 64",
         "",
@@ -63,16 +63,16 @@ def main():
         "|---|---:|---:|---:|",
     ]
     labels = {}
-    for (rec, label), lhs, rhs in zip(prob.labels["cmp"], prob.cmp["lhs"], prob.cmp["rhs"]):
+    for (rec, label), lhs, rhs in zip(prob.cmp.labels, prob.cmp.lhs, prob.cmp.rhs):
         for q in (lhs, rhs):
             if q >= 0:
                 labels.setdefault(int(q), f"{rec}: {label}")
-    for r, q in zip(prob.labels["cnt"], prob.cnt["q"]):
+    for r, q in zip(prob.cnt.records, prob.cnt.q):
         labels.setdefault(int(q), f"{r}: count")
     for q in pop_q:
-        kind = kinds[int(prob.q["kind"][q])]
+        kind = kinds[int(prob.q.kind[q])]
         vals = [runs[K][1][q] for K in (4, 8, 64)]
-        lines.append(f"| {labels.get(int(q), q)} ({kind}, arm {prob.arms[prob.pop_arms[prob.q['arm'][q]]].arm}) | "
+        lines.append(f"| {labels.get(int(q), q)} ({kind}, arm {prob.arms[prob.pop_arms[prob.q.arm[q]]].arm}) | "
                      + " | ".join(f"{v:.3f}" for v in vals) + " |")  # fmt: skip
     lines += ["", "| log-likelihood | K = 4 | K = 8 | K = 64 |", "|---|---:|---:|---:|"]
     for kind in ("cnt", "cmp"):

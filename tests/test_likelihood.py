@@ -34,7 +34,7 @@ def test_comparison_penalties_by_hand(d):
 
 
 def test_count_binomial_by_hand():
-    prob = SimpleNamespace(cnt=dict(q=np.array([0, 1]), k=np.array([3.0, 0.0]), n=np.array([5.0, 8.0])))
+    prob = SimpleNamespace(cnt=likelihood.Counts(q=np.array([0, 1]), k=np.array([3.0, 0.0]), n=np.array([5.0, 8.0])))
     qv = jnp.array([0.37, 0.05])
     got = np.asarray(likelihood.count_logp(prob, qv))
     np.testing.assert_allclose(got, [binom.logpmf(3, 5, 0.37), binom.logpmf(0, 8, 0.05)], rtol=1e-10)
@@ -46,7 +46,7 @@ def _tc_problem(rows, estimated=False, ref_day=-1.0, use_sem=None, group=None):
     group = np.zeros(n, dtype=np.int64) if group is None else np.asarray(group, dtype=np.int64)
     estimated = np.broadcast_to(np.asarray(estimated), (n,))
     groups = tuple(f"source {g}" for g in range(group.max() + 1)) if estimated.any() else ()
-    tc = dict(
+    tc = likelihood.TimeCourses(
         arm=np.zeros(n, dtype=np.int64),
         obs=np.full(n, likelihood.OBS.index("log_volume_irr")),
         day=np.array([r[0] for r in rows], dtype=float),
@@ -151,9 +151,9 @@ def test_every_fitted_observation_is_mapped():
     fit = [r for r in recs if r.use == "fit"]
     assert prob.n_arms == sum(len(r.arms) for r in fit)
     n_tc = sum(len(o.rows) for r in fit for o in r.time_courses)
-    assert len(prob.tc["day"]) == n_tc
-    assert len(prob.cmp["op"]) == sum(len(r.comparisons) for r in fit)
-    assert len(prob.cnt["q"]) == sum(len(r.counts) for r in fit)
+    assert len(prob.tc.day) == n_tc
+    assert len(prob.cmp.op) == sum(len(r.comparisons) for r in fit)
+    assert len(prob.cnt.q) == sum(len(r.counts) for r in fit)
     # single-tumour arms have no abscopal tumour; STING-deficient arms have sting = 0
     names = ab.build_model().param_names
     for i, a in enumerate(prob.arms):
@@ -162,6 +162,25 @@ def test_every_fitted_observation_is_mapped():
         assert (prob.base[i, names.index("sting")] == 0.0) == ("STING-deficient" in rec.arms[a.arm].modifiers)
     with pytest.raises(ValueError, match="use="):
         likelihood.build_problem(recs, use="nothing")
+
+
+def test_the_problem_is_frozen_and_its_observation_groups_are_consistent():
+    """A Problem cannot gain or change fields after construction, each observation group's arrays
+    have one row per label, and the comparison operators are the named codes."""
+    import dataclasses
+
+    prob = likelihood.build_problem(load_records())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        prob.tc = prob.tc
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        prob.series_groups = ()
+    assert all(len(v) == len(prob.tc) for v in prob.tc.arrays().values()) and len(prob.tc.records) == len(prob.tc)
+    assert len(prob.cmp.labels) == len(prob.cmp) and len(prob.cnt.records) == len(prob.cnt)
+    assert set(np.unique(prob.cmp.op)) <= {likelihood.OP_BELOW, likelihood.OP_SIMILAR, likelihood.OP_ABOVE}
+    # an empty group is empty (False) and contributes no arrays to the fingerprint
+    empty = dataclasses.replace(prob, cnt=likelihood.Counts.from_rows([], likelihood.Counts.DTYPES))
+    assert not empty.cnt and empty.cnt.arrays() == {}
+    assert likelihood.problem_fingerprint(empty) != likelihood.problem_fingerprint(prob)
 
 
 def test_per_line_parameters_follow_the_tables_estimate_column():
@@ -287,7 +306,7 @@ def test_survival_is_the_cohorts_median_not_the_typical_mouse():
     r29 = tuple(r for r in load_records() if r.id == "R29")
     prob = likelihood.build_problem(r29, n_virtual=5, seed=1)
     q = prob.q
-    surv = np.flatnonzero(q["kind"] == likelihood.Q_SURVIVAL)
+    surv = np.flatnonzero(q.kind == likelihood.Q_SURVIVAL)
     survival_arms = {a for c in r29[0].comparisons if c.endpoint == "survival_proxy" for a in (c.lhs, c.rhs)}
     assert len(surv) == len(survival_arms) == 6
     rng = np.random.default_rng(0)
@@ -300,8 +319,8 @@ def test_survival_is_the_cohorts_median_not_the_typical_mouse():
     obs = np.full((prob.n_arms, len(days), n_obs), np.log(5000.0))  # typical mice: all "dead" at once
     got = np.asarray(likelihood.quantities(prob, jnp.asarray(obs), jnp.asarray(obs_pop)))
     for i in surv:
-        series = obs_pop[q["arm"][i], :, :, likelihood.OBS.index("log_burden")]
-        each = np.asarray(likelihood._smooth_time(jnp.asarray(series), jnp.full(5, q["thr"][i]), jnp.asarray(days)))
+        series = obs_pop[q.arm[i], :, :, likelihood.OBS.index("log_burden")]
+        each = np.asarray(likelihood._smooth_time(jnp.asarray(series), jnp.full(5, q.thr[i]), jnp.asarray(days)))
         assert got[i] == pytest.approx(np.median(each), rel=1e-12)
-        exact = np.where(rates[q["arm"][i]] > 0, np.log(20.0) / np.maximum(rates[q["arm"][i]], 1e-12), np.inf)
+        exact = np.where(rates[q.arm[i]] > 0, np.log(20.0) / np.maximum(rates[q.arm[i]], 1e-12), np.inf)
         assert got[i] == pytest.approx(min(np.median(exact), days[-1]), abs=1.0)  # the smooth crossing is within a day

@@ -106,7 +106,7 @@ def run_fit(
     prob = likelihood.build_problem(records, n_virtual=settings.n_virtual, seed=settings.seed)
     log(
         f"{len(prob.records)} records, {prob.n_arms} arms ({len(prob.pop_arms)} also over {settings.n_virtual} virtual mice), "
-        f"{len(prob.tc.get('day', []))} time-course points, {len(prob.cmp.get('op', []))} comparisons, {len(prob.cnt.get('q', []))} counts; "
+        f"{len(prob.tc)} time-course points, {len(prob.cmp)} comparisons, {len(prob.cnt)} counts; "
         f"{len(prob.shared)} shared + {len(prob.line_coords)} per-line parameters ({len(prob.lines)} lines)"
     )
 
@@ -343,14 +343,14 @@ def run_fit(
     if prob.tc:
         ppc["log_volume_series"] = np.exp(pred["tc_model"])[None]
         dims["log_volume_series"] = ["observation"]
-        coords["observation"] = np.arange(len(prob.tc["day"]))
+        coords["observation"] = np.arange(len(prob.tc.day))
     if prob.cmp:
         ppc["comparison_difference"] = pred["d"][None]
         dims["comparison_difference"] = ["comparison"]
-        coords["comparison"] = [f"{r}: {lab}" for r, lab in prob.labels["cmp"]]
+        coords["comparison"] = [f"{r}: {lab}" for r, lab in prob.cmp.labels]
     observed = {}
     if prob.tc:
-        observed["log_volume_series"] = np.where(prob.tc["censored"], 0.0, prob.tc["mean"])
+        observed["log_volume_series"] = np.where(prob.tc.censored, 0.0, prob.tc.mean)
     tree = az.from_dict(
         {
             "posterior": nat,

@@ -56,6 +56,9 @@ from .problem import (  # noqa: F401
     LIKELIHOOD_VERSION,
     LOG_FLOOR,
     OBS,
+    OP_ABOVE,
+    OP_BELOW,
+    OP_SIMILAR,
     PER_LINE,
     POPULATION_ENDPOINTS,
     Q_ABSCOPAL,
@@ -70,7 +73,11 @@ from .problem import (  # noqa: F401
     SMOOTH_LOG,
     TAU,
     ArmSpec,
+    Comparisons,
+    Counts,
     Problem,
+    Quantities,
+    TimeCourses,
     build_problem,
     compact_events,
     problem_fingerprint,
@@ -213,27 +220,27 @@ def solve_arms(prob: Problem, P, rtol=1e-5, atol=1e-8, max_steps=4096, adjoint="
 def quantities(prob: Problem, obs, obs_pop):
     """Values of every comparison/count quantity (Q,), on the end point's scale."""
     q = prob.q
-    if len(q["kind"]) == 0:
+    if not len(q):
         return jnp.zeros((0,))
     step = prob.days[1] - prob.days[0]
-    kind, arm, o, day = q["kind"], q["arm"], q["obs"], jnp.asarray(q["day"])
+    kind, arm, o, day = q.kind, q.arm, q.obs, jnp.asarray(q.day)
     nA, nB = obs.shape[0], obs_pop.shape[0]
     # typical-mouse series
     ser = obs[jnp.clip(arm, 0, nA - 1), :, o]  # (Q, n_out)
     log_val = _interp(ser, day, step)
-    time_val = _smooth_time(ser, jnp.asarray(q["thr"]), jnp.asarray(prob.days))
+    time_val = _smooth_time(ser, jnp.asarray(q.thr), jnp.asarray(prob.days))
     if nB:
         pser = obs_pop[jnp.clip(arm, 0, nB - 1), :, :, o]  # (Q, K, n_out)
         mask = jnp.asarray(prob.days)[None, :] <= day[:, None] + 1e-9  # up to the day
         minlog = soft_min(pser, mask[:, None, :])  # (Q, K)
         cure = jnp.mean(jax.nn.sigmoid((math.log(CURE_VOLUME_MM3) - minlog) / SMOOTH_LOG), axis=-1)
-        rser = obs_pop[jnp.clip(q["ref"], 0, nB - 1), :, :, o]
+        rser = obs_pop[jnp.clip(q.ref, 0, nB - 1), :, :, o]
         at = _interp(pser, jnp.broadcast_to(day[:, None], pser.shape[:2]), step)
         at_ref = _interp(rser, jnp.broadcast_to(day[:, None], pser.shape[:2]), step)
         absc = jnp.mean(jax.nn.sigmoid((math.log(0.7) - (at - at_ref)) / SMOOTH_LOG), axis=-1)
         # survival of a cohort: the median over the virtual mice of each mouse's time to the burden
         # threshold (censored at the horizon), as a study reports median survival
-        surv = jnp.median(_smooth_time(pser, jnp.asarray(q["thr"])[:, None], jnp.asarray(prob.days)), axis=-1)
+        surv = jnp.median(_smooth_time(pser, jnp.asarray(q.thr)[:, None], jnp.asarray(prob.days)), axis=-1)
     else:
         cure = absc = surv = jnp.zeros_like(log_val)
     return jnp.select([kind == Q_LOG, kind == Q_TIME, kind == Q_CURE, kind == Q_ABSCOPAL], [log_val, time_val, cure, absc], surv)
@@ -246,18 +253,18 @@ def comparison_logp(d, op, margin, tau):
     hi = norm.cdf((margin - d) / tau)
     lo = norm.cdf((-margin - d) / tau)
     approx = jnp.log(jnp.maximum(hi - lo, 1e-300))
-    return jnp.where(op == 1, gt, jnp.where(op == -1, lt, approx))
+    return jnp.where(op == OP_ABOVE, gt, jnp.where(op == OP_BELOW, lt, approx))
 
 
 def comparison_holds(d, op, margin):
     """Whether a comparison holds exactly (no softness): for reproduction probabilities."""
-    return jnp.where(op == 1, d > margin, jnp.where(op == -1, -d > margin, jnp.abs(d) <= margin))
+    return jnp.where(op == OP_ABOVE, d > margin, jnp.where(op == OP_BELOW, -d > margin, jnp.abs(d) <= margin))
 
 
 def comparison_differences(prob: Problem, qv):
     c = prob.cmp
-    lhs = qv[c["lhs"]]
-    rhs = jnp.where(c["rhs"] >= 0, qv[jnp.clip(c["rhs"], 0, None)], jnp.asarray(c["const"]))
+    lhs = qv[c.lhs]
+    rhs = jnp.where(c.rhs >= 0, qv[jnp.clip(c.rhs, 0, None)], jnp.asarray(c.const))
     return lhs - rhs
 
 
@@ -266,16 +273,16 @@ def time_course_terms(prob: Problem, obs, sigma_series):
     points. ``sigma_series``: the fitted SD of each discrepancy group, (len(prob.series_groups),)."""
     t = prob.tc
     step = prob.days[1] - prob.days[0]
-    ser = obs[t["arm"], :, t["obs"]]  # (N, n_out)
-    model = _interp(ser, jnp.asarray(t["day"]), step)
-    rel = t["ref_day"] >= 0
-    ref = _interp(ser, jnp.asarray(np.where(rel, t["ref_day"], 0.0)), step)
+    ser = obs[t.arm, :, t.obs]  # (N, n_out)
+    model = _interp(ser, jnp.asarray(t.day), step)
+    rel = t.ref_day >= 0
+    ref = _interp(ser, jnp.asarray(np.where(rel, t.ref_day, 0.0)), step)
     model = jnp.where(rel, model - ref, model)
-    mean = np.where(t["censored"], 1.0, t["mean"])
-    sem_log = np.where(t["use_sem"] & np.isfinite(t["sem"]) & (mean > 0), t["sem"] / mean, 0.0)
-    est = jnp.asarray(t["estimated"])
+    mean = np.where(t.censored, 1.0, t.mean)
+    sem_log = np.where(t.use_sem & np.isfinite(t.sem) & (mean > 0), t.sem / mean, 0.0)
+    est = jnp.asarray(t.estimated)
     if prob.series_groups:
-        sig = jnp.atleast_1d(jnp.asarray(sigma_series))[jnp.asarray(np.maximum(t["group"], 0))]
+        sig = jnp.atleast_1d(jnp.asarray(sigma_series))[jnp.asarray(np.maximum(t.group, 0))]
         est_var = jnp.where(est, sig**2, 0.0)
     else:
         est_var = jnp.zeros(est.shape)
@@ -283,13 +290,13 @@ def time_course_terms(prob: Problem, obs, sigma_series):
     obs_log = jnp.log(jnp.asarray(mean))
     lp_point = norm.logpdf(obs_log, model, sd)
     lp_cens = log_ndtr((math.log(DETECTION_MM3) - model) / sd)
-    return jnp.where(jnp.asarray(t["censored"]), lp_cens, lp_point), model, sd
+    return jnp.where(jnp.asarray(t.censored), lp_cens, lp_point), model, sd
 
 
 def count_logp(prob: Problem, qv):
     c = prob.cnt
-    p = jnp.clip(qv[c["q"]], 1e-6, 1 - 1e-6)
-    k, n = jnp.asarray(c["k"]), jnp.asarray(c["n"])
+    p = jnp.clip(qv[c.q], 1e-6, 1 - 1e-6)
+    k, n = jnp.asarray(c.k), jnp.asarray(c.n)
     logc = jax.scipy.special.gammaln(n + 1) - jax.scipy.special.gammaln(k + 1) - jax.scipy.special.gammaln(n - k + 1)
     return logc + k * jnp.log(p) + (n - k) * jnp.log1p(-p)
 
@@ -305,9 +312,7 @@ def log_likelihood_terms(prob: Problem, shared_vals, line_vals, sigma_series, so
     out["tc"] = time_course_terms(prob, obs, sigma_series)[0] if prob.tc else jnp.zeros((0,))
     if prob.cmp:
         d = comparison_differences(prob, qv)
-        out["cmp"] = comparison_logp(
-            d, jnp.asarray(prob.cmp["op"]), jnp.asarray(prob.cmp["margin"]), jnp.asarray(prob.cmp["tau"])
-        )
+        out["cmp"] = comparison_logp(d, jnp.asarray(prob.cmp.op), jnp.asarray(prob.cmp.margin), jnp.asarray(prob.cmp.tau))
     else:
         out["cmp"] = jnp.zeros((0,))
     out["cnt"] = count_logp(prob, qv) if prob.cnt else jnp.zeros((0,))

@@ -104,8 +104,9 @@ def unpack_one(prob, nat, c, d, fit_lines=None, rng=None, fit_groups=None, fit_i
 
 def comparison_verdict(d: float, op: int, margin: float) -> str:
     """Key of ``VERDICTS`` for a comparison whose model difference (median over draws) is ``d``:
-    ``op`` 1 (lhs > rhs + margin), -1 (lhs < rhs - margin) or 0 (|lhs - rhs| <= margin)."""
-    if op == 0:
+    ``op`` ``OP_ABOVE`` (lhs > rhs + margin), ``OP_BELOW`` (lhs < rhs - margin) or ``OP_SIMILAR``
+    (|lhs - rhs| <= margin); the signs of OP_ABOVE / OP_BELOW (+1 / -1) orient ``d``."""
+    if op == likelihood.OP_SIMILAR:
         return "holds" if abs(d) <= margin else "spurious"
     signed = d * op  # > 0: the stated direction
     if signed > margin:
@@ -137,28 +138,28 @@ def reproduction(prob: likelihood.Problem, pred: dict) -> list[dict]:
         verdict.setdefault(rec, []).append(v)
 
     if prob.cmp:
-        holds = np.asarray(likelihood.comparison_holds(pred["d"], prob.cmp["op"][None], prob.cmp["margin"][None]))
-        for j, (rec, label) in enumerate(prob.labels["cmp"]):
+        holds = np.asarray(likelihood.comparison_holds(pred["d"], prob.cmp.op[None], prob.cmp.margin[None]))
+        for j, (rec, label) in enumerate(prob.cmp.labels):
             d = float(np.median(pred["d"][:, j]))
-            v = comparison_verdict(d, int(prob.cmp["op"][j]), float(prob.cmp["margin"][j]))
+            v = comparison_verdict(d, int(prob.cmp.op[j]), float(prob.cmp.margin[j]))
             put(rec, holds[:, j], f"{label}: model difference {d:+.3g} (median): {VERDICTS[v]}", v)
     if prob.cnt:
-        for j, rec in enumerate(prob.labels["cnt"]):
-            p = np.clip(pred["q"][:, prob.cnt["q"][j]], 1e-9, 1 - 1e-9)
-            k, nn = prob.cnt["k"][j], prob.cnt["n"][j]
+        for j, rec in enumerate(prob.cnt.records):
+            p = np.clip(pred["q"][:, prob.cnt.q[j]], 1e-9, 1 - 1e-9)
+            k, nn = prob.cnt.k[j], prob.cnt.n[j]
             lo, hi = binom.ppf(0.05, nn, p), binom.ppf(0.95, nn, p)
             put(rec, (k >= lo) & (k <= hi), f"count {int(k)} of {int(nn)}: model cure probability {np.median(p):.2f} (median)")
     if prob.tc:
-        recs = np.array(prob.labels["tc"])
-        obs_log = np.log(np.where(prob.tc["censored"], 1.0, prob.tc["mean"]))
+        recs = np.array(prob.tc.records)
+        obs_log = np.log(np.where(prob.tc.censored, 1.0, prob.tc.mean))
         within = np.abs(pred["tc_model"] - obs_log[None]) <= 2 * pred["tc_sd"]
         within = np.where(
-            prob.tc["censored"][None], pred["tc_model"] <= math.log(likelihood.DETECTION_MM3) + 2 * pred["tc_sd"], within
+            prob.tc.censored[None], pred["tc_model"] <= math.log(likelihood.DETECTION_MM3) + 2 * pred["tc_sd"], within
         )
         # the published error bars alone (log scale, 2 SEM), where a point has one: reported, not required
-        mean = np.where(prob.tc["censored"], 1.0, prob.tc["mean"])
-        has_bar = np.isfinite(prob.tc["sem"]) & (prob.tc["sem"] > 0) & ~prob.tc["censored"]
-        sem_log = np.where(has_bar, prob.tc["sem"] / mean, np.nan)
+        mean = np.where(prob.tc.censored, 1.0, prob.tc.mean)
+        has_bar = np.isfinite(prob.tc.sem) & (prob.tc.sem > 0) & ~prob.tc.censored
+        sem_log = np.where(has_bar, prob.tc.sem / mean, np.nan)
         in_bars = np.abs(pred["tc_model"] - obs_log[None]) <= 2 * sem_log[None]
         for rec in dict.fromkeys(recs):
             sel = recs == rec

@@ -8,7 +8,7 @@ model-error floor) live here too, so the fingerprint covers them through ``LIKEL
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import jax
 import jax.numpy as jnp
@@ -61,7 +61,7 @@ _SITE = {"irradiated": "irr", "abscopal": "abs"}
 #: horizon across a parameter cliff; a cohort's median moves smoothly through partial cures)
 POPULATION_ENDPOINTS = ("cure_fraction", "abscopal_probability", "survival_proxy")
 
-#: kinds of comparison/count quantity (``Problem.q["kind"]``): a log read-out at a day, the typical
+#: kinds of comparison/count quantity (``Problem.q.kind``): a log read-out at a day, the typical
 #: mouse's time to a volume, and the population's cure fraction, abscopal probability and median
 #: survival (``Q_POPULATION``: the kinds whose ``arm`` indexes ``Problem.pop_arms``)
 Q_LOG, Q_TIME, Q_CURE, Q_ABSCOPAL, Q_SURVIVAL = range(5)
@@ -100,6 +100,102 @@ SERIES_SIGMA_SCALE = 0.5  # HalfNormal scale of the estimated series SD (log uni
 INOCULUM_SIGMA = 1.5
 
 
+#: comparison operators (``Comparisons.op``): the left side below, about equal to, above the right
+OP_BELOW, OP_SIMILAR, OP_ABOVE = -1, 0, 1
+OPS = {"<": OP_BELOW, "~": OP_SIMILAR, ">": OP_ABOVE}
+
+
+# ---------------------------------------------------------------- observations as arrays
+class _Rows:
+    """A group of observations as equal-length arrays (the dataclass fields), plus the labels of
+    each row (``records``, ``labels``: not arrays, not fingerprinted). False when empty."""
+
+    _LABELS = ("records", "labels")
+
+    def __len__(self) -> int:
+        return len(getattr(self, fields(self)[0].name))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays by name (empty for an empty group): what ``problem_fingerprint`` hashes."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._LABELS} if len(self) else {}
+
+    @classmethod
+    def from_rows(cls, rows: list[dict], dtypes: dict, **labels):
+        """The group from one dict per row (``dtypes``: field -> dtype, float64 when absent)."""
+        names = [f.name for f in fields(cls) if f.name not in cls._LABELS]
+        return cls(**{n: np.array([r[n] for r in rows], dtype=dtypes.get(n, np.float64)) for n in names}, **labels)
+
+
+@dataclass(frozen=True)
+class TimeCourses(_Rows):
+    """Time-course points: arm, observable and day, the reported mean (and SEM) and how its error
+    is modelled (``estimated``: the series SD of discrepancy ``group`` is fitted; ``use_sem``: the
+    reported SEM counts; ``censored``: a zero mean, read as below the detection limit);
+    ``ref_day`` >= 0 makes the point relative to that day's volume."""
+
+    arm: np.ndarray
+    obs: np.ndarray
+    day: np.ndarray
+    ref_day: np.ndarray
+    mean: np.ndarray
+    sem: np.ndarray
+    estimated: np.ndarray
+    use_sem: np.ndarray
+    group: np.ndarray
+    censored: np.ndarray
+    records: tuple[str, ...] = ()  # the record of each point
+
+    DTYPES = dict(arm=np.int64, obs=np.int64, estimated=bool, use_sem=bool, group=np.int64, censored=bool)
+
+
+@dataclass(frozen=True)
+class Comparisons(_Rows):
+    """Comparisons ``lhs op rhs`` with ``margin`` (quantities by index into ``Problem.q``; ``rhs``
+    -1: the constant ``const``), each with the softness ``tau`` of its scale."""
+
+    lhs: np.ndarray
+    rhs: np.ndarray
+    const: np.ndarray
+    op: np.ndarray  # OP_BELOW, OP_SIMILAR, OP_ABOVE
+    margin: np.ndarray
+    tau: np.ndarray
+    labels: tuple[tuple[str, str], ...] = ()  # (record, readable statement) of each comparison
+
+    DTYPES = dict(lhs=np.int64, rhs=np.int64, op=np.int64)
+
+
+@dataclass(frozen=True)
+class Counts(_Rows):
+    """Counts: ``k`` of ``n`` animals cured, against the population quantity ``q``."""
+
+    q: np.ndarray
+    k: np.ndarray
+    n: np.ndarray
+    records: tuple[str, ...] = ()
+
+    DTYPES = dict(q=np.int64)
+
+
+@dataclass(frozen=True)
+class Quantities(_Rows):
+    """The end-point values the comparisons and counts read: ``kind`` (``Q_LOG`` ... ``Q_SURVIVAL``),
+    the arm (an index into ``Problem.pop_arms`` for the population kinds), the observable, the day,
+    the log threshold of time end points and the reference arm (-1: none)."""
+
+    kind: np.ndarray
+    arm: np.ndarray
+    obs: np.ndarray
+    day: np.ndarray
+    thr: np.ndarray
+    ref: np.ndarray
+
+    DTYPES = dict(kind=np.int64, arm=np.int64, obs=np.int64, ref=np.int64)
+
+
+def _empty(cls):
+    return cls.from_rows([], cls.DTYPES)
+
+
 # ---------------------------------------------------------------- problem
 @dataclass
 class ArmSpec:
@@ -109,12 +205,12 @@ class ArmSpec:
     population: bool = False  # solved over the virtual population too
 
 
-@dataclass
+@dataclass(frozen=True)
 class Problem:
-    """Everything the likelihood needs, as plain arrays (built once from the records)."""
+    """Everything the likelihood needs, as plain arrays (built once from the records; frozen)."""
 
     records: tuple[Record, ...]
-    arms: list[ArmSpec]
+    arms: tuple[ArmSpec, ...]
     lines: list[str]
     shared: tuple[str, ...]
     per_line: tuple[str, ...]
@@ -129,10 +225,10 @@ class Problem:
     var_sd: np.ndarray  # (n_var,)
     n_out: int
     days: np.ndarray  # (n_out,) output days (common to all arms)
-    tc: dict = field(default_factory=dict)  # time-course arrays
-    cmp: dict = field(default_factory=dict)  # comparison arrays
-    cnt: dict = field(default_factory=dict)  # count arrays
-    labels: dict = field(default_factory=dict)  # human-readable labels per observation
+    tc: TimeCourses = field(default_factory=lambda: _empty(TimeCourses))
+    cmp: Comparisons = field(default_factory=lambda: _empty(Comparisons))
+    cnt: Counts = field(default_factory=lambda: _empty(Counts))
+    q: Quantities = field(default_factory=lambda: _empty(Quantities))
     series_groups: tuple[str, ...] = ()  # discrepancy groups: one fitted series SD each
     inoculum_groups: tuple[str, ...] = ()  # inoculum groups: one fitted day-0 volume each
     inoculum_of_arm: np.ndarray | None = None  # (A,) index into inoculum_groups, -1: the table's v0
@@ -268,7 +364,7 @@ def build_problem(
                         lhs=sides[0],
                         rhs=sides[1] if sides[1] is not None else -1,
                         const=const,
-                        op={"<": -1, ">": 1, "~": 0}[obs.op],
+                        op=OPS[obs.op],
                         margin=obs.margin,
                         tau=TAU[scale],
                         label=f"{obs.endpoint}({obs.site or 'total'}): {obs.lhs} {obs.op} {obs.rhs} (margin {obs.margin:g})",
@@ -311,12 +407,13 @@ def build_problem(
     horizon = np.array([e["horizon"] for e in events_list])
     jumps, doses = compact_events(events, horizon)
 
-    def arr(rows, key, dtype=np.float64):
-        return np.array([r[key] for r in rows], dtype=dtype)
-
-    prob = Problem(
+    series_groups = tuple(sorted({r["group"] for r in tc_rows if r["estimated"]}))
+    for r in tc_rows:
+        r["group"] = series_groups.index(r["group"]) if r["estimated"] else -1
+    qrows = [dict(kind=k, arm=a, obs=o, day=d, thr=t, ref=r) for k, a, o, d, t, r in zip(qkind, qarm, qobs, qday, qthr, qref)]
+    return Problem(
         records=records,
-        arms=arms,
+        arms=tuple(arms),
         lines=lines,
         shared=tuple(shared),
         per_line=tuple(per_line),
@@ -341,48 +438,12 @@ def build_problem(
         inoculum_of_arm=np.array(inocula, dtype=np.int64),
         jumps=jumps,
         doses=doses,
+        series_groups=series_groups,
+        tc=TimeCourses.from_rows(tc_rows, TimeCourses.DTYPES, records=tuple(r["record"] for r in tc_rows)),
+        cmp=Comparisons.from_rows(cmp_rows, Comparisons.DTYPES, labels=tuple((r["record"], r["label"]) for r in cmp_rows)),
+        cnt=Counts.from_rows(cnt_rows, Counts.DTYPES, records=tuple(r["record"] for r in cnt_rows)),
+        q=Quantities.from_rows(qrows, Quantities.DTYPES),
     )
-    prob.q = dict(
-        kind=np.array(qkind, dtype=np.int64),
-        arm=np.array(qarm, dtype=np.int64),
-        obs=np.array(qobs, dtype=np.int64),
-        day=np.array(qday),
-        thr=np.array(qthr),
-        ref=np.array(qref, dtype=np.int64),
-    )
-    if tc_rows:
-        prob.series_groups = tuple(sorted({r["group"] for r in tc_rows if r["estimated"]}))
-        for r in tc_rows:
-            r["group_index"] = prob.series_groups.index(r["group"]) if r["estimated"] else -1
-        prob.tc = dict(
-            arm=arr(tc_rows, "arm", np.int64),
-            obs=arr(tc_rows, "obs", np.int64),
-            day=arr(tc_rows, "day"),
-            ref_day=arr(tc_rows, "ref_day"),
-            mean=arr(tc_rows, "mean"),
-            sem=arr(tc_rows, "sem"),
-            estimated=arr(tc_rows, "estimated", bool),
-            use_sem=arr(tc_rows, "use_sem", bool),
-            group=arr(tc_rows, "group_index", np.int64),
-            censored=arr(tc_rows, "censored", bool),
-        )
-    if cmp_rows:
-        prob.cmp = dict(
-            lhs=arr(cmp_rows, "lhs", np.int64),
-            rhs=arr(cmp_rows, "rhs", np.int64),
-            const=arr(cmp_rows, "const"),
-            op=arr(cmp_rows, "op", np.int64),
-            margin=arr(cmp_rows, "margin"),
-            tau=arr(cmp_rows, "tau"),
-        )
-    if cnt_rows:
-        prob.cnt = dict(q=arr(cnt_rows, "q", np.int64), k=arr(cnt_rows, "k"), n=arr(cnt_rows, "n"))
-    prob.labels = dict(
-        tc=[r["record"] for r in tc_rows],
-        cmp=[(r["record"], r["label"]) for r in cmp_rows],
-        cnt=[r["record"] for r in cnt_rows],
-    )
-    return prob
 
 
 def compact_events(events: dict, horizon: np.ndarray) -> tuple[dict, dict]:
@@ -421,7 +482,7 @@ def problem_fingerprint(prob: Problem) -> str:
     )
     parts.update({f"events.{k}": v for k, v in prob.events.items()})
     for group in ("tc", "cmp", "cnt"):
-        parts.update({f"{group}.{k}": v for k, v in getattr(prob, group).items()})
+        parts.update({f"{group}.{k}": v for k, v in getattr(prob, group).arrays().items()})
     for key in sorted(parts):
         a = np.ascontiguousarray(np.asarray(parts[key]))
         h.update(f"{key}:{a.dtype.str}:{a.shape}".encode())

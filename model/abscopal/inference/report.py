@@ -237,27 +237,27 @@ def write_report(out: Path, prob, fit, diag, repro, pred, meta, checks=None):
 
     figs = []
     if prob.tc:
-        recs = np.array(prob.labels["tc"])
+        recs = np.array(prob.tc.records)
         tc = prob.tc
         for rec in dict.fromkeys(recs):
             sel = np.where(recs == rec)[0]
             groups = {}
             for i in sel:
-                groups.setdefault((int(tc["arm"][i]), int(tc["obs"][i]), float(tc["ref_day"][i])), []).append(i)
+                groups.setdefault((int(tc.arm[i]), int(tc.obs[i]), float(tc.ref_day[i])), []).append(i)
             fig, ax = plt.subplots(figsize=(7, 4.5))
             for j, ((a, o, ref), ii) in enumerate(groups.items()):
                 ii = np.array(ii)
-                order = np.argsort(tc["day"][ii])
+                order = np.argsort(tc.day[ii])
                 ii = ii[order]
-                days = tc["day"][ii]
+                days = tc.day[ii]
                 model = np.exp(pred["tc_model"][:, ii])
                 lo, med, hi = np.quantile(model, [0.05, 0.5, 0.95], axis=0)
                 color = f"C{j}"
                 label = f"{prob.arms[a].arm}, {likelihood.OBS[o].split('_')[-1]}" + (" (relative)" if ref >= 0 else "")
                 ax.fill_between(days, lo, hi, color=color, alpha=0.2)
                 ax.plot(days, med, color=color, label=f"model: {label}")
-                mean = np.where(tc["censored"][ii], np.nan, tc["mean"][ii])
-                sem = np.nan_to_num(tc["sem"][ii])
+                mean = np.where(tc.censored[ii], np.nan, tc.mean[ii])
+                sem = np.nan_to_num(tc.sem[ii])
                 ax.errorbar(days, mean, yerr=sem, fmt="o", color=color, ms=4, capsize=2, label=f"data: {label}")
             ax.set_yscale("log")
             ax.set_xlabel("day after inoculation")
