@@ -122,9 +122,9 @@ def test_damaged_fit_folder_fails_clearly(quick_fit, tmp_path):
 @pytest.mark.slow  # 25-40 s; the Laplace fallback leaves the default path (issue 21)
 def test_laplace_fallback_from_the_quick_map(quick_fit, tmp_path, monkeypatch):
     """--laplace: MAP refinement, finite-difference Hessian, PSIS check; labelled, and resumable."""
-    import abscopal.inference.fitting as fitting
+    from abscopal.inference import mapfit
 
-    monkeypatch.setattr(fitting, "REFINE_CHUNK", 1)  # the refinement is saved chunk by chunk
+    monkeypatch.setattr(mapfit, "REFINE_CHUNK", 1)  # the refinement is saved chunk by chunk
 
     out = tmp_path / "lap"
     (out / "work").mkdir(parents=True)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 
+from ..io import atomic_write_json
 from . import likelihood
 from .posterior import layout_of, natural_values, neg_log_density_and_grad, prior_draws_z, prior_median_z, unconstrained_values
 from .settings import FitSettings
@@ -267,3 +269,96 @@ def map_record_from_fit(out: Path, fingerprint: str, names: list[str], settings:
         data_sha256=fingerprint,
         from_fit=str(fj),
     )
+
+
+# ------------------------------------------------------------------ the MAP stage of a fit
+def _warm_start(map_record: dict, prob, names: list[str], fingerprint: str) -> dict:
+    """A MAP checkpoint of other records turned into the start of this fit's refinement."""
+    old_note = map_record.get("note", "")
+    z0, m0 = carry_over(map_record, names, prior_median_z(prob))
+    if list(map_record["names"]) != names:
+        old_note = (
+            f"The coordinates changed ({len(map_record['names'])} -> {len(names)}): those of the same name were "
+            "carried over, a split log_sigma_series[g] took the old shared log_sigma_series, new ones started at "
+            f"the prior median. {old_note}"
+        )
+    return dict(
+        z=z0.tolist(),
+        inv_mass=m0.tolist(),
+        names=names,
+        starts=[],
+        seconds=0.0,
+        note=(
+            f"Warm start: the refinement began at a MAP found for earlier records "
+            f"(data fingerprint {short_fingerprint(map_record.get('data_sha256'))}); the records changed since. "
+            f"Before that: {old_note}"
+        ).strip(),
+        data_sha256=fingerprint,
+    )
+
+
+def start_map(prob, settings: FitSettings, out: Path, work: Path, f, progress: bool, log) -> tuple[dict, bool]:
+    """The MAP checkpoint ``work/map.json`` to continue from: the saved one (reused as it is for the
+    same records, a warm start for changed records when ``refine_steps`` > 0), else one rebuilt from
+    the finished fit in ``out``, else a new multi-start search. Returns (record, resumed)."""
+    map_path = work / "map.json"
+    fingerprint = likelihood.problem_fingerprint(prob)
+    names = layout_of(prob).names()
+    if not map_path.is_file():
+        shipped = map_record_from_fit(out, fingerprint, names, settings)
+        if shipped is not None:
+            atomic_write_json(map_path, shipped)
+            log(f"MAP: no checkpoint in {work}; the refinement continues from the MAP of {shipped['from_fit']}")
+    if not map_path.is_file():
+        t0 = time.time()
+        init, results = find_map(prob, settings, progress=progress, log=log, f=f)
+        best_inv_mass = max(results, key=lambda r: r["log_posterior"])["inv_mass"]
+        record = dict(
+            z=np.asarray(init).tolist(),
+            inv_mass=np.asarray(best_inv_mass).tolist(),
+            names=names,
+            starts=[dict(start=r["start"], log_posterior=r["log_posterior"], lbfgs=r["lbfgs_message"]) for r in results],
+            seconds=time.time() - t0,
+            data_sha256=fingerprint,
+        )
+        atomic_write_json(map_path, record)
+        return record, False
+    record = json.loads(map_path.read_text())
+    if record.get("data_sha256") == fingerprint:
+        log(f"MAP: reusing {map_path}")
+        return record, True
+    # the records (or the problem built from them) changed since this MAP: its point is a warm
+    # start for the refinement, not a MAP of these data
+    if settings.refine_steps <= 0:
+        raise ValueError(
+            f"{map_path}: this MAP was found for other records (data fingerprint differs); give "
+            f"--refine-steps N to continue from it on the current records, or delete {work} to start afresh"
+        )
+    record = _warm_start(record, prob, names, fingerprint)
+    atomic_write_json(map_path, record)
+    log(f"MAP: the records changed since {map_path}; its point starts the refinement (warm start)")
+    return record, True
+
+
+def refine_stage(prob, settings: FitSettings, record: dict, work: Path, f, progress: bool, log) -> np.ndarray:
+    """Continue the MAP refinement to ``settings.refine_steps`` L-BFGS iterations in all, in chunks of
+    ``REFINE_CHUNK``, each saved to ``work/map.json`` (an interrupted refinement resumes); with
+    ``settings.precondition``, in coordinates whitened by that fit's draws. Returns the point."""
+    init = np.asarray(record["z"])
+    done = sum(r["steps"] for r in record.get("refinements", []))
+    cov = None
+    if settings.precondition and settings.refine_steps > done:
+        from .fitresult import load_fit
+
+        cov, source = draws_covariance(prob, load_fit(settings.precondition))
+        log(f"MAP refinement preconditioned by {source}")
+    while settings.refine_steps > done:
+        steps = min(REFINE_CHUNK, settings.refine_steps - done)
+        init, rec = refine_map(prob, init, steps, f=f, log=log, progress=progress, precondition=cov)
+        if cov is not None:
+            rec["preconditioned"] = source
+        record["z"] = np.asarray(init).tolist()
+        record["refinements"] = record.get("refinements", []) + [rec]
+        atomic_write_json(work / "map.json", record)
+        done += steps
+    return np.asarray(init)
