@@ -52,7 +52,8 @@ CHILD = textwrap.dedent(
 
 def test_two_devices_equal_one(tmp_path):
     out = tmp_path / "two.npz"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    flags = os.environ.get("XLA_FLAGS", "")  # the suite's compile settings (conftest.py), plus two host devices
+    env = dict(os.environ, XLA_FLAGS=f"{flags} --xla_force_host_platform_device_count=2".strip(), JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "model"), env.get("PYTHONPATH", "")])
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, str(out), str(Path(__file__).parent)], env=env, capture_output=True, text=True, timeout=600

@@ -48,6 +48,7 @@ from jax.scipy.stats import norm
 from ..model.equations import build_model
 from ..simulation.outcomes import CURE_VOLUME_MM3, soft_cummax, soft_min
 from ..simulation.solver import map_rows, solve_segments
+from .observations import OP_ABOVE, OP_BELOW, OP_SIMILAR, Comparisons, Counts, Quantities, TimeCourses  # noqa: F401
 
 # the problem's vocabulary, re-exported: callers read these as likelihood.<name>
 from .problem import (  # noqa: F401
@@ -56,9 +57,6 @@ from .problem import (  # noqa: F401
     LIKELIHOOD_VERSION,
     LOG_FLOOR,
     OBS,
-    OP_ABOVE,
-    OP_BELOW,
-    OP_SIMILAR,
     PER_LINE,
     POPULATION_ENDPOINTS,
     Q_ABSCOPAL,
@@ -73,11 +71,7 @@ from .problem import (  # noqa: F401
     SMOOTH_LOG,
     TAU,
     ArmSpec,
-    Comparisons,
-    Counts,
     Problem,
-    Quantities,
-    TimeCourses,
     build_problem,
     compact_events,
     problem_fingerprint,

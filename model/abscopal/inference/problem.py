@@ -8,7 +8,7 @@ model-error floor) live here too, so the fingerprint covers them through ``LIKEL
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +20,7 @@ from ..model.population import variability
 from ..records import Count, Record, RecordComparison, TimeCourse, load_records
 from ..schedules import EVENT_NONE, schedule_from_dict
 from ..simulation.solver import split_events
+from .observations import OPS, Comparisons, Counts, Quantities, TimeCourses, empty
 from .priors import estimated
 
 # ---------------------------------------------------------------- settings
@@ -100,102 +101,6 @@ SERIES_SIGMA_SCALE = 0.5  # HalfNormal scale of the estimated series SD (log uni
 INOCULUM_SIGMA = 1.5
 
 
-#: comparison operators (``Comparisons.op``): the left side below, about equal to, above the right
-OP_BELOW, OP_SIMILAR, OP_ABOVE = -1, 0, 1
-OPS = {"<": OP_BELOW, "~": OP_SIMILAR, ">": OP_ABOVE}
-
-
-# ---------------------------------------------------------------- observations as arrays
-class _Rows:
-    """A group of observations as equal-length arrays (the dataclass fields), plus the labels of
-    each row (``records``, ``labels``: not arrays, not fingerprinted). False when empty."""
-
-    _LABELS = ("records", "labels")
-
-    def __len__(self) -> int:
-        return len(getattr(self, fields(self)[0].name))
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The arrays by name (empty for an empty group): what ``problem_fingerprint`` hashes."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._LABELS} if len(self) else {}
-
-    @classmethod
-    def from_rows(cls, rows: list[dict], dtypes: dict, **labels):
-        """The group from one dict per row (``dtypes``: field -> dtype, float64 when absent)."""
-        names = [f.name for f in fields(cls) if f.name not in cls._LABELS]
-        return cls(**{n: np.array([r[n] for r in rows], dtype=dtypes.get(n, np.float64)) for n in names}, **labels)
-
-
-@dataclass(frozen=True)
-class TimeCourses(_Rows):
-    """Time-course points: arm, observable and day, the reported mean (and SEM) and how its error
-    is modelled (``estimated``: the series SD of discrepancy ``group`` is fitted; ``use_sem``: the
-    reported SEM counts; ``censored``: a zero mean, read as below the detection limit);
-    ``ref_day`` >= 0 makes the point relative to that day's volume."""
-
-    arm: np.ndarray
-    obs: np.ndarray
-    day: np.ndarray
-    ref_day: np.ndarray
-    mean: np.ndarray
-    sem: np.ndarray
-    estimated: np.ndarray
-    use_sem: np.ndarray
-    group: np.ndarray
-    censored: np.ndarray
-    records: tuple[str, ...] = ()  # the record of each point
-
-    DTYPES = dict(arm=np.int64, obs=np.int64, estimated=bool, use_sem=bool, group=np.int64, censored=bool)
-
-
-@dataclass(frozen=True)
-class Comparisons(_Rows):
-    """Comparisons ``lhs op rhs`` with ``margin`` (quantities by index into ``Problem.q``; ``rhs``
-    -1: the constant ``const``), each with the softness ``tau`` of its scale."""
-
-    lhs: np.ndarray
-    rhs: np.ndarray
-    const: np.ndarray
-    op: np.ndarray  # OP_BELOW, OP_SIMILAR, OP_ABOVE
-    margin: np.ndarray
-    tau: np.ndarray
-    labels: tuple[tuple[str, str], ...] = ()  # (record, readable statement) of each comparison
-
-    DTYPES = dict(lhs=np.int64, rhs=np.int64, op=np.int64)
-
-
-@dataclass(frozen=True)
-class Counts(_Rows):
-    """Counts: ``k`` of ``n`` animals cured, against the population quantity ``q``."""
-
-    q: np.ndarray
-    k: np.ndarray
-    n: np.ndarray
-    records: tuple[str, ...] = ()
-
-    DTYPES = dict(q=np.int64)
-
-
-@dataclass(frozen=True)
-class Quantities(_Rows):
-    """The end-point values the comparisons and counts read: ``kind`` (``Q_LOG`` ... ``Q_SURVIVAL``),
-    the arm (an index into ``Problem.pop_arms`` for the population kinds), the observable, the day,
-    the log threshold of time end points and the reference arm (-1: none)."""
-
-    kind: np.ndarray
-    arm: np.ndarray
-    obs: np.ndarray
-    day: np.ndarray
-    thr: np.ndarray
-    ref: np.ndarray
-
-    DTYPES = dict(kind=np.int64, arm=np.int64, obs=np.int64, ref=np.int64)
-
-
-def _empty(cls):
-    return cls.from_rows([], cls.DTYPES)
-
-
 # ---------------------------------------------------------------- problem
 @dataclass
 class ArmSpec:
@@ -225,10 +130,10 @@ class Problem:
     var_sd: np.ndarray  # (n_var,)
     n_out: int
     days: np.ndarray  # (n_out,) output days (common to all arms)
-    tc: TimeCourses = field(default_factory=lambda: _empty(TimeCourses))
-    cmp: Comparisons = field(default_factory=lambda: _empty(Comparisons))
-    cnt: Counts = field(default_factory=lambda: _empty(Counts))
-    q: Quantities = field(default_factory=lambda: _empty(Quantities))
+    tc: TimeCourses = field(default_factory=lambda: empty(TimeCourses))
+    cmp: Comparisons = field(default_factory=lambda: empty(Comparisons))
+    cnt: Counts = field(default_factory=lambda: empty(Counts))
+    q: Quantities = field(default_factory=lambda: empty(Quantities))
     series_groups: tuple[str, ...] = ()  # discrepancy groups: one fitted series SD each
     inoculum_groups: tuple[str, ...] = ()  # inoculum groups: one fitted day-0 volume each
     inoculum_of_arm: np.ndarray | None = None  # (A,) index into inoculum_groups, -1: the table's v0
