@@ -4,12 +4,12 @@ import tempfile
 from pathlib import Path
 
 # XLA's backend optimisation level 0 for the tests: the suite's time is mostly compilation of the
-# solver (each test compiles small problems and runs them briefly), and level 0 compiles about a
-# third faster (measured: two solver-heavy tests 60 s -> 42 s). No fast-math either way, so the
-# arithmetic is the same IEEE operations; every numerical check keeps its reference and tolerance.
-# Set before JAX starts its backend; notebook kernels inherit it through the environment. A value
-# the caller sets (XLA_FLAGS) wins.
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
+# solver (each test compiles small problems and runs them briefly), and level 0 compiles faster
+# (measured on three solver-heavy tests: 83-90 s against 97 s; the whole suite 322 s against
+# 333-387 s, benchmarks/results_tests.md). No fast-math either way, so the arithmetic is the same
+# IEEE operations; every numerical check keeps its reference and tolerance. Set before JAX starts
+# its backend; notebook kernels inherit it through the environment. A value the caller sets wins.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
 import jax  # noqa: E402
 
