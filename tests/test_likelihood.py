@@ -178,7 +178,7 @@ def test_the_problem_is_frozen_and_its_observation_groups_are_consistent():
     assert len(prob.cmp.labels) == len(prob.cmp) and len(prob.cnt.records) == len(prob.cnt)
     assert set(np.unique(prob.cmp.op)) <= {likelihood.OP_BELOW, likelihood.OP_SIMILAR, likelihood.OP_ABOVE}
     # an empty group is empty (False) and contributes no arrays to the fingerprint
-    empty = dataclasses.replace(prob, cnt=likelihood.Counts.from_rows([], likelihood.Counts.DTYPES))
+    empty = dataclasses.replace(prob, cnt=likelihood.Counts.from_rows([]))
     assert not empty.cnt and empty.cnt.arrays() == {}
     assert likelihood.problem_fingerprint(empty) != likelihood.problem_fingerprint(prob)
 

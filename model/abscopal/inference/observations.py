@@ -28,10 +28,10 @@ class _Rows:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._LABELS} if len(self) else {}
 
     @classmethod
-    def from_rows(cls, rows: list[dict], dtypes: dict, **labels):
-        """The group from one dict per row (``dtypes``: field -> dtype, float64 when absent)."""
+    def from_rows(cls, rows: list[dict], **labels):
+        """The group from one dict per row (dtypes from the class's ``DTYPES``, float64 when absent)."""
         names = [f.name for f in fields(cls) if f.name not in cls._LABELS]
-        return cls(**{n: np.array([r[n] for r in rows], dtype=dtypes.get(n, np.float64)) for n in names}, **labels)
+        return cls(**{n: np.array([r[n] for r in rows], dtype=cls.DTYPES.get(n, np.float64)) for n in names}, **labels)
 
 
 @dataclass(frozen=True)
@@ -102,4 +102,4 @@ class Quantities(_Rows):
 
 def empty(cls):
     """The group with no rows."""
-    return cls.from_rows([], cls.DTYPES)
+    return cls.from_rows([])

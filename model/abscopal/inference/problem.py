@@ -281,23 +281,26 @@ def build_problem(
     pop_arms = np.array([i for i, a in enumerate(arms) if a.population], dtype=np.int64)
     pop_pos = {int(a): j for j, a in enumerate(pop_arms)}
     # ---- quantity table (vectorised by kind)
-    qkind, qarm, qobs, qday, qthr, qref = [], [], [], [], [], []
+    qrows = []
     for (ep, site, a, day, threshold, ref), _pos in sorted(quantities.items(), key=lambda kv: kv[1]):
         if ep in _LOG_ENDPOINTS:
             stem = _LOG_ENDPOINTS[ep]
-            name = stem if stem in ("log_dc", "log_memory") else f"{stem}_{_SITE[site]}"
-            qkind.append(Q_LOG)
-            qobs.append(OBS.index(name))
+            kind, name = Q_LOG, (stem if stem in ("log_dc", "log_memory") else f"{stem}_{_SITE[site]}")
         elif ep in _KIND_ENDPOINTS:
             kind, name = _KIND_ENDPOINTS[ep]
-            qkind.append(kind)
-            qobs.append(OBS.index(name.format(site=_SITE[site]) if "{site}" in name else name))
+            name = name.format(site=_SITE[site]) if "{site}" in name else name
         else:
             raise ValueError(f"end point {ep!r}: not supported by the likelihood")
-        qarm.append(pop_pos[a] if qkind[-1] in Q_POPULATION else a)
-        qday.append(float(day) if day is not None else horizon_days)
-        qthr.append(math.log(threshold) if threshold is not None else 0.0)
-        qref.append(pop_pos[ref] if ref is not None else -1)
+        qrows.append(
+            dict(
+                kind=kind,
+                arm=pop_pos[a] if kind in Q_POPULATION else a,
+                obs=OBS.index(name),
+                day=float(day) if day is not None else horizon_days,
+                thr=math.log(threshold) if threshold is not None else 0.0,
+                ref=pop_pos[ref] if ref is not None else -1,
+            )
+        )
 
     rng = np.random.default_rng(seed)
     var = variability()
@@ -315,7 +318,6 @@ def build_problem(
     series_groups = tuple(sorted({r["group"] for r in tc_rows if r["estimated"]}))
     for r in tc_rows:
         r["group"] = series_groups.index(r["group"]) if r["estimated"] else -1
-    qrows = [dict(kind=k, arm=a, obs=o, day=d, thr=t, ref=r) for k, a, o, d, t, r in zip(qkind, qarm, qobs, qday, qthr, qref)]
     return Problem(
         records=records,
         arms=tuple(arms),
@@ -344,10 +346,10 @@ def build_problem(
         jumps=jumps,
         doses=doses,
         series_groups=series_groups,
-        tc=TimeCourses.from_rows(tc_rows, TimeCourses.DTYPES, records=tuple(r["record"] for r in tc_rows)),
-        cmp=Comparisons.from_rows(cmp_rows, Comparisons.DTYPES, labels=tuple((r["record"], r["label"]) for r in cmp_rows)),
-        cnt=Counts.from_rows(cnt_rows, Counts.DTYPES, records=tuple(r["record"] for r in cnt_rows)),
-        q=Quantities.from_rows(qrows, Quantities.DTYPES),
+        tc=TimeCourses.from_rows(tc_rows, records=tuple(r["record"] for r in tc_rows)),
+        cmp=Comparisons.from_rows(cmp_rows, labels=tuple((r["record"], r["label"]) for r in cmp_rows)),
+        cnt=Counts.from_rows(cnt_rows, records=tuple(r["record"] for r in cnt_rows)),
+        q=Quantities.from_rows(qrows),
     )
 
 
