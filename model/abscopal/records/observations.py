@@ -237,6 +237,18 @@ def _parse_count(c: _Ctx, i: int, t, arms, setting) -> Count:
     return Count(arm, site, day, k, n, n_status, note)
 
 
+def _endpoint_field(c: _Ctx, t: dict, f: str, key: str, wanted: bool, name: str, refusal: str, parse):
+    """``parse(t[key], field)`` when the end point ``name`` takes ``key`` (missing: an error), None
+    when it does not (present: an error saying ``end point <name> <refusal>``)."""
+    if wanted:
+        if key not in t:
+            c.fail(f"{f}.{key}", f"missing (required for end point {name!r})")
+        return parse(t[key], f"{f}.{key}")
+    if key in t:
+        c.fail(f"{f}.{key}", f"end point {name!r} {refusal}")
+    return None
+
+
 def _parse_comparison(c: _Ctx, i: int, t, arms, setting, conventions) -> RecordComparison:
     f = f"comparison[{i}]"
     t = c.table(t, f)
@@ -277,42 +289,20 @@ def _parse_comparison(c: _Ctx, i: int, t, arms, setting, conventions) -> RecordC
         c.fail(f"{f}.margin_reason", "missing: give margin_rule (conventions.toml) or margin_reason")
     horizon = min(arms[a].horizon_days for a in (lhs, rhs) if isinstance(a, str))
 
-    site = None
-    if ep.site == "required":
-        if "site" not in t:
-            c.fail(f"{f}.site", f"missing (required for end point {name!r})")
-        site = _site(c, t["site"], f"{f}.site", setting)
-    elif "site" in t:
-        c.fail(f"{f}.site", f"end point {name!r} is systemic: no site")
-    day = None
-    if ep.day:
-        if "day" not in t:
-            c.fail(f"{f}.day", f"missing (required for end point {name!r})")
-        day = c.num(t["day"], f"{f}.day", lo=0.0, hi=horizon)
-    elif "day" in t:
-        c.fail(f"{f}.day", f"end point {name!r} takes no day")
-    threshold = None
-    if ep.threshold:
-        if "threshold_mm3" not in t:
-            c.fail(f"{f}.threshold_mm3", f"missing (required for end point {name!r})")
-        threshold = c.num(t["threshold_mm3"], f"{f}.threshold_mm3", lo=0.0, lo_open=True)
-    elif "threshold_mm3" in t:
-        c.fail(f"{f}.threshold_mm3", f"end point {name!r} takes no threshold")
-    ref_day = None
-    if ep.reference_day:
-        if "reference_day" not in t:
-            c.fail(f"{f}.reference_day", f"missing (required for end point {name!r})")
-        ref_day = c.num(t["reference_day"], f"{f}.reference_day", lo=0.0, hi=horizon)
-    elif "reference_day" in t:
-        c.fail(f"{f}.reference_day", f"end point {name!r} takes no reference_day")
-    ref_arm = None
-    if ep.reference_arm:
-        if "reference_arm" not in t:
-            c.fail(f"{f}.reference_arm", f"missing (required for end point {name!r})")
-        ref_arm = _arm_ref(c, t["reference_arm"], f"{f}.reference_arm", arms)
-        if site != "abscopal":
-            c.fail(f"{f}.site", f"end point {name!r} is read at the 'abscopal' site")
-    elif "reference_arm" in t:
-        c.fail(f"{f}.reference_arm", f"end point {name!r} takes no reference_arm")
+    site = _endpoint_field(
+        c, t, f, "site", ep.site == "required", name, "is systemic: no site", lambda v, g: _site(c, v, g, setting)
+    )
+    day = _endpoint_field(c, t, f, "day", ep.day, name, "takes no day", lambda v, g: c.num(v, g, lo=0.0, hi=horizon))
+    threshold = _endpoint_field(
+        c, t, f, "threshold_mm3", ep.threshold, name, "takes no threshold", lambda v, g: c.num(v, g, lo=0.0, lo_open=True)
+    )
+    ref_day = _endpoint_field(
+        c, t, f, "reference_day", ep.reference_day, name, "takes no reference_day", lambda v, g: c.num(v, g, lo=0.0, hi=horizon)
+    )
+    ref_arm = _endpoint_field(
+        c, t, f, "reference_arm", ep.reference_arm, name, "takes no reference_arm", lambda v, g: _arm_ref(c, v, g, arms)
+    )
+    if ep.reference_arm and site != "abscopal":
+        c.fail(f"{f}.site", f"end point {name!r} is read at the 'abscopal' site")
     note = c.str_(t.get("note", ""), f"{f}.note", empty=True)
     return RecordComparison(name, lhs, op, rhs, margin, margin_kind, rule, reason, site, day, threshold, ref_day, ref_arm, note)
