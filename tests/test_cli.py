@@ -86,7 +86,8 @@ def test_sweep_and_optimize_commands(tmp_path, capsys):
     assert "anti-PD-L1" in capsys.readouterr().out and png.stat().st_size > 10_000
     assert set(pd.read_csv(csv).gap_days.dropna()) == {0, 7}
     out = tmp_path / "best.toml"
-    opt = ["optimize", "--fractions", "3", "--starts", "1", "--steps", "2", "--draws", "8", "--out", str(out)]
+    # 4 draws: the optimiser's compiled shape in test_optimize; 8 compare draws: the sweep's above
+    opt = "optimize --fractions 3 --starts 1 --steps 2 --draws 4 --compare-draws 8".split() + ["--out", str(out)]
     assert main(["optimize", "--objective", "size", "--out", str(out)]) == 2
     assert "allowed ['volume_abscopal'" in capsys.readouterr().err
     assert main([*opt, "--max-bed", "0.5"]) == 2

@@ -295,8 +295,8 @@ def test_a_clone_without_work_continues_the_shipped_map_preconditioned(quick_fit
     bad = ["fit", "--out", str(out), *ARGS, "--refine-steps", "1", "--precondition", str(tmp_path / "nowhere")]
     assert main(bad) == 2  # refused before any work
     assert not (out / "work").exists()
-    # --laplace: the continuation is the point here; a second quick NUTS run would add minutes to CI
-    args = ["fit", "--out", str(out), *ARGS, "--laplace", "--refine-steps", "1", "--precondition", str(quick_fit)]
+    # --map: the continuation is the point here; a second quick NUTS run (or a Laplace Hessian) would add to CI's time
+    args = ["fit", "--out", str(out), *ARGS, "--map", "--refine-steps", "1", "--precondition", str(quick_fit)]
     assert main(args) == 0
     saved = json.loads((out / "work" / "map.json").read_text())
     assert saved["from_fit"].endswith("fit.json")

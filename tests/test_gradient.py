@@ -62,4 +62,4 @@ def test_unknown_adjoint_is_a_clear_error():
     p0 = ab.default_params(s.tumour_line)
     events = {k: v for k, v in s.to_arrays(p0.body_weight_g).items() if k != "horizon"}
     with pytest.raises(ValueError, match="adjoint"):
-        solve(jnp.asarray(p0.values), events, s.horizon_days, adjoint="forward")
+        solve(jnp.asarray(p0.values), events, s.horizon_days, adjoint="reverse-ish")

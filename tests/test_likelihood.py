@@ -4,6 +4,7 @@ against exact ones, the record-to-problem mapping, and MAP parameter recovery on
 import math
 from types import SimpleNamespace
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -292,11 +293,17 @@ def test_map_recovers_known_parameters():
 def test_failed_solve_gives_minus_infinity_not_nan():
     rec = _synthetic_record(0.3, 0.25)
     prob = likelihood.build_problem((rec,), shared=("r", "alpha"), per_line=(), n_virtual=1)
-    shared = jnp.array([0.3, 0.25])
-    ok = float(likelihood.log_likelihood(prob, shared, jnp.zeros((1, 0)), 0.3))
-    assert np.isfinite(ok)
-    failed = float(likelihood.log_likelihood(prob, shared, jnp.zeros((1, 0)), 0.3, dict(rtol=1e-5, atol=1e-8, max_steps=1)))
-    assert failed == -np.inf
+
+    @jax.jit  # one compilation for both points
+    def loglik_and_ok(shared):
+        terms = likelihood.log_likelihood_terms(prob, shared, jnp.zeros((1, 0)), 0.3)
+        return likelihood.log_likelihood(prob, shared, jnp.zeros((1, 0)), 0.3), terms["ok"]
+
+    ok, solved = loglik_and_ok(jnp.array([0.3, 0.25]))
+    assert np.isfinite(float(ok)) and bool(solved)
+    # a growth rate of 3000 per day: the explicit solver needs far more than its 4096 steps
+    failed, solved = loglik_and_ok(jnp.array([3000.0, 0.25]))
+    assert not bool(solved) and float(failed) == -np.inf
 
 
 def test_survival_is_the_cohorts_median_not_the_typical_mouse():

@@ -9,9 +9,11 @@ import abscopal as ab
 from abscopal.decide.compare import draw_parameters
 from abscopal.decide.optimize import ModelObjective, OptimizeError, ScheduleProblem, minimize_box, optimize
 from abscopal.simulation.outcomes import dose_at_equal_bed
+from abscopal.simulation.simulate import SolverOptions
 from helpers import NO_IMMUNITY
 
-N_DRAWS = 8  # one compiled gradient for every model test here (and the CLI test)
+N_DRAWS = 4  # one compiled gradient for every model test here (and the CLI test, and notebook 05's quick mode)
+COMPARE_DRAWS = 8  # the compare path's shape in test_cli and the notebooks
 
 
 def test_minimize_box_finds_known_optima_of_a_quadratic():
@@ -53,6 +55,27 @@ def test_model_toy_optimum_is_on_the_dose_cap(constraint, cap):
     assert np.all(loss < loss0)
 
 
+def test_forward_mode_gradient_matches_central_differences():
+    """The objective's gradient (forward mode through the solver, one tangent per variable) equals
+    central differences of the objective itself, for the drug's start and the dose per fraction.
+
+    Moving a dose moves a kink of its concentration, on which the solver ends a step: the derivative
+    of the discrete solve then differs from the true one by an error that shrinks with the tolerance
+    (drug start: 1 % at the default rtol 1e-6, 0.1 % at 1e-11; the dose per fraction: 1e-7 at any),
+    hence the tight tolerance here (traced, so the same compiled gradient)."""
+    draws, _ = draw_parameters("CT26", N_DRAWS, 0)
+    prob = ScheduleProblem(objective="volume_abscopal", agent="anti-PD-L1", fractions=(3,), horizon_days=30.0).check()
+    f = ModelObjective(prob, draws, options=SolverOptions(rtol=1e-11, atol=1e-14))
+    z0, h = np.array([0.4, 0.55, 0.0]), 1e-4
+    steps = np.array([[h, 0, 0], [-h, 0, 0], [0, h, 0], [0, -h, 0]])
+    (loss0,), (grad,) = f(np.array([3]), z0[None])
+    loss, _ = f(np.full(4, 3), z0 + steps)  # one compiled batch of four candidates
+    fd = np.array([loss[0] - loss[1], loss[2] - loss[3]]) / (2 * h)
+    assert np.all(np.abs(fd) > 1e-2), fd  # both variables matter here: the check is not of zeros
+    np.testing.assert_allclose(grad[:2], fd, rtol=3e-3)
+    assert grad[2] == 0.0  # the dosing interval is fixed (optimise_every=False): a box of width zero
+
+
 def test_optimum_beats_a_grid_search_on_the_full_model(tmp_path):
     r = optimize(
         "volume_abscopal",
@@ -63,7 +86,7 @@ def test_optimum_beats_a_grid_search_on_the_full_model(tmp_path):
         n_starts=2,
         steps=12,
         learning_rate=0.08,
-        compare_draws=N_DRAWS,
+        compare_draws=COMPARE_DRAWS,
         horizon_days=40.0,
     )
     best = r.candidates.iloc[0]

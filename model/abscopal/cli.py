@@ -84,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantile", type=float, help="risk-averse: minimise this upper quantile of the volume (e.g. 0.9)")
     p.add_argument("--horizon", type=float, default=40.0)
     p.add_argument("--fit", default=None)
-    p.add_argument("--draws", type=int, default=16)
+    p.add_argument("--draws", type=int, default=16, help="parameter draws the objective averages over (default 16)")
+    p.add_argument(
+        "--compare-draws", type=int, help="fresh draws for the final comparison with the standards (default: max(draws, 50))"
+    )
     p.add_argument("--starts", type=int, default=3)
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)

@@ -270,6 +270,7 @@ def cmd_optimize(args) -> int:
         quantile=args.quantile,
         horizon_days=args.horizon,
         n_draws=args.draws,
+        compare_draws=args.compare_draws,
         seed=args.seed,
         fit=fit,
         n_starts=args.starts,

@@ -164,14 +164,17 @@ def solve_population(p, events, horizon, *, rtol=1e-6, atol=1e-9, max_steps=1638
     return ts, jnp.moveaxis(ys, -1, 0), ok
 
 
-@partial(jax.jit, static_argnames=("max_steps", "n_out"))
-def solve_grid(p, events, horizon, *, rtol=1e-6, atol=1e-9, max_steps=4096, n_out=121):
+@partial(jax.jit, static_argnames=("max_steps", "n_out", "adjoint"))
+def solve_grid(p, events, horizon, *, rtol=1e-6, atol=1e-9, max_steps=4096, n_out=121, adjoint="checkpoint"):
     """Every parameter set (axis 0 of ``p``, N) under every schedule (axis 0 of the events, S): the
     population is one system per schedule, vmapped over schedules.
-    Returns ts (S, n_out), ys (S, N, n_out, n_states), ok (S, N)."""
+    Returns ts (S, n_out), ys (S, N, n_out, n_states), ok (S, N). ``adjoint``: see ``solver._adjoint``
+    ("forward" for ``jax.jvp``)."""
 
     def population(events_one, horizon_one):
-        ts, ys, ok = solve_core(p.T, events_one, horizon_one, rtol=rtol, atol=atol, max_steps=max_steps, n_out=n_out)
+        ts, ys, ok = solve_core(
+            p.T, events_one, horizon_one, rtol=rtol, atol=atol, max_steps=max_steps, n_out=n_out, adjoint=adjoint
+        )
         return ts, jnp.moveaxis(ys, -1, 0), jnp.broadcast_to(ok, p.shape[:1])
 
     return jax.vmap(population)(events, horizon)
