@@ -233,13 +233,9 @@ def _value_and_grad(z, lo, hi, n_frac, draws, c, obj, *, rtol, atol, max_steps):
 
     ``obj`` holds traced scalars (so every objective shares one compilation): the state indices
     ``i_v``, ``i_d`` of the site's viable and doomed volume, ``volume`` (1: volume objective, 0:
-    cure) and ``q`` (upper quantile of the volume over draws; <= 0 for the mean).
-
-    The gradient is forward mode: each candidate's loss depends on its own row of z only, so three
-    Jacobian-vector products (one per variable, the same unit tangent for every row, vmapped) give
-    every row's gradient. With three inputs this is cheaper than reverse mode through diffrax's
-    checkpointed adjoint, and much cheaper to trace and compile (measured in
-    ``benchmarks/results_tests.md``); it is the same derivative of the discrete solve."""
+    cure) and ``q`` (upper quantile of the volume over draws; <= 0 for the mean). Forward mode: a row's
+    loss depends on its own z only, so three vmapped JVPs (one unit tangent per variable) give every
+    row's gradient, cheaper to trace and compile than reverse mode (benchmarks/results_tests.md)."""
 
     def losses(z):
         x = lo + z * (hi - lo)
@@ -445,18 +441,9 @@ def optimize(
     for k, (n, z, loss) in enumerate(zip(ns, best_z, best_loss)):
         x = problem.to_natural(int(n), z)
         rows.append(
-            dict(
-                n_fractions=int(n),
-                start=k % n_starts,
-                gap_days=x[0],
-                drug_start_day=rt_start + x[0],
-                dose_per_fraction_gy=x[1],
-                every_days=x[2],
-                total_dose_gy=n * x[1],
-                bed_gy=problem.bed(int(n), x[1]),
-                objective=float(f.objective_value(loss)),
-                loss=float(loss),
-            )
+            dict(n_fractions=int(n), start=k % n_starts, gap_days=x[0], drug_start_day=rt_start + x[0])
+            | dict(dose_per_fraction_gy=x[1], every_days=x[2], total_dose_gy=n * x[1], bed_gy=problem.bed(int(n), x[1]))
+            | dict(objective=float(f.objective_value(loss)), loss=float(loss))
         )
     candidates = pd.DataFrame(rows).sort_values("loss", kind="stable").reset_index(drop=True)
     candidates.attrs.update(objective=objective, source=source, ab_ratio=ab)
