@@ -227,15 +227,17 @@ def cure_loss(viable):
     return -(jax.scipy.special.logsumexp(jax.nn.log_sigmoid(x), axis=1) - jnp.log(x.shape[1]))
 
 
-@partial(jax.jit, static_argnames=("max_steps",))
-def _value_and_grad(z, lo, hi, n_frac, draws, c, obj, *, rtol, atol, max_steps):
+@partial(jax.jit, static_argnames=("max_steps", "n_vars"))
+def _value_and_grad(z, lo, hi, n_frac, draws, c, obj, *, rtol, atol, max_steps, n_vars=3):
     """Loss per candidate (B,) and its gradient with respect to the unit-box variables z (B, 3).
 
     ``obj`` holds traced scalars (so every objective shares one compilation): the state indices
     ``i_v``, ``i_d`` of the site's viable and doomed volume, ``volume`` (1: volume objective, 0:
     cure) and ``q`` (upper quantile of the volume over draws; <= 0 for the mean). Forward mode: a row's
     loss depends on its own z only, so three vmapped JVPs (one unit tangent per variable) give every
-    row's gradient, cheaper to trace and compile than reverse mode (benchmarks/results_tests.md)."""
+    row's gradient, cheaper to trace and compile than reverse mode (benchmarks/results_tests.md).
+    Only the first ``n_vars`` variables get a tangent (2 when the dosing interval is fixed: its
+    box has width zero, so its derivative is 0)."""
 
     def losses(z):
         x = lo + z * (hi - lo)
@@ -248,9 +250,9 @@ def _value_and_grad(z, lo, hi, n_frac, draws, c, obj, *, rtol, atol, max_steps):
         volume_loss = jnp.log(jnp.where(q > 0, jnp.quantile(v, jnp.clip(q, 0.0, 1.0), axis=1), jnp.mean(v, axis=1)))
         return jnp.where(obj["volume"] > 0, volume_loss, cure_loss(viable))
 
-    tangents = jnp.broadcast_to(jnp.eye(z.shape[1], dtype=z.dtype)[:, None, :], (z.shape[1],) + z.shape)
+    tangents = jnp.broadcast_to(jnp.eye(z.shape[1], dtype=z.dtype)[:n_vars, None, :], (n_vars,) + z.shape)
     loss, slopes = jax.vmap(lambda t: jax.jvp(losses, (z,), (t,)), out_axes=(None, 0))(tangents)
-    return loss, slopes.T
+    return loss, jnp.zeros_like(z).at[:, :n_vars].set(slopes.T)
 
 
 def minimize_box(value_and_grad, z0: np.ndarray, steps: int = 40, learning_rate: float = 0.05, progress: bool = False):
@@ -299,7 +301,9 @@ class ModelObjective:
             volume=jnp.int32(kind == "volume"),
             q=jnp.float64(problem.quantile if problem.quantile is not None else -1.0),
         )
-        self.static = dict(rtol=options.rtol, atol=options.atol, max_steps=options.max_steps)
+        self.static = dict(
+            rtol=options.rtol, atol=options.atol, max_steps=options.max_steps, n_vars=3 if problem.optimise_every else 2
+        )
         self.consts = dict(
             rt_start=jnp.float64(problem.rt_start),
             interval=jnp.float64(problem.interval),
