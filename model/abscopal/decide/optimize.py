@@ -8,10 +8,11 @@ mapped to [0, 1] and projected back after every Adam step (optax), which makes t
 
 Schedules are built as padded event arrays inside ``jit`` (fixed slots for fractions and doses,
 unused slots are no-ops at the horizon), so every candidate of every problem reuses one compiled
-gradient per draw count. The objective is averaged over parameter draws (posterior draws with
-inter-animal variability when a fit is given), or a risk-averse upper quantile of the volume. The
-cure objectives use a smooth surrogate (a logistic in the log of the smallest viable volume); the
-reported comparison uses the exact end points of ``compare``.
+gradient per draw count (and per choice of optimising the dosing interval). The objective is
+averaged over parameter draws (posterior draws with inter-animal variability when a fit is given),
+or a risk-averse upper quantile of the volume. The cure objectives use a smooth surrogate (a
+logistic in the log of the smallest viable volume); the reported comparison uses the exact end
+points of ``compare``.
 """
 
 from __future__ import annotations
@@ -234,10 +235,10 @@ def _value_and_grad(z, lo, hi, n_frac, draws, c, obj, *, rtol, atol, max_steps, 
     ``obj`` holds traced scalars (so every objective shares one compilation): the state indices
     ``i_v``, ``i_d`` of the site's viable and doomed volume, ``volume`` (1: volume objective, 0:
     cure) and ``q`` (upper quantile of the volume over draws; <= 0 for the mean). Forward mode: a row's
-    loss depends on its own z only, so three vmapped JVPs (one unit tangent per variable) give every
-    row's gradient, cheaper to trace and compile than reverse mode (benchmarks/results_tests.md).
-    Only the first ``n_vars`` variables get a tangent (2 when the dosing interval is fixed: its
-    box has width zero, so its derivative is 0)."""
+    loss depends on its own z only, so vmapped JVPs, one unit tangent for each of the first ``n_vars``
+    variables (2 when the dosing interval is fixed: its box has width zero and its derivative is 0),
+    give every row's gradient, cheaper to trace, compile and run than reverse mode here
+    (benchmarks/results_tests.md)."""
 
     def losses(z):
         x = lo + z * (hi - lo)
