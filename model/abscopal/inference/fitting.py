@@ -93,10 +93,8 @@ def run_fit(
     meta = _meta(out, prob, settings, method, init, map_record, diag, repro, laplace)
     meta.update(wall_seconds=time.time() - t_start, resumed=resumed)
     _write_fit_folder(out, prob, tree, meta, diag, repro, pred, checks)
-    n_fit = sum(r["use"] == "fit" for r in repro)
-    log(
-        f"fit written to {out}: {meta['status']}; {meta['reproduced']['n']} of {n_fit} fitted records reproduced with P >= {REPRODUCED_AT}"
-    )
+    rep = meta["reproduced"]
+    log(f"fit written to {out}: {meta['status']}; {rep['n']} of {rep['of']} fitted records reproduced with P >= {REPRODUCED_AT}")
     return out
 
 

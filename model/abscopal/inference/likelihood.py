@@ -316,6 +316,10 @@ def log_likelihood_terms(prob: Problem, shared_vals, line_vals, sigma_series, so
 def log_likelihood(prob: Problem, shared_vals, line_vals, sigma_series, solver=None, inoculum=None, solve_fn=None):
     """Total log-likelihood; ``-inf`` when any solve fails (step limit, non-finite state).
     ``inoculum``: the day-0 volumes of ``prob.inoculum_groups`` (mm3)."""
-    t = log_likelihood_terms(prob, shared_vals, line_vals, sigma_series, solver, inoculum, solve_fn)
-    total = jnp.sum(t["tc"]) + jnp.sum(t["cmp"]) + jnp.sum(t["cnt"])
-    return jnp.where(t["ok"] & jnp.isfinite(total), total, -jnp.inf)
+    return total_log_likelihood(log_likelihood_terms(prob, shared_vals, line_vals, sigma_series, solver, inoculum, solve_fn))
+
+
+def total_log_likelihood(terms: dict):
+    """The sum of ``log_likelihood_terms``; ``-inf`` when a solve failed or the sum is not finite."""
+    total = jnp.sum(terms["tc"]) + jnp.sum(terms["cmp"]) + jnp.sum(terms["cnt"])
+    return jnp.where(terms["ok"] & jnp.isfinite(total), total, -jnp.inf)
