@@ -30,7 +30,8 @@ solves run one after another in one compiled loop (``solve_arms``). Observation 
 
 Smooth end points: the time for a volume to reach a threshold is the integral over the output
 grid of ``sigmoid((log thr - max_{t'<=t} log v(t')) / s)`` (the first crossing, censored at the
-horizon); "cured" is ``sigmoid((log 1e-6 - min_t log viable) / s)``. Survival (``survival_proxy``,
+horizon); "cured" is ``sigmoid((log 1e-6 - log viable(day)) / s)`` times ``sigmoid((log 1000 -
+max_{t<=day} log burden) / s)`` (``outcomes``: extinct, and never past the end point). Survival (``survival_proxy``,
 the time for the total burden to reach its threshold) is the median of that time over the virtual
 population (``POPULATION_ENDPOINTS``); growth delay (``time_to_volume``) is the typical mouse's.
 """
@@ -46,7 +47,7 @@ from jax.scipy.special import log_ndtr
 from jax.scipy.stats import norm
 
 from ..model.equations import build_model
-from ..simulation.outcomes import CURE_VOLUME_MM3, soft_cummax, soft_min
+from ..simulation.outcomes import CURE_VOLUME_MM3, DEFAULT_ENDPOINT_MM3, soft_cummax, soft_min
 from ..simulation.solver import map_rows, solve_segments
 from .observations import OP_ABOVE, OP_BELOW, OP_SIMILAR, Comparisons, Counts, Quantities, TimeCourses  # noqa: F401
 
@@ -226,8 +227,14 @@ def quantities(prob: Problem, obs, obs_pop):
     if nB:
         pser = obs_pop[jnp.clip(arm, 0, nB - 1), :, :, o]  # (Q, K, n_out)
         mask = jnp.asarray(prob.days)[None, :] <= day[:, None] + 1e-9  # up to the day
-        minlog = soft_min(pser, mask[:, None, :])  # (Q, K)
-        cure = jnp.mean(jax.nn.sigmoid((math.log(CURE_VOLUME_MM3) - minlog) / SMOOTH_LOG), axis=-1)
+        # cured (outcomes' end-point definition): extinct at the day (viable < 1 cell; extinction is
+        # absorbing) and the burden never at the end point before it (a mouse past it is removed)
+        at_day = _interp(pser, jnp.broadcast_to(day[:, None], pser.shape[:2]), step)
+        burden = obs_pop[jnp.clip(arm, 0, nB - 1), :, :, OBS.index("log_burden")]
+        peak = soft_min(-burden, mask[:, None, :])  # minus the (smooth) running max up to the day
+        extinct = jax.nn.sigmoid((math.log(CURE_VOLUME_MM3) - at_day) / SMOOTH_LOG)
+        alive = jax.nn.sigmoid((math.log(DEFAULT_ENDPOINT_MM3) + peak) / SMOOTH_LOG)
+        cure = jnp.mean(extinct * alive, axis=-1)
         rser = obs_pop[jnp.clip(q.ref, 0, nB - 1), :, :, o]
         at = _interp(pser, jnp.broadcast_to(day[:, None], pser.shape[:2]), step)
         at_ref = _interp(rser, jnp.broadcast_to(day[:, None], pser.shape[:2]), step)

@@ -32,6 +32,7 @@ LOG_FLOOR = 1e-12  # volumes and cell numbers are floored here before logs
 #: a version of the likelihood's code, hashed into ``problem_fingerprint``: a change of what the
 #: likelihood computes (not only of the data) makes saved MAPs and Hessians stale
 LIKELIHOOD_VERSION = (
+    "2026-12-07: a cure needs the burden never past the end point (outcomes' one definition); "
     "2026-11-29b: survival_proxy is the median over the virtual population; "
     "2026-11-29: bounded table priors (priors.Prior), per-line values by the table's estimate column (no line "
     "population), credible biology (issue 20); 2026-11-27: soft running max/min (PEAK_TAU), one series SD per "

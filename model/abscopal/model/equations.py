@@ -159,6 +159,12 @@ def site_rates(s: dict[str, sp.Symbol], sysv: dict[str, sp.Symbol], p: _Symbols,
     # saturating in size (perfusion) and raised by RT-induced chemokines/adhesion molecules (CXCL16, VCAM-1)
     influx = p["k_in"] * sysv["Tc"] * (V + D) / (V + D + p["K_in"]) * (1 + p["a_chem"] * dmg)
     stim = V / (V + p["K_stim"])  # antigen stimulation of infiltrating T cells
+    # immunosuppression that grows with tumour burden (Kosinsky 2018: the T cells' activation and
+    # proliferation fall as TV / (TV + S_R), S_R = 30.5 uL): local expansion of effectors is damped by
+    # K_esc / (K_esc + V + D), so the expansion that can keep pace with a small tumour cannot with a
+    # large one, and a tumour that has outgrown its immune response escapes instead of being held
+    # (or rejected) at any size
+    escape = p["K_esc"] / (p["K_esc"] + V + D)
     # IFN-gamma / TNF signal of the effectors, saturating in their density: induces PD-L1 (Kosinsky 2018)
     # and removes MDSCs (CD8 T cells reduce MDSCs through TNF after RT + anti-PD-L1, Deng 2014 JCI 124:687)
     effector_signal = E / W / (E / W + p["K_PE"])
@@ -178,7 +184,7 @@ def site_rates(s: dict[str, sp.Symbol], sysv: dict[str, sp.Symbol], p: _Symbols,
         # later can only reinvigorate what is left (the rationale of concurrent scheduling, Dovedi 2014
         # Cancer Res 74:5458)
         "E": influx
-        + p["rho_E"] * mod["t_expansion"] * pd_brake * stim * E / suppression
+        + p["rho_E"] * mod["t_expansion"] * pd_brake * stim * escape * E / suppression
         - p["delta_E"] * E
         - p["k_exh"] * stim * P * mod["pd1_free"] * E
         + p["k_reinv"] * (1 - mod["pd1_free"]) * X,

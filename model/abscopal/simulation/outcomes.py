@@ -1,10 +1,19 @@
 """End points computed from simulated trajectories (arrays; work on batches: leading axes are free).
 
-- volume at the horizon (mm^3) per site;
-- cure: viable volume below one cell (1e-6 mm^3) at some output time after day 0;
-- abscopal response: 100 * (1 - V_abs / V_abs untreated) at the horizon, paired by parameter draw;
-- time to a volume end point (survival proxy): first day the volume reaches ``threshold`` (linear
-  interpolation between output days), ``inf`` when it never does within the horizon;
+The one end-point definition (used by compare, sweeps, the optimiser, the report and the
+likelihood's count and survival records): a mouse reaches the **end point** on the first day its
+total tumour burden (irradiated + abscopal measured volume, viable + doomed) reaches
+``threshold`` (1000 mm^3 by default, E-THRESH; linear interpolation between output days), and is
+removed then: nothing later in its trajectory is read. Hence
+
+- time to the end point (survival proxy): that day, ``inf`` when it is not reached by the horizon;
+- volume at the horizon (mm^3) per site: the volume on the horizon, or on the end-point day for a
+  mouse removed earlier (its last measurement);
+- cure: viable volume below one cell (1e-6 mm^3) at the horizon (extinct and still extinct; in the
+  model extinction is absorbing) **and** the end point never reached: a mouse past the end point
+  is never cured, whatever its tumour does later;
+- abscopal response: 100 * (1 - V_abs / V_abs untreated) at the horizon (both read as above),
+  paired by parameter draw;
 - BED of an RT course: sum d (1 + d / (alpha/beta)), and the dose per fraction of n fractions at a given BED;
 - smooth running maximum and minimum of a series (the fit's and the optimiser's differentiable end points).
 """
@@ -21,6 +30,9 @@ from ..model.equations import build_model
 from ..model.parameters import CELL_VOLUME_MM3
 
 CURE_VOLUME_MM3 = CELL_VOLUME_MM3  # cured: viable volume below one cell
+#: volumes below this are reported as "< floor" and drawn at it (about a thousand cells; the
+#: detection limit of calliper measurements is of this order): differences below it decide nothing
+DETECTION_FLOOR_MM3 = 1.0
 
 #: temperature (log units) of the soft running maximum and minimum of a series over the output
 #: grid (log-sum-exp): a hard max over grid points has a kink wherever two points tie, and the MAP
@@ -35,9 +47,9 @@ ENDPOINTS = {
     "volume_irradiated": ("irradiated tumour volume at the horizon", "mm^3", "lower"),
     "volume_abscopal": ("abscopal tumour volume at the horizon", "mm^3", "lower"),
     "abscopal_response": ("reduction of the abscopal tumour vs untreated, at the horizon", "%", "higher"),
-    "cure_irradiated": ("irradiated tumour cured (viable < 1 cell)", "probability", "higher"),
-    "cure_abscopal": ("abscopal tumour cured (viable < 1 cell)", "probability", "higher"),
-    "time_to_endpoint": ("days until either tumour reaches the volume end point (survival proxy)", "days", "higher"),
+    "cure_irradiated": ("irradiated tumour cured (viable < 1 cell, end point never reached)", "probability", "higher"),
+    "cure_abscopal": ("abscopal tumour cured (viable < 1 cell, end point never reached)", "probability", "higher"),
+    "time_to_endpoint": ("days until the tumour burden reaches the volume end point (survival proxy)", "days", "higher"),
 }
 
 
@@ -50,8 +62,32 @@ def volumes(ys: np.ndarray, site: str) -> np.ndarray:
     return ys[..., _idx(f"V_{site}")] + ys[..., _idx(f"D_{site}")]
 
 
-def cured(ys: np.ndarray, site: str) -> np.ndarray:
-    return np.min(ys[..., _idx(f"V_{site}")], axis=-1) < CURE_VOLUME_MM3
+def burden(ys: np.ndarray) -> np.ndarray:
+    """Total tumour burden (mm^3): both sites' measured volumes (a one-tumour mouse has v0_abs = 0)."""
+    return volumes(ys, "irr") + volumes(ys, "abs")
+
+
+def endpoint_day(ts: np.ndarray, ys: np.ndarray, threshold: float = DEFAULT_ENDPOINT_MM3) -> np.ndarray:
+    """Day each mouse reaches the end point (total burden >= ``threshold``); inf if it does not."""
+    return time_to_volume(ts, burden(ys), threshold)
+
+
+def cured(ys: np.ndarray, site: str, t_end: np.ndarray | None = None) -> np.ndarray:
+    """Extinct at the horizon (viable < 1 cell) and, where ``t_end`` is given, never past the end point."""
+    extinct = ys[..., -1, _idx(f"V_{site}")] < CURE_VOLUME_MM3
+    return extinct if t_end is None else extinct & ~np.isfinite(t_end)
+
+
+def read_until(ts: np.ndarray, v: np.ndarray, t_end: np.ndarray) -> np.ndarray:
+    """``v`` (..., n_out) at the horizon, or at ``t_end`` where the mouse was removed earlier
+    (linear interpolation between output days)."""
+    t = np.where(np.isfinite(t_end), np.minimum(t_end, ts[-1]), ts[-1])
+    i = np.clip(np.searchsorted(ts, t, side="right") - 1, 0, len(ts) - 2)
+    t0, t1 = ts[i], ts[i + 1]
+    w = np.clip((t - t0) / (t1 - t0), 0.0, 1.0)
+    v0 = np.take_along_axis(v, i[..., None], -1)[..., 0]
+    v1 = np.take_along_axis(v, (i + 1)[..., None], -1)[..., 0]
+    return (1 - w) * v0 + w * v1
 
 
 def time_to_volume(ts: np.ndarray, v: np.ndarray, threshold: float = DEFAULT_ENDPOINT_MM3) -> np.ndarray:
@@ -83,16 +119,17 @@ def abscopal_response(v_abs, v_abs_untreated):
 def endpoints(
     ts: np.ndarray, ys: np.ndarray, ys_untreated: np.ndarray, threshold: float = DEFAULT_ENDPOINT_MM3
 ) -> dict[str, np.ndarray]:
-    """All end points for trajectories ``ys`` (..., n_out, n_states), paired with untreated ones."""
-    v_irr, v_abs = volumes(ys, "irr"), volumes(ys, "abs")
-    v_abs0 = volumes(ys_untreated, "abs")
-    t_end = np.minimum(time_to_volume(ts, v_irr, threshold), time_to_volume(ts, v_abs, threshold))
+    """All end points for trajectories ``ys`` (..., n_out, n_states), paired with untreated ones
+    (the module's end-point definition: a mouse is removed on its end-point day)."""
+    t_end = endpoint_day(ts, ys, threshold)
+    t_end0 = endpoint_day(ts, ys_untreated, threshold)
+    v_abs = read_until(ts, volumes(ys, "abs"), t_end)
     return {
-        "volume_irradiated": v_irr[..., -1],
-        "volume_abscopal": v_abs[..., -1],
-        "abscopal_response": abscopal_response(v_abs[..., -1], v_abs0[..., -1]),
-        "cure_irradiated": cured(ys, "irr").astype(float),
-        "cure_abscopal": cured(ys, "abs").astype(float),
+        "volume_irradiated": read_until(ts, volumes(ys, "irr"), t_end),
+        "volume_abscopal": v_abs,
+        "abscopal_response": abscopal_response(v_abs, read_until(ts, volumes(ys_untreated, "abs"), t_end0)),
+        "cure_irradiated": cured(ys, "irr", t_end).astype(float),
+        "cure_abscopal": cured(ys, "abs", t_end).astype(float),
         "time_to_endpoint": t_end,
     }
 
