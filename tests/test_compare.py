@@ -59,9 +59,9 @@ def test_a_failed_posterior_draw_is_left_out_and_counted():
     # the kept draws are the same mice a run without the stiff one gives
     rows = _FitWithAStiffDraw().draws(4)
     ts, ys = simulate_schedules(schedules, rows[[0, 2, 3]], opts)
-    from abscopal.simulation.outcomes import volumes
+    from abscopal.decide.compare import removed_at_endpoint
 
-    np.testing.assert_allclose(c.volumes[schedules[1].name][..., 0], volumes(ys[1], "irr"), rtol=1e-4)
+    np.testing.assert_allclose(c.volumes[schedules[1].name], removed_at_endpoint(ts, ys[1], 1000.0), rtol=1e-4)
     # without a fit a cohort is one system: a failure is an error, never a silent gap (three rows
     # with the stiff one: the shape just compiled)
     with pytest.raises(SimulationError, match="failed"):

@@ -43,139 +43,30 @@ def cmd_lines(args) -> int:
     return 0
 
 
-def cmd_simulate(args) -> int:
-    from .io import atomic_write_text
-    from .model.parameters import default_params
-    from .schedules import load_schedule
-    from .simulation.simulate import SolverOptions, simulate
+# ----------------------------------------------------------------------------- shared helpers
+def _numerics() -> None:
+    """Import the solver and switch JAX to 64-bit floats: called once the inputs are valid."""
+    from .simulation.simulate import enable_x64
 
-    schedule = load_schedule(args.schedule)
-    out = Path(args.out)
-    if args.fit is not None:
-        return _simulate_fit(args, schedule, out)
-    params = default_params(schedule.tumour_line)
-    traj = simulate(schedule, params, SolverOptions(n_out=args.points))
-    df = traj.to_frame()
-    if out.suffix == ".json":
-        text = json.dumps(
-            {
-                "schedule": schedule.name,
-                "tumour_line": schedule.tumour_line,
-                "parameters": "defaults (no fit loaded)",
-                "rows": df.to_dict(orient="records"),
-            },
-            indent=1,
+    enable_x64()
+
+
+def _check_fit_name(name: str | None, option: str = "--fit") -> None:
+    """Refuse a fit that does not exist before anything heavy is imported (the full check, of
+    the files inside, is ``load_fit``'s)."""
+    if name is None:
+        return
+    import os
+
+    from .io import shipped_fits
+
+    base = name.removesuffix("@map")
+    root = Path(os.environ["ABSCOPAL_FITS"]) if os.environ.get("ABSCOPAL_FITS") else shipped_fits()
+    if not (Path(base).is_dir() or (root / base).is_dir()):
+        raise ValueError(
+            f"{option}: fit {name!r}: no such folder (looked at {Path(base)} and {root / base}); "
+            "give a fit folder or a name under fits/ (shipped: 'review')"
         )
-    elif out.suffix == ".csv":
-        text = df.to_csv(index=False)
-    else:
-        raise ValueError(f"--out: file extension must be .csv or .json, got {out.suffix!r}")
-    atomic_write_text(out, text)
-    print(f"wrote {len(df)} rows to {out} (parameters: {schedule.tumour_line} defaults; no fit loaded)")
-    return 0
-
-
-def _simulate_fit(args, schedule, out) -> int:
-    """``simulate --fit``: quantiles over posterior draws instead of one trajectory."""
-    from dataclasses import replace
-
-    from .decide.compare import FIT_OPTIONS, trajectory_quantiles
-    from .inference.fitresult import load_fit
-    from .io import NONFINITE_NOTE, atomic_write_text, strict_json
-
-    if out.suffix not in (".csv", ".json"):
-        raise ValueError(f"--out: file extension must be .csv or .json, got {out.suffix!r}")
-    fit = load_fit(args.fit)
-    draws = fit.draws(args.draws, seed=args.seed, tumour_line=schedule.tumour_line)
-    df = trajectory_quantiles(schedule, draws, replace(FIT_OPTIONS, n_out=args.points))
-    if out.suffix == ".json":
-        meta = {"schedule": schedule.name, "tumour_line": schedule.tumour_line, "parameters": fit.describe()}
-        meta["n_dropped"] = int(df.attrs.get("n_dropped", 0))
-        atomic_write_text(out, strict_json({**meta, "note": NONFINITE_NOTE, "rows": df.to_dict(orient="records")}, indent=1))
-    else:
-        atomic_write_text(out, df.to_csv(index=False))
-    dropped = df.attrs.get("n_dropped", 0)
-    note = f" ({dropped} draws left out: their solve hit the step limit)" if dropped else ""
-    print(
-        f"wrote {len(df)} rows (5/50/95 % quantiles over {args.draws - dropped} draws{note}) to {out}; parameters: {fit.describe()}"
-    )
-    return 0
-
-
-def _parse_gaps(text: str | None):
-    """``--gaps``: 'a,b,c' or 'START:STOP:STEP' (days; default -7 to 26 every 3)."""
-    import numpy as np
-
-    if text is None:
-        return tuple(range(-7, 29, 3))
-    try:
-        if ":" in text:
-            start, stop, step = (float(x) for x in text.split(":"))
-            if step <= 0:
-                raise ValueError
-            return tuple(np.arange(start, stop, step))
-        return tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise ValueError(f"--gaps: days as 'a,b,c' or 'START:STOP:STEP' with STEP > 0, got {text!r}") from None
-
-
-def cmd_sweep(args, fit) -> int:
-    """``abscopal compare --sweep-gap / --sweep-fractionation / --scenario dovedi2014``."""
-    from .decide.sweeps import GAP_AGENTS, RT_ALONE, format_sweep, plot_sweep, sweep_fractionation, sweep_gap
-    from .io import NONFINITE_NOTE, atomic_write_text, strict_json
-
-    if args.schedules:
-        raise ValueError("schedules: a sweep or --scenario builds its own schedules; give no schedule files with it")
-    common = dict(
-        n_draws=args.draws, seed=args.seed, fit=fit, threshold_mm3=args.endpoint_mm3, horizon_days=args.horizon, progress=True
-    )
-    if args.scenario == "dovedi2014":
-        from .decide.compare import dovedi2014, format_dovedi, plot
-
-        r = dovedi2014(args.draws, args.seed, fit=fit, horizon_days=args.horizon, progress=True)
-        print(format_dovedi(r))
-        if args.json:
-            data = {
-                "source": r.comparison.source,
-                "p_concurrent_better": r.p_concurrent_better,
-                "p_tie": r.p_tie,
-                "p_sequential_better": r.p_sequential_better,
-                "n_draws": r.comparison.n_draws,
-                "n_dropped": r.comparison.n_dropped,
-                "survival": r.survival.to_dict(orient="records"),
-                "summary": r.comparison.summary.to_dict(orient="records"),
-            }
-            atomic_write_text(args.json, strict_json({**data, "note": NONFINITE_NOTE}, indent=1))
-        if args.csv:
-            atomic_write_text(args.csv, r.comparison.summary.to_csv(index=False))
-        path = args.plot or "abscopal_dovedi2014.png"
-        plot(r.comparison, path)
-        print(f"\nfigure: {path}")
-        return 0
-    if args.sweep_gap and args.sweep_fractionation:
-        raise ValueError("--sweep-gap / --sweep-fractionation: give one sweep at a time")
-    if args.sweep_gap:
-        df = sweep_gap(agents=args.agent or GAP_AGENTS, gaps=_parse_gaps(args.gaps), **common)
-        default_plot = "abscopal_sweep_gap.png"
-    else:
-        try:
-            fractions = [int(x) for x in args.fractions.split(",")]
-        except ValueError:
-            raise ValueError(f"--fractions: comma-separated positive integers, got {args.fractions!r}") from None
-        agents = args.agent or (RT_ALONE, "anti-PD-1")
-        df = sweep_fractionation(fractions, bed_gy=args.bed, ab_ratio=args.ab_ratio, agents=agents, **common)
-        default_plot = "abscopal_sweep_fractionation.png"
-    print(format_sweep(df))
-    if args.csv:
-        atomic_write_text(args.csv, df.to_csv(index=False))
-    if args.json:
-        atomic_write_text(
-            args.json, strict_json({**df.attrs, "note": NONFINITE_NOTE, "rows": df.to_dict(orient="records")}, indent=1)
-        )
-    path = args.plot or default_plot
-    plot_sweep(df, path)
-    print(f"\nfigure: {path}")
-    return 0
 
 
 def _optional_fit(args):
@@ -187,17 +78,246 @@ def _optional_fit(args):
     return load_fit(args.fit)
 
 
-def cmd_compare(args) -> int:
-    from .decide.compare import compare, default_scenario, format_table, plot
-    from .io import NONFINITE_NOTE, atomic_write_text, strict_json
+def _out_dir(args, command: str) -> Path:
+    """Where default outputs go: ``--out-dir``, else a new folder ``abscopal-output/<command>-<time>``
+    (never a tracked file of the repository; ``abscopal-output/`` is git-ignored)."""
+    if getattr(args, "out_dir", None):
+        return Path(args.out_dir)
+    if getattr(args, "_out_dir", None) is None:
+        import time
+
+        stem = Path("abscopal-output") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
+        path, k = stem, 1
+        while path.exists():
+            k += 1
+            path = stem.with_name(f"{stem.name}-{k}")
+        args._out_dir = path
+    return args._out_dir
+
+
+def _check_agents(agents) -> None:
+    if not agents:
+        return
+    from .model.agents import agent_names
+
+    allowed = ("RT alone", *agent_names())
+    for a in agents:
+        if a not in allowed:
+            raise ValueError(f"--agent: unknown agent {a!r}; allowed {list(allowed)}")
+
+
+def _parse_fractions(text: str) -> list[int]:
+    try:
+        fractions = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--fractions: comma-separated positive integers, got {text!r}") from None
+    if any(n < 1 for n in fractions):
+        raise ValueError(f"--fractions: comma-separated positive integers, got {text!r}")
+    return fractions
+
+
+# ----------------------------------------------------------------------------- simulate
+def cmd_simulate(args) -> int:
+    from .io import atomic_write_text
     from .schedules import load_schedule
 
+    schedule = load_schedule(args.schedule)
+    out = Path(args.out)
+    if out.suffix not in (".csv", ".json"):
+        raise ValueError(f"--out: file extension must be .csv or .json, got {out.suffix!r}")
+    _check_fit_name(args.fit)
+    _numerics()
+    if args.fit is not None:
+        return _simulate_fit(args, schedule, out)
+    from .decide.display import NO_FIT_SOURCE
+    from .model.parameters import default_params
+    from .simulation.simulate import SolverOptions, simulate
+
+    params = default_params(schedule.tumour_line)
+    traj = simulate(schedule, params, SolverOptions(n_out=args.points))
+    df = traj.to_frame()
+    if out.suffix == ".json":
+        text = json.dumps(
+            {
+                "schedule": schedule.name,
+                "tumour_line": schedule.tumour_line,
+                "horizon_days": schedule.horizon_days,
+                "parameters": "defaults (no fit loaded): one typical mouse, " + NO_FIT_SOURCE.split(": ", 1)[0],
+                "rows": df.to_dict(orient="records"),
+            },
+            indent=1,
+        )
+    else:
+        text = df.to_csv(index=False)
+    atomic_write_text(out, text)
+    print(
+        f"wrote {len(df)} rows to {out} (parameters: {schedule.tumour_line} defaults, no fit loaded: one typical mouse; "
+        f"horizon day {schedule.horizon_days:g})"
+    )
+    return 0
+
+
+def _simulate_fit(args, schedule, out) -> int:
+    """``simulate --fit``: quantiles over posterior draws instead of one trajectory."""
+    from dataclasses import replace
+
+    from .decide.compare import FIT_OPTIONS, trajectory_quantiles
+    from .decide.display import describe_fit
+    from .inference.fitresult import load_fit
+    from .io import NONFINITE_NOTE, atomic_write_text, strict_json
+
+    fit = load_fit(args.fit)
+    draws = fit.draws(args.draws, seed=args.seed, tumour_line=schedule.tumour_line)
+    df = trajectory_quantiles(schedule, draws, replace(FIT_OPTIONS, n_out=args.points))
+    if out.suffix == ".json":
+        meta = {"schedule": schedule.name, "tumour_line": schedule.tumour_line, "parameters": describe_fit(fit)}
+        meta["horizon_days"] = schedule.horizon_days
+        meta["n_dropped"] = int(df.attrs.get("n_dropped", 0))
+        atomic_write_text(out, strict_json({**meta, "note": NONFINITE_NOTE, "rows": df.to_dict(orient="records")}, indent=1))
+    else:
+        atomic_write_text(out, df.to_csv(index=False))
+    dropped = df.attrs.get("n_dropped", 0)
+    note = f" ({dropped} draws left out: their solve hit the step limit)" if dropped else ""
+    print(
+        f"wrote {len(df)} rows (5/50/95 % quantiles over {args.draws - dropped} draws{note}) to {out}; "
+        f"parameters: {describe_fit(fit)}"
+    )
+    return 0
+
+
+# ----------------------------------------------------------------------------- compare, sweeps, scenarios
+def _parse_gaps(text: str | None):
+    """``--gaps``: 'a,b,c' or 'START:STOP:STEP' (days; default -7 to 26 every 3)."""
+    import math
+
+    if text is None:
+        return tuple(range(-7, 29, 3))
+    try:
+        if ":" in text:
+            start, stop, step = (float(x) for x in text.split(":"))
+            if step <= 0 or not all(math.isfinite(v) for v in (start, stop, step)):
+                raise ValueError
+            n = max(0, math.ceil((stop - start) / step))
+            gaps = tuple(start + k * step for k in range(n))
+        else:
+            gaps = tuple(float(x) for x in text.split(","))
+        if not gaps or not all(math.isfinite(g) for g in gaps):
+            raise ValueError
+        return gaps
+    except ValueError:
+        raise ValueError(f"--gaps: days as 'a,b,c' or 'START:STOP:STEP' with STEP > 0, got {text!r}") from None
+
+
+def _figure(args, command: str, default_name: str) -> Path:
+    return Path(args.plot) if args.plot else _out_dir(args, command) / default_name
+
+
+def _comparison_json(c) -> dict:
+    from .decide.display import describe_schedule
+
+    return {
+        "source": c.source,
+        "intervals": "between-mouse spread only, no parameter uncertainty"
+        if c.spread_only
+        else "parameter uncertainty and between-mouse spread",
+        "horizon_days": c.horizon_days,
+        "endpoint_mm3": c.threshold_mm3,
+        "n_draws": c.n_draws,
+        "n_dropped": c.n_dropped,
+        "schedules": [
+            {"name": s.name, "description": describe_schedule(s), "bed_gy": c.bed[s.name], "schedule_toml": s.to_toml()}
+            for s in c.schedules
+        ],
+        "summary": c.summary.to_dict(orient="records"),
+        "pairwise_rule": (
+            "per paired mouse (the same parameter draw under both schedules): A better, B better or tie; "
+            "p_* are the fractions of pairs, p_*_lo/p_*_hi their 90 % Monte Carlo (Jeffreys) intervals; "
+            + c.pairwise.attrs.get("tie_rule", "")
+        ),
+        "pairwise": c.pairwise.to_dict(orient="records"),
+        "bed_gy": c.bed,
+    }
+
+
+def cmd_sweep(args, fit) -> int:
+    """``abscopal compare --sweep-gap / --sweep-fractionation / --scenario dovedi2014``."""
+    from .decide.sweeps import GAP_AGENTS, RT_ALONE, format_sweep, plot_sweep, sweep_fractionation, sweep_gap
+    from .io import NONFINITE_NOTE, atomic_write_text, strict_json
+
+    common = dict(
+        n_draws=args.draws, seed=args.seed, fit=fit, threshold_mm3=args.endpoint_mm3, horizon_days=args.horizon, progress=True
+    )
+    if args.scenario == "dovedi2014":
+        from .decide.compare import dovedi2014, format_dovedi, plot
+
+        r = dovedi2014(args.draws, args.seed, fit=fit, horizon_days=args.horizon, progress=True)
+        print(format_dovedi(r))
+        if args.json:
+            data = {
+                **_comparison_json(r.comparison),
+                "record": "R29",
+                "reproduction": r.reproduction,
+                "p_concurrent_better": r.p_concurrent_better,
+                "p_tie": r.p_tie,
+                "p_sequential_better": r.p_sequential_better,
+                "survival": r.survival.to_dict(orient="records"),
+            }
+            atomic_write_text(args.json, strict_json({**data, "note": NONFINITE_NOTE}, indent=1))
+        if args.csv:
+            atomic_write_text(args.csv, r.comparison.summary.to_csv(index=False))
+        path = _figure(args, "dovedi2014", "dovedi2014.png")
+        plot(r.comparison, path)
+        print(f"\nfigure: {path}")
+        return 0
+    if args.sweep_gap:
+        df = sweep_gap(agents=args.agent or GAP_AGENTS, gaps=_parse_gaps(args.gaps), **common)
+        name = "sweep_gap"
+    else:
+        agents = args.agent or (RT_ALONE, "anti-PD-1")
+        df = sweep_fractionation(
+            _parse_fractions(args.fractions), bed_gy=args.bed, ab_ratio=args.ab_ratio, agents=agents, **common
+        )
+        name = "sweep_fractionation"
+    print(format_sweep(df))
+    if args.csv:
+        atomic_write_text(args.csv, df.to_csv(index=False))
+    if args.json:
+        atomic_write_text(
+            args.json, strict_json({**df.attrs, "note": NONFINITE_NOTE, "rows": df.to_dict(orient="records")}, indent=1)
+        )
+    path = _figure(args, name, f"{name}.png")
+    plot_sweep(df, path)
+    print(f"\nfigure: {path}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    # every input is checked before JAX is imported
+    sweep = args.sweep_gap or args.sweep_fractionation or args.scenario == "dovedi2014"
+    if sweep and args.schedules:
+        raise ValueError("schedules: a sweep or --scenario builds its own schedules; give no schedule files with it")
+    if args.sweep_gap and args.sweep_fractionation:
+        raise ValueError("--sweep-gap / --sweep-fractionation: give one sweep at a time")
+    if args.sweep_gap:
+        _parse_gaps(args.gaps)
+    if args.sweep_fractionation:
+        _parse_fractions(args.fractions)
+    _check_agents(args.agent)
+    schedules = []
+    if args.schedules:
+        from .schedules import load_schedule
+
+        schedules = [load_schedule(p) for p in args.schedules]
+    _check_fit_name(args.fit)
+    _numerics()
     fit = _optional_fit(args)
-    if args.sweep_gap or args.sweep_fractionation or args.scenario == "dovedi2014":
+    if sweep:
         return cmd_sweep(args, fit)
-    schedules = [load_schedule(p) for p in args.schedules] if args.schedules else default_scenario()
+    from .decide.compare import compare, default_scenario, format_table, plot
+    from .io import NONFINITE_NOTE, atomic_write_text, strict_json
+
     c = compare(
-        schedules,
+        schedules or default_scenario(horizon_days=args.horizon),
         n_draws=args.draws,
         seed=args.seed,
         fit=fit,
@@ -207,54 +327,47 @@ def cmd_compare(args) -> int:
     )
     print(format_table(c))
     if args.json:
-        atomic_write_text(
-            args.json,
-            strict_json(
-                {
-                    "source": c.source,
-                    "n_draws": c.n_draws,
-                    "n_dropped": c.n_dropped,
-                    "note": NONFINITE_NOTE,
-                    "summary": c.summary.to_dict(orient="records"),
-                    "pairwise": c.pairwise.to_dict(orient="records"),
-                    "bed_gy": c.bed,
-                },
-                indent=1,
-            ),
-        )
+        atomic_write_text(args.json, strict_json({**_comparison_json(c), "note": NONFINITE_NOTE}, indent=1))
     if args.csv:
         atomic_write_text(args.csv, c.summary.to_csv(index=False))
-    plot_path = args.plot or ("abscopal_compare.png" if not args.schedules else None)
-    if plot_path:
-        plot(c, plot_path)
-        print(f"\nfigure: {plot_path}")
+    path = _figure(args, "compare", "compare.png")
+    plot(c, path)
+    print(f"\nfigure: {path}")
     return 0
 
 
+# ----------------------------------------------------------------------------- export, optimize
 def cmd_export(args) -> int:
-    from .export.formats import export
-
-    fit = _optional_fit(args)
-    schedule = None
     if args.schedule is not None:
         from .schedules import load_schedule
 
         schedule = load_schedule(args.schedule)
+    else:
+        schedule = None
+    _check_fit_name(args.fit)
+    from .export.formats import export, point_only
+
+    fit = _optional_fit(args)
     out = export(args.format, args.out, fit=fit, schedule=schedule, tumour_line=args.tumour_line)
-    what = f"fit {fit.name}" if fit is not None else "the default parameter table (no --fit: no intervals)"
+    if fit is None:
+        what = "the default parameter table (no --fit: no intervals)"
+    elif point_only(fit):
+        what = f"fit {fit.name}: its MAP point, no intervals (between-mouse spread only, no parameter uncertainty)"
+    else:
+        what = f"fit {fit.name} (posterior medians and 90 % intervals)"
     print(f"wrote {args.format} export of {what} to {out}")
     return 0
 
 
 def cmd_optimize(args) -> int:
+    fractions = _parse_fractions(args.fractions)
+    _check_agents([args.agent])
+    _check_fit_name(args.fit)
+    _numerics()
     from .decide.optimize import format_result, optimize
     from .io import atomic_write_text
 
     fit = _optional_fit(args)
-    try:
-        fractions = [int(x) for x in args.fractions.split(",")]
-    except ValueError:
-        raise ValueError(f"--fractions: comma-separated positive integers, got {args.fractions!r}") from None
     r = optimize(
         args.objective,
         max_bed_gy=None if args.max_dose is not None else (args.max_bed if args.max_bed is not None else 60.0),
@@ -278,16 +391,15 @@ def cmd_optimize(args) -> int:
         progress=True,
     )
     print(format_result(r))
-    atomic_write_text(args.out, r.toml())
-    print(f"\noptimal schedule: {args.out}")
+    out = Path(args.out) if args.out else _out_dir(args, "optimize") / "optimal.toml"
+    atomic_write_text(out, r.toml())
+    print(f"\noptimal schedule: {out}")
     if args.csv:
         atomic_write_text(args.csv, r.candidates.to_csv(index=False))
     return 0
 
 
 def cmd_fit(args) -> int:
-    from .decide.scenarios import credibility_checks, format_checks
-    from .inference.fitting import run_fit
     from .inference.settings import FitSettings
 
     if args.quick:
@@ -346,5 +458,9 @@ def cmd_fit(args) -> int:
     if args.laplace and args.map:
         raise ValueError("--laplace and --map: choose one")
     method = "laplace" if args.laplace else "map" if args.map else "nuts"
+    _numerics()
+    from .decide.scenarios import credibility_checks, format_checks
+    from .inference.fitting import run_fit
+
     run_fit(args.out, settings, progress=not args.no_progress, method=method, checks=(credibility_checks, format_checks))
     return 0

@@ -1,9 +1,11 @@
 """Compare schedules over a virtual population (the main job, ``abscopal compare``).
 
 For every schedule: posterior-predictive median and 90 % interval of each end point
-(``outcomes.ENDPOINTS``), cure probabilities, and for each pair of schedules the probability that
-one beats the other on each end point (paired by parameter draw). Until a fit ships, the draws are
-the default parameters with inter-animal variability only; the result says so.
+(``outcomes.ENDPOINTS``, the one end-point definition: a mouse is removed on its end-point day),
+cure probabilities, and for each pair of schedules and each end point the probabilities that the
+first is better, that the second is better and that they tie (paired by parameter draw; the tie
+rule is ``pairwise.TIE_RULE``), each with its 90 % Monte Carlo interval. Without a fit the draws
+are the default parameters with inter-animal variability only; the result says so.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pandas as pd
 from ..model.parameters import Params, default_params
 from ..model.population import virtual_population
 from ..schedules import Schedule, concurrent, fractionated, sequential
-from ..simulation.outcomes import ABSCOPAL_ENDPOINTS, ENDPOINTS, endpoints, time_to_volume
+from ..simulation.outcomes import ABSCOPAL_ENDPOINTS, ENDPOINTS, endpoint_day, endpoints, read_until
 from ..simulation.outcomes import volumes as site_volumes
 from ..simulation.simulate import (
     SimulationError,
@@ -27,9 +29,13 @@ from ..simulation.simulate import (
     solve_grid_each,
     stack_schedules,
 )
+from . import display
+from .pairwise import TIE_RULE, pair_row, proportion
 
 CHUNK = 100  # at most this many draws per compiled batch (fixed, so every chunk reuses one compilation)
 BLOCK = 4  # schedules per compiled batch
+#: the one default horizon (days simulated) of every command: compare, sweeps, scenarios, optimize
+DEFAULT_HORIZON_DAYS = 60.0
 #: solver options for posterior draws: each draw its own step control, at most this many steps per
 #: output interval (a draw that needs more is stiff far outside the data: dropped and counted)
 FIT_OPTIONS = SolverOptions(max_steps=1024)
@@ -38,17 +44,28 @@ FIT_OPTIONS = SolverOptions(max_steps=1024)
 @dataclass(frozen=True)
 class Comparison:
     summary: pd.DataFrame  # one row per schedule and end point
-    pairwise: pd.DataFrame  # P(a beats b) per end point
+    pairwise: pd.DataFrame  # per pair and end point: P(a better), P(b better), P(tie), each with its 90 % MC interval
     ts: np.ndarray
-    volumes: dict[str, np.ndarray]  # schedule -> (draws, n_out, 2) irradiated/abscopal volumes
+    #: schedule -> (draws, n_out, 2) irradiated/abscopal volumes; after a mouse's end-point day its
+    #: volumes stay at their end-point values (it is removed then: no later shrinkage is shown)
+    volumes: dict[str, np.ndarray]
     source: str  # where the parameter draws came from
     bed: dict[str, float]
     ab_ratio: float
     n_dropped: int = 0  # parameter draws left out because a solve of theirs failed (per-draw mode)
     n_draws: int = 0  # parameter draws asked for
+    schedules: tuple = ()  # the schedules compared (their RT fractions and drug doses are shown)
+    single_tumour: bool = False  # mice with the irradiated tumour only
+    spread_only: bool = True  # intervals hold between-mouse spread only (no fit, or a MAP-only fit)
+    cured: dict = None  # schedule -> {"irradiated": fraction cured, "abscopal": ...}
+    threshold_mm3: float = 1000.0  # the volume end point (total tumour burden)
+
+    @property
+    def horizon_days(self) -> float:
+        return float(self.ts[-1])
 
 
-def default_scenario(tumour_line: str = "CT26", horizon_days: float = 40.0) -> list[Schedule]:
+def default_scenario(tumour_line: str = "CT26", horizon_days: float = DEFAULT_HORIZON_DAYS) -> list[Schedule]:
     """Hypofractionated RT (3 x 8 Gy, days 7-9, to the irradiated tumour; Dewan 2009-style) with
     anti-PD-1 (10 mg/kg i.p. x 3, every 3 days): RT alone, concurrent (from day 7), sequential
     (from 7 days after the last fraction, day 16)."""
@@ -68,12 +85,9 @@ def draw_parameters(tumour_line: str, n_draws: int, seed: int = 0, params: Param
     if int(n_draws) != n_draws or n_draws < 1:
         raise ValueError(f"n_draws: must be a positive integer, got {n_draws!r}")
     if fit is not None:
-        return fit.draws(int(n_draws), seed=seed, tumour_line=tumour_line), fit.describe()
+        return fit.draws(int(n_draws), seed=seed, tumour_line=tumour_line), display.describe_fit(fit)
     params = params if params is not None else default_params(tumour_line)
-    return (
-        virtual_population(params, int(n_draws), seed),
-        "default parameters (no fit loaded) with inter-animal variability only: intervals show between-mouse spread, not parameter uncertainty",
-    )
+    return virtual_population(params, int(n_draws), seed), display.NO_FIT_SOURCE
 
 
 def check_same_setting(schedules: list[Schedule]) -> None:
@@ -183,11 +197,8 @@ def summarise(x: np.ndarray, unit: str) -> dict[str, float]:
     the estimate from the number of draws). ``inf`` (not reached within the horizon) is kept."""
     x = np.asarray(x, dtype=float)
     if unit == "probability":
-        from scipy.stats import beta
-
-        k, n = float(np.sum(x)), x.size
-        lo, hi = beta.ppf([0.05, 0.95], k + 0.5, n - k + 0.5)
-        return dict(median=float(np.mean(x)), lo=float(lo) if k > 0 else 0.0, hi=float(hi) if k < n else 1.0)
+        est, lo, hi = proportion(float(np.sum(x)), x.size)
+        return dict(median=est, lo=lo, hi=hi)
     q = np.quantile(np.where(np.isfinite(x), x, np.inf), [0.5, 0.05, 0.95], method="inverted_cdf")
     return dict(median=float(q[0]), lo=float(q[1]), hi=float(q[2]))
 
@@ -238,80 +249,126 @@ def compare(
             row.update(summarise(results[s.name][key], unit))
             rows.append(row)
     summary = pd.DataFrame(rows)
-    pair_rows = []
-    for i, a in enumerate(schedules):
-        for b in schedules[i + 1 :]:
-            for key, (_d, _unit, better) in kept.items():
-                xa, xb = results[a.name][key], results[b.name][key]
-                wins = xa < xb if better == "lower" else xa > xb
-                ties = xa == xb
-                pair_rows.append(
-                    {"a": a.name, "b": b.name, "endpoint": key, "p_a_better": float(np.mean(wins)), "p_tie": float(np.mean(ties))}
-                )
+    pair_rows = [
+        pair_row(a.name, b.name, key, results[a.name], results[b.name], better)
+        for i, a in enumerate(schedules)
+        for b in schedules[i + 1 :]
+        for key, (_d, _unit, better) in kept.items()
+    ]
     pairwise = pd.DataFrame(pair_rows)
+    pairwise.attrs["tie_rule"] = TIE_RULE
     labelled = {"untreated": ys[0], **{s.name: ys[j + 1] for j, s in enumerate(schedules)}}
-    volumes = {name: np.stack([site_volumes(y, "irr"), site_volumes(y, "abs")], axis=-1) for name, y in labelled.items()}
+    volumes = {name: removed_at_endpoint(ts, y, threshold_mm3) for name, y in labelled.items()}
     beds = {s.name: s.bed_gy(ab) for s in schedules}
-    return Comparison(summary, pairwise, ts, volumes, source, beds, ab, n_asked - draws.shape[0], n_asked)
+    cured = {
+        s.name: {
+            "irradiated": float(np.mean(results[s.name]["cure_irradiated"])),
+            "abscopal": float(np.mean(results[s.name]["cure_abscopal"])),
+        }
+        for s in schedules
+    }
+    return Comparison(
+        summary,
+        pairwise,
+        ts,
+        volumes,
+        source,
+        beds,
+        ab,
+        n_asked - draws.shape[0],
+        n_asked,
+        schedules=tuple(schedules),
+        single_tumour=single_tumour,
+        spread_only=display.spread_only(fit) if hasattr(fit, "meta") or fit is None else False,
+        cured=cured,
+        threshold_mm3=float(threshold_mm3),
+    )
+
+
+def removed_at_endpoint(ts: np.ndarray, ys: np.ndarray, threshold_mm3: float) -> np.ndarray:
+    """Irradiated and abscopal volumes (draws, n_out, 2) as the end-point definition reads them:
+    after a mouse's end-point day they stay at their values on that day (it is removed then)."""
+    t_end = endpoint_day(ts, ys, threshold_mm3)
+    out = []
+    for site in ("irr", "abs"):
+        v = site_volumes(ys, site)
+        at_end = read_until(ts, v, t_end)
+        out.append(np.where(ts[None, :] > t_end[:, None], at_end[:, None], v))
+    return np.stack(out, axis=-1)
+
+
+def _cell(c: Comparison, name: str, r) -> str:
+    """One summary row as text: probabilities in %, volumes with the detection floor and the cured
+    fraction beside, days with the horizon, everything with "(90% interval a to b)"."""
+    med, lo, hi = r["median"], r["lo"], r["hi"]
+    if r.unit == "probability":
+        return f"{display.percent(med)}  {display.interval(display.percent(lo), display.percent(hi))}"
+    if r.unit == "days":
+        h = c.horizon_days
+        if not np.isfinite(med):
+            return f"{display.days(med, h)} (censored)  {display.interval(display.days(lo, h), display.days(hi, h))}"
+        return f"{display.days(med, h)}  {display.interval(display.days(lo, h), display.days(hi, h))}"
+    if r.unit == "mm^3":
+        site = "irradiated" if r.endpoint == "volume_irradiated" else "abscopal"
+        v = f"{display.volume(med, 'mm3')}  {display.interval(display.volume(lo), display.volume(hi))}"
+        return v + (f"; cured {display.percent(c.cured[name][site])}" if c.cured else "")
+    return f"{display.number(med, r.unit)}  {display.interval(display.number(lo, r.unit), display.number(hi, r.unit))}"
+
+
+def describe_pairwise(c: Comparison, a: str, b: str) -> list[str]:
+    """The rows of one pair: per end point P(A better), P(B better), P(tie), with MC intervals."""
+    df = c.pairwise[(c.pairwise.a == a) & (c.pairwise.b == b)]
+    n = int(df.n_pairs.iloc[0]) if len(df) else 0
+    lines = [f"  A = {a}\n  B = {b}   ({n} paired mice)"]
+    fmt = lambda r, k: f"{display.percent(r[f'p_{k}'])} ({display.percent(r[f'p_{k}_lo'])} to {display.percent(r[f'p_{k}_hi'])})"
+    lines.append(f"    {'end point':<20s} {'A better':<24s} {'B better':<24s} {'tie':<24s}")
+    for _, r in df.iterrows():
+        lines.append(f"    {r.endpoint:<20s} {fmt(r, 'a_better'):<24s} {fmt(r, 'b_better'):<24s} {fmt(r, 'tie'):<24s}")
+    return lines
 
 
 def format_table(c: Comparison) -> str:
     """A plain-text report a radiation oncologist can read."""
-    lines = [f"Parameter draws: {c.source}", f"BED uses alpha/beta = {c.ab_ratio:g} Gy (tumour)."]
+    lines = [
+        f"Parameter draws: {c.source}",
+        f"Horizon: day {c.horizon_days:g}. End point: total tumour burden >= {display.number(c.threshold_mm3)} mm3 (the mouse "
+        "is removed that day and never counts as cured). BED uses alpha/beta = "
+        f"{c.ab_ratio:g} Gy (tumour). Volumes below the detection floor ({display.volume(0.0, 'mm3')[2:]}) read '{display.volume(0.0, 'mm3')}'.",
+    ]
+    if c.single_tumour:
+        lines.append("Mice carry one tumour (the irradiated one): no abscopal end points.")
     if c.n_dropped:
         lines.append(
             f"{c.n_dropped} of {c.n_draws} draws were left out: their solve hit the step limit (stiff parameter sets far "
             "from the data); the table summarises the other draws."
         )
     lines.append("")
+    by_name = {s.name: s for s in c.schedules}
     for name, df in c.summary.groupby("schedule", sort=False):
         lines.append(f"== {name}  (BED {c.bed[name]:.1f} Gy)")
+        if name in by_name:
+            lines.append(f"   {display.describe_schedule(by_name[name])}")
         for _, r in df.iterrows():
-            med, lo, hi = r["median"], r["lo"], r["hi"]
-            if r.unit == "probability":
-                val = f"{100 * med:5.1f} %  (90% interval {100 * lo:.0f} to {100 * hi:.0f} %)"
-            elif not np.isfinite(med):
-                val = f"not reached by day {c.ts[-1]:g} (censored)"
-            else:
-                hi_s = f"> {c.ts[-1]:g} (censored)" if not np.isfinite(hi) else f"{hi:.1f}"
-                val = f"{med:.1f} {r.unit}  (90% interval {lo:.1f} to {hi_s})"
-            lines.append(f"  {r.description:<75s} {val}   [{r.better} is better]")
+            lines.append(f"  {r.description:<75s} {_cell(c, name, r)}   [{r.better} is better]")
         lines.append("")
     if len(c.pairwise):
-        lines.append("Probability that the first schedule beats the second (paired draws; ties not counted):")
-        for (a, b), df in c.pairwise.groupby(["a", "b"], sort=False):
-            parts = ", ".join(f"{r.endpoint} {100 * r.p_a_better:.0f}%" for _, r in df.iterrows())
-            lines.append(f"  {a}  vs  {b}: {parts}")
+        lines.append(
+            "Paired comparison (the same virtual mouse under both schedules): P(A better), P(B better), P(tie), "
+            "each with its 90% Monte Carlo interval; the three sum to 100%."
+        )
+        lines.append(f"  Rule: {TIE_RULE}.")
+        for (a, b), _df in c.pairwise.groupby(["a", "b"], sort=False):
+            lines += describe_pairwise(c, a, b)
     return "\n".join(lines)
 
 
 def plot(c: Comparison, path) -> None:
-    """Both tumours' volumes over time, median and 90 % band per schedule; written atomically."""
-    import matplotlib
+    """Volumes over time per schedule (median and 90 % band, floored at the detection floor, cured
+    fractions in the legend), the schedules' RT and drug days on the time axis, and the pairwise
+    table in the caption; written atomically (``figures.plot_comparison``)."""
+    from .figures import plot_comparison
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..io import atomic_write_figure
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for ax, j, title in ((axes[0], 0, "Irradiated tumour"), (axes[1], 1, "Abscopal (distant, not irradiated) tumour")):
-        for name, v in c.volumes.items():
-            med = np.median(v[..., j], axis=0)
-            lo, hi = np.quantile(v[..., j], [0.05, 0.95], axis=0)
-            style = dict(color="grey", ls="--") if name == "untreated" else {}
-            (line,) = ax.plot(c.ts, med, label=name, **style)
-            ax.fill_between(c.ts, lo, hi, alpha=0.15, color=line.get_color())
-        ax.set_yscale("log")
-        ax.set_xlabel("day after tumour inoculation")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("tumour volume (mm$^3$), median and 90% band")
-    axes[1].legend(fontsize=8)
-    fig.suptitle("Schedules compared over a virtual population", fontsize=11)
-    fig.tight_layout()
-    atomic_write_figure(fig, path)
-    plt.close(fig)
+    plot_comparison(c, path)
 
 
 # ----------------------------------------------------------------------------- Dovedi 2014
@@ -321,13 +378,15 @@ DOVEDI_SURVIVAL_MM3 = 1000.0
 @dataclass(frozen=True)
 class DovediResult:
     comparison: Comparison
-    survival: pd.DataFrame  # per schedule: median and 90 % interval of days to 1000 mm^3 (irradiated tumour)
-    p_concurrent_better: float  # P(concurrent survives longer than sequential), paired draws, ties excluded
-    p_tie: float  # both censored (or equal): neither reached the end point differently within the horizon
+    survival: pd.DataFrame  # per schedule: median and 90 % interval of days to 1000 mm^3 (the one tumour)
+    p_concurrent_better: float  # P(concurrent survives longer than sequential), paired draws
+    p_tie: float  # tied by the rule of ``pairwise.TIE_RULE`` (same day within 0.5 d, or both censored)
     p_sequential_better: float = float("nan")  # the reverse: sequential survives longer
+    reproduction: str = ""  # whether the fit used reproduces record R29, in words
+    pair: dict = None  # the pairwise row (probabilities with their 90 % MC intervals)
 
 
-def dovedi2014_scenario(tumour_line: str = "CT26", horizon_days: float = 60.0) -> list[Schedule]:
+def dovedi2014_scenario(tumour_line: str = "CT26", horizon_days: float = DEFAULT_HORIZON_DAYS) -> list[Schedule]:
     """Dovedi et al. 2014 (Cancer Res 74:5458; record R29): CT26, 5 x 2 Gy on days 7-11 with anti-PD-L1
     10 mg/kg three times a week (every 2.33 d), 6 doses, starting with RT (day 7, concurrent) or
     one week after it (day 19, sequential); RT alone for reference."""
@@ -345,34 +404,46 @@ def dovedi2014(
     seed: int = 0,
     params: Params | None = None,
     fit=None,
-    horizon_days: float = 60.0,
+    horizon_days: float = DEFAULT_HORIZON_DAYS,
     options: SolverOptions | None = None,
     progress: bool = False,
 ) -> DovediResult:
     """The Dovedi 2014 question: does anti-PD-L1 started with 5 x 2 Gy (day 7) beat starting it on
     day 19? Dovedi's mice carried one tumour, so the cohort is simulated with the irradiated tumour
-    only (``compare(single_tumour=True)``, as the fit treats R29); survival is that tumour's time to
-    1000 mm^3. Returns the probability, over paired draws, that concurrent survives longer than
-    sequential."""
+    only (``compare(single_tumour=True)``, as the fit treats R29); survival is the time to the
+    1000 mm^3 end point. Returns the probabilities, over paired draws, that concurrent survives
+    longer than sequential, the reverse and a tie, and whether the fit reproduces record R29."""
     schedules = dovedi2014_scenario(horizon_days=horizon_days)
     c = compare(schedules, n_draws, seed, params, fit, DOVEDI_SURVIVAL_MM3, options, progress, single_tumour=True)
-    surv = {s.name: time_to_volume(c.ts, c.volumes[s.name][..., 0], DOVEDI_SURVIVAL_MM3) for s in schedules}
-    rows = [{"schedule": k, "unit": "days", **summarise(v, "days")} for k, v in surv.items()]
-    t_con, t_seq = surv[schedules[1].name], surv[schedules[2].name]
-    p = float(np.mean(t_con > t_seq))
-    tie = float(np.mean(t_con == t_seq))
-    return DovediResult(c, pd.DataFrame(rows), p, tie, float(np.mean(t_seq > t_con)))
+    t = c.summary[c.summary.endpoint == "time_to_endpoint"]
+    survival = t[["schedule", "unit", "median", "lo", "hi"]].reset_index(drop=True)
+    pw = c.pairwise
+    row = pw[(pw.a == schedules[1].name) & (pw.b == schedules[2].name) & (pw.endpoint == "time_to_endpoint")].iloc[0]
+    repro = display.record_reproduction(fit, "R29") if fit is None or hasattr(fit, "meta") else ""
+    return DovediResult(c, survival, float(row.p_a_better), float(row.p_tie), float(row.p_b_better), repro, row.to_dict())
 
 
 def format_dovedi(r: DovediResult) -> str:
-    lines = [format_table(r.comparison), "", "Dovedi 2014 (R29): survival = days until the irradiated tumour reaches 1000 mm^3"]
+    c = r.comparison
+    lines = [
+        format_table(c),
+        "",
+        "Dovedi 2014 (record R29; CT26, one tumour per mouse): survival = days until the tumour reaches "
+        f"{DOVEDI_SURVIVAL_MM3:g} mm3, horizon day {c.horizon_days:g}",
+    ]
     for _, row in r.survival.iterrows():
-        fmt = lambda v: f"> {r.comparison.ts[-1]:g} d (censored)" if not np.isfinite(v) else f"{v:.1f} d"
-        lines.append(f"  {row.schedule:<40s} median {fmt(row['median'])}  (90% interval {fmt(row.lo)} to {fmt(row.hi)})")
-    lines.append(
-        f"P(concurrent survives longer than sequential) = {r.p_concurrent_better:.2f}, the reverse {r.p_sequential_better:.2f}  "
-        f"(ties, e.g. both censored: {r.p_tie:.2f}; {r.comparison.volumes[r.survival.schedule[0]].shape[0]} paired draws)"
+        fmt = lambda v: display.days(v, c.horizon_days)
+        lines.append(f"  {row.schedule:<40s} median {fmt(row['median'])}  {display.interval(fmt(row.lo), fmt(row.hi))}")
+    pc = lambda k: (
+        f"{display.percent(r.pair[f'p_{k}'])} ({display.percent(r.pair[f'p_{k}_lo'])} to {display.percent(r.pair[f'p_{k}_hi'])})"
     )
+    lines.append(
+        f"Concurrent survives longer than sequential: {pc('a_better')}; sequential longer: {pc('b_better')}; "
+        f"tie (same day within 0.5 d, or both alive at the horizon): {pc('tie')}; {r.pair['n_pairs']} paired mice, "
+        "90% Monte Carlo intervals."
+    )
+    if r.reproduction:
+        lines += ["", r.reproduction]
     return "\n".join(lines)
 
 

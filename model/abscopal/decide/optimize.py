@@ -10,9 +10,11 @@ Schedules are built as padded event arrays inside ``jit`` (fixed slots for fract
 unused slots are no-ops at the horizon), so every candidate of every problem reuses one compiled
 gradient per draw count (and per choice of optimising the dosing interval). The objective is
 averaged over parameter draws (posterior draws with inter-animal variability when a fit is given),
-or a risk-averse upper quantile of the volume. The cure objectives use a smooth surrogate (a
-logistic in the log of the smallest viable volume); the reported comparison uses the exact end
-points of ``compare``.
+or a risk-averse upper quantile of the volume. The objectives follow the end-point definition of
+``simulation.outcomes``, smoothly: the cure surrogate is a logistic in the log of the smallest
+viable volume times a logistic that the tumour burden stays below the end point (a mouse past it
+is never cured), and volumes pass through a smooth floor at ``DETECTION_FLOOR_MM3`` (differences far
+below one cell decide nothing). The reported comparison uses the exact end points of ``compare``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pandas as pd
 
 from ..model.agents import agent_index, get_agent
@@ -43,9 +44,18 @@ from ..schedules import (
     fractionated,
     sequential,
 )
-from ..simulation.outcomes import CURE_VOLUME_MM3, dose_at_equal_bed, soft_min
+from ..simulation.outcomes import (
+    CURE_VOLUME_MM3,
+    DEFAULT_ENDPOINT_MM3,
+    DETECTION_FLOOR_MM3,
+    dose_at_equal_bed,
+    soft_cummax,
+    soft_min,
+)
 from ..simulation.simulate import SolverOptions, pad_rows, require_x64, solve_grid
-from .compare import Comparison, compare, draw_parameters
+from . import display
+from .boxopt import minimize_box
+from .compare import DEFAULT_HORIZON_DAYS, Comparison, compare, draw_parameters
 
 #: what can be optimised: name -> (description, unit, site, kind)
 OBJECTIVES = {
@@ -59,6 +69,12 @@ RT_SLOTS, DRUG_SLOTS = 20, 16  # fixed event slots: at most 20 fractions and 16 
 BATCH = 4  # candidate schedules per compiled call
 N_OUT = 34  # output days for the objective (the cure surrogate takes the smallest viable volume over them)
 CURE_TAU = 0.5  # width (in log volume) of the smooth cure surrogate
+ENDPOINT_TAU = 0.1  # width (in log volume) of the smooth "burden stays below the end point" factor
+FLOOR_TAU = 0.1  # width (relative to the floor) of the smooth detection floor of the volume objectives
+
+
+#: the states summed into the tumour burden (both sites' viable and doomed volumes; outcomes.burden)
+_BURDEN_STATES = tuple(build_model().state_names.index(n) for n in ("V_irr", "D_irr", "V_abs", "D_abs"))
 
 
 class OptimizeError(ValueError):
@@ -85,7 +101,7 @@ class ScheduleProblem:
     min_dose_gy: float = 1.0
     rt_start: float = 7.0
     interval: float = 1.0
-    horizon_days: float = 40.0
+    horizon_days: float = DEFAULT_HORIZON_DAYS
     tumour_line: str = "CT26"
     quantile: float | None = None
     # filled by check(): n_fractions -> (lowest, highest dose per fraction); the boxes of gap and every
@@ -217,15 +233,30 @@ def _candidate_events(x, n_frac, c):
     }
 
 
-def cure_loss(viable):
+def cure_loss(viable, burden=None, threshold: float = DEFAULT_ENDPOINT_MM3):
     """Minus the log of the smooth cure probability over draws, from viable volumes (B, N, n_out) in
     mm3: log-mean-exp over the N draws of ``log sigmoid((log CURE_VOLUME_MM3 - min_t log v) / CURE_TAU)``
     (gradients stay informative when every draw is far from cure). The minimum over the output grid
     is the smooth ``outcomes.soft_min`` (at most ``PEAK_TAU * log(n_out)`` below the hard one): a
-    hard min has a kink where two grid points tie, on which gradient steps stall."""
+    hard min has a kink where two grid points tie, on which gradient steps stall.
+
+    ``burden`` (B, N, n_out): the total tumour burden; a draw then also needs it to stay below the
+    end point ``threshold`` (the end-point definition: a mouse past it is never cured), the smooth
+    factor ``sigmoid((log threshold - soft max_t log burden) / ENDPOINT_TAU)``."""
     log_v = jnp.log(jnp.maximum(viable, 1e-300))
     x = (math.log(CURE_VOLUME_MM3) - soft_min(log_v, jnp.ones(log_v.shape[-1], bool))) / CURE_TAU
-    return -(jax.scipy.special.logsumexp(jax.nn.log_sigmoid(x), axis=1) - jnp.log(x.shape[1]))
+    log_p = jax.nn.log_sigmoid(x)
+    if burden is not None:
+        peak = soft_cummax(jnp.log(jnp.maximum(burden, 1e-300)))[..., -1]
+        log_p = log_p + jax.nn.log_sigmoid((math.log(threshold) - peak) / ENDPOINT_TAU)
+    return -(jax.scipy.special.logsumexp(log_p, axis=1) - jnp.log(x.shape[1]))
+
+
+def smooth_floor(v, floor: float = DETECTION_FLOOR_MM3, tau: float = FLOOR_TAU):
+    """``max(v, floor)``, smoothly: ``floor + floor tau softplus((v - floor) / (floor tau))``. Volumes
+    far below the floor all map to the floor within rounding (1e-15 and 1e-16 mm3 tie), volumes
+    far above it to themselves."""
+    return floor + floor * tau * jax.nn.softplus((v - floor) / (floor * tau))
 
 
 @partial(jax.jit, static_argnames=("max_steps", "n_vars"))
@@ -247,42 +278,15 @@ def _value_and_grad(z, lo, hi, n_frac, draws, c, obj, *, rtol, atol, max_steps, 
         _, ys, _ = solve_grid(draws, events, horizon, rtol=rtol, atol=atol, max_steps=max_steps, n_out=N_OUT, adjoint="forward")
         viable = jnp.take(ys, obj["i_v"], axis=-1)  # (B, N, n_out)
         v = viable[..., -1] + jnp.take(ys[..., -1, :], obj["i_d"], axis=-1)  # (B, N) volume at the horizon
+        v = smooth_floor(v)  # sub-floor differences decide nothing
         q = obj["q"]
         volume_loss = jnp.log(jnp.where(q > 0, jnp.quantile(v, jnp.clip(q, 0.0, 1.0), axis=1), jnp.mean(v, axis=1)))
-        return jnp.where(obj["volume"] > 0, volume_loss, cure_loss(viable))
+        burden = jnp.sum(jnp.take(ys, jnp.asarray(_BURDEN_STATES), axis=-1), axis=-1)  # (B, N, n_out)
+        return jnp.where(obj["volume"] > 0, volume_loss, cure_loss(viable, burden))
 
     tangents = jnp.broadcast_to(jnp.eye(z.shape[1], dtype=z.dtype)[:n_vars, None, :], (n_vars,) + z.shape)
     loss, slopes = jax.vmap(lambda t: jax.jvp(losses, (z,), (t,)), out_axes=(None, 0))(tangents)
     return loss, jnp.zeros_like(z).at[:, :n_vars].set(slopes.T)
-
-
-def minimize_box(value_and_grad, z0: np.ndarray, steps: int = 40, learning_rate: float = 0.05, progress: bool = False):
-    """Projected Adam on the unit box for a batch of independent candidates.
-
-    ``value_and_grad(z)`` maps z (B, k) to (losses (B,), gradients (B, k)); each row is its own
-    problem. Returns the best z seen per row, its loss, and the loss history (steps + 1, B)."""
-    z = np.clip(np.asarray(z0, dtype=np.float64), 0.0, 1.0)
-    opt = optax.adam(learning_rate)
-    state = opt.init(jnp.asarray(z))
-    best_z, best_loss = z.copy(), np.full(z.shape[0], np.inf)
-    history = []
-    it = range(steps + 1)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, desc="optimising", unit="step")
-    for k in it:
-        loss, grad = value_and_grad(z)
-        loss, grad = np.asarray(loss, dtype=np.float64), np.asarray(grad, dtype=np.float64)
-        grad = np.where(np.isfinite(grad), grad, 0.0)
-        better = np.isfinite(loss) & (loss < best_loss)
-        best_z[better], best_loss[better] = z[better], loss[better]
-        history.append(loss)
-        if k == steps:
-            break
-        updates, state = opt.update(jnp.asarray(grad), state)
-        z = np.clip(np.asarray(optax.apply_updates(jnp.asarray(z), updates)), 0.0, 1.0)
-    return best_z, best_loss, np.array(history)
 
 
 class ModelObjective:
@@ -378,7 +382,7 @@ def optimize(
     gap_bounds: tuple[float, float] = (-7.0, 21.0),
     min_dose_gy: float = 1.0,
     rt_start: float = 7.0,
-    horizon_days: float = 40.0,
+    horizon_days: float = DEFAULT_HORIZON_DAYS,
     tumour_line: str = "CT26",
     quantile: float | None = None,
     n_draws: int = 16,
@@ -453,7 +457,10 @@ def optimize(
     candidates = pd.DataFrame(rows).sort_values("loss", kind="stable").reset_index(drop=True)
     candidates.attrs.update(objective=objective, source=source, ab_ratio=ab)
     best = candidates.iloc[0]
-    schedule = problem.schedule(int(best.n_fractions), best[["gap_days", "dose_per_fraction_gy", "every_days"]].to_numpy(float))
+    x_best = best[["gap_days", "dose_per_fraction_gy", "every_days"]].to_numpy(float)
+    n_best = int(best.n_fractions)
+    name = f"optimised: {n_best} x {display.number(x_best[1])} Gy, {agent} from day {display.number(rt_start + x_best[0])}"
+    schedule = problem.schedule(n_best, x_best, name=name)
 
     rt_ref = fractionated(3, 8.0, start=rt_start)
     kw = dict(n_doses=n_doses, every=every, horizon_days=horizon_days, tumour_line=tumour_line)
@@ -468,30 +475,7 @@ def optimize(
 
 
 def format_result(r: OptimizeResult) -> str:
-    p, c = r.problem, r.candidates
-    desc, unit, _, kind = OBJECTIVES[p.objective]
-    cap = f"total BED <= {p.cap:g} Gy at alpha/beta {p.ab_ratio:g} Gy" if p.constraint == "bed" else f"total dose <= {p.cap:g} Gy"
-    goal = (
-        ("minimise " if kind == "volume" else "maximise ")
-        + desc
-        + (f" (upper {100 * p.quantile:g} % quantile)" if p.quantile else "")
-    )
-    lines = [
-        f"Parameter draws: {r.source}",
-        f"Objective: {goal}; constraint: {cap}.",
-        "",
-        "Best candidate per number of fractions:",
-    ]
-    per_n = c.groupby("n_fractions", sort=False).head(1).sort_values("n_fractions")
-    for _, row in per_n.iterrows():
-        val = f"{row.objective:.4g} mm^3" if unit == "mm^3" else f"{100 * row.objective:.1f} % (smooth surrogate)"
-        lines.append(
-            f"  {int(row.n_fractions):2d} x {row.dose_per_fraction_gy:6.2f} Gy (BED {row.bed_gy:5.1f} Gy, total {row.total_dose_gy:5.1f} Gy), "
-            f"drug start {row.gap_days:+6.2f} d (day {row.drug_start_day:.2f}), every {row.every_days:.2f} d: {val}"
-        )
-    lines += ["", f"Optimum: {r.schedule.name}", ""]
-    from .compare import format_table
+    """The result as text (``optimize_text.format_result``)."""
+    from .optimize_text import format_result as text
 
-    if r.comparison is not None:
-        lines.append(format_table(r.comparison))
-    return "\n".join(lines)
+    return text(r)

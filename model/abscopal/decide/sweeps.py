@@ -17,9 +17,10 @@ import pandas as pd
 
 from ..model.parameters import Params, default_params
 from ..schedules import MAX_DOSE_PER_FRACTION_GY, Schedule, ScheduleError, combined, fractionated
-from ..simulation.outcomes import ENDPOINTS, dose_at_equal_bed, endpoints
+from ..simulation.outcomes import DETECTION_FLOOR_MM3, ENDPOINTS, dose_at_equal_bed, endpoints
 from ..simulation.simulate import SolverOptions
-from .compare import draw_parameters, simulate_cohort, summarise
+from . import display
+from .compare import DEFAULT_HORIZON_DAYS, draw_parameters, simulate_cohort, summarise
 
 #: the agents of the timing question (checkpoint inhibitors studied with RT in the review, 3.4.1)
 GAP_AGENTS = ("anti-PD-1", "anti-PD-L1", "anti-CTLA-4")
@@ -71,7 +72,7 @@ def sweep_gap(
     unit: str = "mg/kg",
     n_doses: int = 3,
     every: float = 3.0,
-    horizon_days: float = 60.0,
+    horizon_days: float = DEFAULT_HORIZON_DAYS,
     tumour_line: str = "CT26",
     n_draws: int = 100,
     seed: int = 0,
@@ -131,7 +132,7 @@ def sweep_fractionation(
     unit: str = "mg/kg",
     n_doses: int = 3,
     every: float = 3.0,
-    horizon_days: float = 60.0,
+    horizon_days: float = DEFAULT_HORIZON_DAYS,
     tumour_line: str = "CT26",
     n_draws: int = 100,
     seed: int = 0,
@@ -201,16 +202,22 @@ def format_sweep(df: pd.DataFrame) -> str:
         )
     else:
         lines.append(f"RT: {df.attrs.get('rt')}; drug: {df.attrs.get('drug')}; gap = drug start - first fraction (days).")
+    h = df.attrs.get("horizon_days")
     lines.append(
-        f"Cells: median [90% interval] over draws; probabilities: estimate [90% interval]. Horizon {df.attrs.get('horizon_days'):g} d."
+        f"Cells: median (90% interval, a to b) over draws; probabilities: estimate (90% interval). Horizon: day {h:g}; "
+        f"'> {h:g}': the end point is not reached by the horizon; volumes below the detection floor read "
+        f"'< {DETECTION_FLOOR_MM3:g}'. A mouse is removed when its tumour burden reaches the end point (never cured after it)."
     )
     keys = ["agent", x] + (["dose_per_fraction_gy"] if x == "n_fractions" else [])
 
     def cell(r):
         if r.unit == "probability":
-            return f"{100 * r['median']:.0f}% [{100 * r.lo:.0f}-{100 * r.hi:.0f}]"
-        fmt = lambda v: ">hzn" if not np.isfinite(v) else f"{v:.3g}"
-        return f"{fmt(r['median'])} [{fmt(r.lo)}-{fmt(r.hi)}]"
+            return f"{display.percent(r['median'])} ({display.percent(r.lo)} to {display.percent(r.hi)})"
+        if r.unit == "mm^3":
+            fmt = display.volume
+        else:
+            fmt = lambda v: f"> {h:g}" if not np.isfinite(v) else display.number(v)
+        return f"{fmt(r['median'])} ({fmt(r.lo)} to {fmt(r.hi)})"
 
     records = []
     for key, g in df.groupby(keys, sort=False, dropna=False):
@@ -247,20 +254,32 @@ def plot_sweep(df: pd.DataFrame, path, endpoints_shown=PLOTTED) -> None:
         sub = df[df.endpoint == e]
         for agent, g in sub.groupby("agent", sort=False):
             if gap and agent == RT_ALONE:
-                ax.axhline(
-                    scale * min(g["median"].iloc[0], horizon if unit == "days" else np.inf), color="grey", ls="--", label=RT_ALONE
-                )
+                ref = min(g["median"].iloc[0], horizon if unit == "days" else np.inf)
+                ref = max(ref, DETECTION_FLOOR_MM3) if unit == "mm^3" else ref
+                ax.axhline(scale * ref, color="grey", ls="--", label=RT_ALONE)
                 continue
             g = g.sort_values(x)
             cap = horizon if unit == "days" else np.inf  # not reached within the horizon: drawn at the horizon
-            med, lo, hi = (np.minimum(g[c].to_numpy(float), cap) for c in ("median", "lo", "hi"))
+            floor = DETECTION_FLOOR_MM3 if unit == "mm^3" else -np.inf  # below the detection floor: drawn at it
+            med, lo, hi = (np.clip(g[c].to_numpy(float), floor, cap) for c in ("median", "lo", "hi"))
             (line,) = ax.plot(g[x], scale * med, marker="o", ms=3, label=agent)
             ax.fill_between(g[x], scale * lo, scale * hi, alpha=0.15, color=line.get_color())
         if unit == "mm^3":
             ax.set_yscale("log")
+            ax.set_ylim(bottom=DETECTION_FLOOR_MM3 / 2)
+            ax.axhline(DETECTION_FLOOR_MM3, color="k", lw=0.6, ls=":")
         ax.set_xlabel("drug start - first RT fraction (days)" if gap else "number of fractions (equal BED)")
         ylabel = f"{e.replace('_', ' ')} ({'%' if unit == 'probability' else unit})"
-        ax.set_ylabel(ylabel + (" (horizon = not reached)" if unit == "days" else ""))
+        ax.set_ylabel(
+            ylabel
+            + (
+                " (horizon = not reached)"
+                if unit == "days"
+                else f" (< {DETECTION_FLOOR_MM3:g}: at {DETECTION_FLOOR_MM3:g})"
+                if unit == "mm^3"
+                else ""
+            )
+        )
         ax.set_title(f"{desc}\n({better} is better)", fontsize=8)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
@@ -269,9 +288,16 @@ def plot_sweep(df: pd.DataFrame, path, endpoints_shown=PLOTTED) -> None:
         if gap
         else f"fractionation at equal BED {df.attrs['bed_gy']:.0f} Gy (alpha/beta {df.attrs['ab_ratio']:g} Gy)"
     )
+    src = df.attrs.get("source", "")
+    who = "fit" if src.startswith("fit") else "default parameters, no fit"
+    spread = (
+        "between-mouse spread only, no parameter uncertainty"
+        if display.SPREAD_ONLY in src
+        else "posterior and between-mouse spread"
+    )
     fig.suptitle(
-        f"End points vs {what}: median and 90% interval over {df.attrs.get('n_draws')} draws"
-        f" ({'fit' if df.attrs.get('source', '').startswith('fit') else 'default parameters, no fit'})",
+        f"End points vs {what}: median and 90% interval over {df.attrs.get('n_draws')} draws ({who}; {spread}); "
+        f"horizon day {horizon:g}",
         fontsize=10,
     )
     fig.tight_layout()

@@ -2,9 +2,11 @@
 
 JSON and CSV hold one record per parameter: ``name``, ``tumour_line`` ("" for a value shared by all
 lines, a line name for a line's own value, "(population)" for a hierarchical hyperparameter),
-``value`` (the posterior median, or the table default), ``q05`` and ``q95`` (the 90 % posterior
-interval; empty / null when the value is not estimated, e.g. every record of an export of the
-default table), ``unit``, ``scale``, ``estimated`` and ``source``.
+``value`` (the posterior median, the MAP point of a MAP-only fit, or the table default), ``q05`` and
+``q95`` (the 90 % posterior interval; empty / null when there is none: a value not estimated, e.g.
+every record of an export of the default table, and every value of a MAP-only fit, which holds no
+parameter uncertainty), ``unit``, ``scale``, ``estimated`` and ``source``. The header's ``estimate``
+says which: ``posterior median``, ``map`` or ``default``.
 
 A header stores the record count and a SHA-256 of the records, so a truncated or edited file is
 refused with a clear error. Floats are written with ``repr`` (shortest round-trip form), so export
@@ -26,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..decide.display import SPREAD_ONLY
+from ..decide.display import spread_only as _spread_only
 from ..io import atomic_write_text
 from ..model.parameters import Params, base_tumour_line, default_params, parameter_table, spec, tumour_line_table, tumour_lines
 
@@ -41,6 +45,16 @@ class ExportError(ValueError):
 
 
 # ----------------------------------------------------------------------------- records
+def point_only(fit) -> bool:
+    """A fit with no parameter uncertainty: its MAP point (``NAME@map``, or a fit made with ``--map``)."""
+    return fit is not None and _spread_only(fit)
+
+
+def estimate_kind(fit) -> str:
+    """What a record's ``value`` is: "default" (no fit), "map" (a MAP-only fit) or "posterior median"."""
+    return "default" if fit is None else "map" if point_only(fit) else "posterior median"
+
+
 def _record(name, line, value, q05, q95, unit, scale, estimated, source) -> dict:
     return dict(
         name=name,
@@ -67,9 +81,11 @@ def default_records() -> list[dict]:
 
 def fit_records(fit) -> list[dict]:
     """Records of a fit: estimated quantities at their posterior median with the 90 % interval
-    (``fit.summary()``); every other parameter at the value the fit held it (fixed overrides, else
-    the table and line defaults), without an interval."""
+    (``fit.summary()``), or for a MAP-only fit at the MAP point without an interval; every other
+    parameter at the value the fit held it (fixed overrides, else the table and line defaults),
+    without an interval."""
     summary = fit.summary()
+    point = point_only(fit)
     fixed = fit.fixed_overrides()
     estimated_shared = set(fit.shared)
     entries = fit.line_entries
@@ -87,6 +103,10 @@ def fit_records(fit) -> list[dict]:
             rows.append(_record(name, line, value, None, None, s.unit, s.scale, False, source))
     for r in summary.to_dict(orient="records"):
         if r["name"] in ("sigma_series", "v0_inoculum"):  # likelihood nuisances of the data, not model parameters
+            continue
+        if point:  # one draw, the MAP point: no interval to write
+            source = f"fit {fit.name} (MAP point; {SPREAD_ONLY}); prior: {r['prior']}; {r['source']}"
+            rows.append(_record(r["name"], r["tumour_line"], r["median"], None, None, r["unit"], r["scale"], True, source))
             continue
         source = f"fit {fit.name} (posterior median, 90 % interval); prior: {r['prior']}; {r['source']}"
         rows.append(_record(r["name"], r["tumour_line"], r["median"], r["q05"], r["q95"], r["unit"], r["scale"], True, source))
@@ -139,12 +159,19 @@ def _check_records(records: list[dict], where: str) -> None:
 
 
 # ----------------------------------------------------------------------------- writers
-def _json_text(records: list[dict], source: str) -> str:
+def _interval_note(estimate: str, empty: str) -> str:
+    if estimate == "map":
+        return f"none: a MAP-only fit ({SPREAD_ONLY}); q05 and q95 are {empty} everywhere"
+    return f"90 % posterior interval (q05, q95); {empty} where the value is not estimated"
+
+
+def _json_text(records: list[dict], source: str, estimate: str = "posterior median") -> str:
     doc = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "source": source,
-        "interval": "90 % posterior interval (q05, q95); null where the value is not estimated",
+        "estimate": estimate,
+        "interval": _interval_note(estimate, "null"),
         "fields": list(FIELDS),
         "n_records": len(records),
         "sha256": _digest(records),
@@ -163,11 +190,12 @@ def _csv_cell(v) -> str:
     return str(v)
 
 
-def _csv_text(records: list[dict], source: str) -> str:
+def _csv_text(records: list[dict], source: str, estimate: str = "posterior median") -> str:
     buf = io.StringIO()
     buf.write(f"# {FORMAT_NAME} version {FORMAT_VERSION}\n")
     buf.write(f"# source: {source.replace(chr(10), ' ')}\n")
-    buf.write("# interval: 90 % posterior interval (q05, q95); empty where the value is not estimated\n")
+    buf.write(f"# estimate: {estimate}\n")
+    buf.write(f"# interval: {_interval_note(estimate, 'empty')}\n")
     buf.write(f"# n_records: {len(records)}\n")
     buf.write(f"# sha256: {_digest(records)}\n")
     w = csv.writer(buf, lineterminator="\n")
@@ -201,10 +229,14 @@ def export(fmt: str, out, fit=None, schedule=None, tumour_line: str | None = Non
         raise ExportError(f"--format: {fmt!r} is not a format; allowed {list(FORMATS)}")
     out = Path(out)
     source = f"fit {fit.name} ({fit.path})" if fit is not None else "default parameter table (no fit: intervals empty)"
+    if point_only(fit):
+        source = f"fit {fit.name} ({fit.path}), MAP point: {SPREAD_ONLY}"
+    estimate = estimate_kind(fit)
     if fmt in ("json", "csv"):
         records = fit_records(fit) if fit is not None else default_records()
         _check_records(records, "export")
-        atomic_write_text(out, _json_text(records, source) if fmt == "json" else _csv_text(records, source))
+        text = _json_text(records, source, estimate) if fmt == "json" else _csv_text(records, source, estimate)
+        atomic_write_text(out, text)
     elif fmt == "netcdf":
         if fit is None:
             raise ExportError("--format netcdf: needs --fit (the default table has no posterior to export)")
@@ -232,6 +264,7 @@ class ParameterExport:
     records: tuple[dict, ...]
     source: str
     path: Path
+    estimate: str = ""  # what the values are: "posterior median", "map" or "default" ("" in files before 2026-12-07)
 
     def frame(self):
         import pandas as pd
@@ -301,7 +334,7 @@ def _load_json(path: Path) -> ParameterExport:
             if isinstance(r.get(k), int) and not isinstance(r.get(k), bool):
                 r[k] = float(r[k])
     _verify(records, doc["n_records"], doc["sha256"], str(path))
-    return ParameterExport(tuple(records), doc["source"], path)
+    return ParameterExport(tuple(records), doc["source"], path, str(doc.get("estimate", "")))
 
 
 def _parse_csv_cell(key: str, text: str, where: str):
@@ -355,7 +388,7 @@ def _load_csv(path: Path) -> ParameterExport:
     except ValueError:
         raise ExportError(f"{path}: header n_records must be an integer, got {header['n_records']!r}") from None
     _verify(records, n, header["sha256"], str(path))
-    return ParameterExport(tuple(records), header["source"], path)
+    return ParameterExport(tuple(records), header["source"], path, header.get("estimate", ""))
 
 
 def load_params(path) -> ParameterExport:
