@@ -111,7 +111,7 @@ def test_csv_truncated_or_edited_is_refused(tmp_path):
     bad.write_text("".join(lines[:10] + [",".join(row)] + lines[11:]))
     with pytest.raises(ExportError, match="value must be a number"):
         load_params(bad)
-    assert lines[5].strip() == ",".join(FIELDS)
+    assert lines[6].strip() == ",".join(FIELDS)  # after the header: format, source, estimate, interval, count, sha256
 
 
 def test_netcdf_is_the_fits_inference_data(fit, tmp_path):

@@ -129,7 +129,6 @@ def cmd_simulate(args) -> int:
     _numerics()
     if args.fit is not None:
         return _simulate_fit(args, schedule, out)
-    from .decide.display import NO_FIT_SOURCE
     from .model.parameters import default_params
     from .simulation.simulate import SolverOptions, simulate
 
@@ -142,7 +141,7 @@ def cmd_simulate(args) -> int:
                 "schedule": schedule.name,
                 "tumour_line": schedule.tumour_line,
                 "horizon_days": schedule.horizon_days,
-                "parameters": "defaults (no fit loaded): one typical mouse, " + NO_FIT_SOURCE.split(": ", 1)[0],
+                "parameters": f"{schedule.tumour_line} defaults (no fit loaded: no --fit given): one typical mouse",
                 "rows": df.to_dict(orient="records"),
             },
             indent=1,
@@ -152,7 +151,7 @@ def cmd_simulate(args) -> int:
     atomic_write_text(out, text)
     print(
         f"wrote {len(df)} rows to {out} (parameters: {schedule.tumour_line} defaults, no fit loaded: one typical mouse; "
-        f"horizon day {schedule.horizon_days:g})"
+        f"--fit review gives quantiles over the shipped fit's mice; horizon day {schedule.horizon_days:g})"
     )
     return 0
 

@@ -15,7 +15,10 @@ import numpy as np
 
 #: the sentence every output carries when its intervals hold no parameter uncertainty
 SPREAD_ONLY = "between-mouse spread only, no parameter uncertainty"
-NO_FIT_SOURCE = f"default parameters (no fit loaded) with inter-animal variability: intervals show {SPREAD_ONLY}"
+NO_FIT_SOURCE = (
+    "default parameters (no fit loaded: no --fit given; --fit review draws from the shipped fit) with inter-animal "
+    f"variability: intervals show {SPREAD_ONLY}"
+)
 
 
 def number(v: float, unit: str = "") -> str:

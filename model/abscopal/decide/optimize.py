@@ -69,7 +69,7 @@ RT_SLOTS, DRUG_SLOTS = 20, 16  # fixed event slots: at most 20 fractions and 16 
 BATCH = 4  # candidate schedules per compiled call
 N_OUT = 34  # output days for the objective (the cure surrogate takes the smallest viable volume over them)
 CURE_TAU = 0.5  # width (in log volume) of the smooth cure surrogate
-ENDPOINT_TAU = 0.1  # width (in log volume) of the smooth "burden stays below the end point" factor
+ENDPOINT_TAU = 0.05  # width (in log volume) of the smooth "burden stays below the end point" factor
 FLOOR_TAU = 0.1  # width (relative to the floor) of the smooth detection floor of the volume objectives
 
 
