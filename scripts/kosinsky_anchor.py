@@ -22,7 +22,6 @@ import sys
 
 import numpy as np
 
-
 #: delivery time of one fraction (days): 0.8 Gy/min, the rate of the underlying experiments
 PULSE_DAYS = 0.002
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..schedules import DrugDose, Schedule, fractionated
-from ..simulation.outcomes import endpoints, time_to_volume
+from ..simulation.outcomes import endpoints
 from ..simulation.outcomes import volumes as site_volumes
 from ..simulation.simulate import SolverOptions, simulate
 from .compare import DOVEDI_SURVIVAL_MM3, compare, default_scenario
@@ -128,9 +128,23 @@ def dovedi_checks(fit, n_draws: int = 64, seed: int = 0) -> list[dict]:
     rows.append(_row("Dovedi: concurrent, mice cured", cc, ">= 0.3 (R29: 'a majority' of complete rejections)", cc >= 0.3))
     rows.append(_row("Dovedi: RT alone, mice cured", cr, "<= 0.2 (RT alone only delays CT26)", cr <= 0.2))
     p30 = m["control"]["past_1000_by_day30"]
-    rows.append(_row("untreated CT26 mice past 1000 mm^3 by day 30", p30, ">= 0.9 (Kosinsky 2018: 10th percentile 1,725 mm^3 on day 40)", p30 >= 0.9))
+    rows.append(
+        _row(
+            "untreated CT26 mice past 1000 mm^3 by day 30",
+            p30,
+            ">= 0.9 (Kosinsky 2018: 10th percentile 1,725 mm^3 on day 40)",
+            p30 >= 0.9,
+        )
+    )
     fell = max(m["control"]["fell_below_500"], m["anti-PD-L1"]["fell_below_500"])
-    rows.append(_row("untreated or anti-PD-L1 CT26 mice that pass 1000 mm^3 and fall below 500", fell, "0 (escaped tumours stay escaped)", fell == 0))
+    rows.append(
+        _row(
+            "untreated or anti-PD-L1 CT26 mice that pass 1000 mm^3 and fall below 500",
+            fell,
+            "0 (escaped tumours stay escaped)",
+            fell == 0,
+        )
+    )
     return rows
 
 
