@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..model.parameters import Params, default_params
 from ..model.population import virtual_population
-from ..schedules import Schedule, concurrent, fractionated, sequential
+from ..schedules import DrugDose, Schedule, concurrent, fractionated, sequential
 from ..simulation.outcomes import ABSCOPAL_ENDPOINTS, ENDPOINTS, endpoint_day, endpoints, read_until
 from ..simulation.outcomes import volumes as site_volumes
 from ..simulation.simulate import (
@@ -386,16 +386,25 @@ class DovediResult:
     pair: dict = None  # the pairwise row (probabilities with their 90 % MC intervals)
 
 
+#: anti-PD-L1 days of R29 after its start day (Dovedi 2014: 3x/week for 3 weeks, a Monday-Wednesday-
+#: Friday pattern assumed, as the record encodes it): the one definition of Dovedi's antibody course
+R29_PDL1_OFFSETS = (0, 2, 4, 7, 9, 11, 14, 16, 18)
+
+
+def r29_pdl1(start: float) -> tuple[DrugDose, ...]:
+    """R29's anti-PD-L1 course (10 mg/kg i.p., 9 doses) starting on day ``start``."""
+    return tuple(DrugDose(float(start + d), "anti-PD-L1", 10.0, "mg/kg") for d in R29_PDL1_OFFSETS)
+
+
 def dovedi2014_scenario(tumour_line: str = "CT26", horizon_days: float = DEFAULT_HORIZON_DAYS) -> list[Schedule]:
     """Dovedi et al. 2014 (Cancer Res 74:5458; record R29): CT26, 5 x 2 Gy on days 7-11 with anti-PD-L1
-    10 mg/kg three times a week (every 2.33 d), 6 doses, starting with RT (day 7, concurrent) or
-    one week after it (day 19, sequential); RT alone for reference."""
+    10 mg/kg on R29's course (``r29_pdl1``: 3x/week for 3 weeks, 9 doses), starting with RT (day 7,
+    concurrent) or 8 days after the last fraction (day 19, sequential); RT alone for reference."""
     rt = fractionated(5, 2.0, start=7.0)
-    kw = dict(n_doses=6, every=7.0 / 3.0, horizon_days=horizon_days, tumour_line=tumour_line)
     return [
         Schedule(rt, (), horizon_days, tumour_line, "RT alone (5 x 2 Gy)"),
-        concurrent(rt, "anti-PD-L1", 10.0, "mg/kg", name="concurrent: anti-PD-L1 from day 7", **kw),
-        sequential(rt, "anti-PD-L1", 10.0, "mg/kg", gap_days=8.0, name="sequential: anti-PD-L1 from day 19", **kw),
+        Schedule(rt, r29_pdl1(7), horizon_days, tumour_line, "concurrent: anti-PD-L1 from day 7"),
+        Schedule(rt, r29_pdl1(19), horizon_days, tumour_line, "sequential: anti-PD-L1 from day 19"),
     ]
 
 

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..schedules import DrugDose, Schedule, fractionated
+from ..schedules import Schedule, fractionated
 from ..simulation.outcomes import endpoints
 from ..simulation.outcomes import volumes as site_volumes
 from ..simulation.simulate import SolverOptions, simulate
-from .compare import DOVEDI_SURVIVAL_MM3, compare, default_scenario
+from .compare import DOVEDI_SURVIVAL_MM3, R29_PDL1_OFFSETS, compare, default_scenario, r29_pdl1  # noqa: F401
 
 #: Kosinsky 2018's typical CT26 mouse (BIOMD0000000863, ``scripts/kosinsky_anchor.py``, a fraction
 #: as a dose-rate pulse with ``U / tau`` repair): day it reaches 1000 mm^3 under RT alone (5 x 2 Gy,
@@ -39,14 +39,6 @@ KOSINSKY_CONTROL_DAY_1000 = 19.6
 #: Kosinsky 2018's 200 virtual mice (``fits/data/series/kosinsky2018_dovedi_summary.csv``): median
 #: day to 1000 mm^3 later than control, per arm (the day-12 and concurrent arms do not reach it)
 KOSINSKY_DELAY_DAYS = {"anti-PD-L1": 3.0, "RT": 12.0, "RT + anti-PD-L1 from day 19": 16.0}
-#: anti-PD-L1 days of R29 after its start day (Dovedi 2014: 3x/week for 3 weeks, a Monday-Wednesday-
-#: Friday pattern assumed, as the record encodes it)
-R29_PDL1_OFFSETS = (0, 2, 4, 7, 9, 11, 14, 16, 18)
-
-
-def r29_pdl1(start: float) -> tuple[DrugDose, ...]:
-    """R29's anti-PD-L1 course (10 mg/kg i.p.) starting on day ``start``."""
-    return tuple(DrugDose(float(start + d), "anti-PD-L1", 10.0, "mg/kg") for d in R29_PDL1_OFFSETS)
 
 
 def dovedi_scenario(horizon_days: float = 40.0) -> list[Schedule]:
