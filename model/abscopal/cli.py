@@ -253,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    args.persistent_cache = argv is None  # a real command line: keep compiled programs between calls
     try:
         return args.func(args)
     except ValueError as e:  # ScheduleError, FitError, ExportError, OptimizeError are ValueErrors

@@ -44,11 +44,38 @@ def cmd_lines(args) -> int:
 
 
 # ----------------------------------------------------------------------------- shared helpers
-def _numerics() -> None:
-    """Import the solver and switch JAX to 64-bit floats: called once the inputs are valid."""
+def _numerics(args=None) -> None:
+    """Import the solver and switch JAX to 64-bit floats: called once the inputs are valid. On a
+    real command line (``args.persistent_cache``, set by ``cli.main`` when it parses ``sys.argv``)
+    compiled programs are also kept on disk between calls (``_persistent_cache``)."""
     from .simulation.simulate import enable_x64
 
     enable_x64()
+    if getattr(args, "persistent_cache", False):
+        _persistent_cache()
+
+
+def _persistent_cache() -> None:
+    """JAX's persistent compilation cache in ``$ABSCOPAL_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/abscopal/jax`` (``~/.cache/abscopal/jax``): a second call of the same command
+    skips most of its compilation (the main job: 10 s -> about 6 s; benchmarks/results_cli_startup.md).
+    ``ABSCOPAL_CACHE_DIR=off`` turns it off; a folder that cannot be made leaves it off."""
+    import os
+
+    import jax
+
+    where = os.environ.get("ABSCOPAL_CACHE_DIR")
+    if where == "off":
+        return
+    if not where:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        where = os.path.join(base, "abscopal", "jax")
+    try:
+        os.makedirs(where, exist_ok=True)
+    except OSError:
+        return
+    jax.config.update("jax_compilation_cache_dir", where)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def _check_fit_name(name: str | None, option: str = "--fit") -> None:
@@ -126,7 +153,7 @@ def cmd_simulate(args) -> int:
     if out.suffix not in (".csv", ".json"):
         raise ValueError(f"--out: file extension must be .csv or .json, got {out.suffix!r}")
     _check_fit_name(args.fit)
-    _numerics()
+    _numerics(args)
     if args.fit is not None:
         return _simulate_fit(args, schedule, out)
     from .model.parameters import default_params
@@ -308,7 +335,7 @@ def cmd_compare(args) -> int:
 
         schedules = [load_schedule(p) for p in args.schedules]
     _check_fit_name(args.fit)
-    _numerics()
+    _numerics(args)
     fit = _optional_fit(args)
     if sweep:
         return cmd_sweep(args, fit)
@@ -362,7 +389,7 @@ def cmd_optimize(args) -> int:
     fractions = _parse_fractions(args.fractions)
     _check_agents([args.agent])
     _check_fit_name(args.fit)
-    _numerics()
+    _numerics(args)
     from .decide.optimize import format_result, optimize
     from .io import atomic_write_text
 
@@ -457,7 +484,7 @@ def cmd_fit(args) -> int:
     if args.laplace and args.map:
         raise ValueError("--laplace and --map: choose one")
     method = "laplace" if args.laplace else "map" if args.map else "nuts"
-    _numerics()
+    _numerics()  # the fit keeps its own compilation habits (no persistent cache)
     from .decide.scenarios import credibility_checks, format_checks
     from .inference.fitting import run_fit
 

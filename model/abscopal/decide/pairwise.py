@@ -70,11 +70,11 @@ def outcomes(ra: dict, rb: dict, endpoint: str, better: str) -> tuple[np.ndarray
 
 def proportion(k: float, n: int) -> tuple[float, float, float]:
     """Estimate k/n and its 90 % Jeffreys interval (0 and 1 at the ends where k = 0 or k = n)."""
-    from scipy.stats import beta
+    from scipy.special import betaincinv  # the Beta quantile (scipy.stats would add 0.6 s to every call)
 
     if n <= 0:
         return float("nan"), float("nan"), float("nan")
-    lo, hi = beta.ppf([0.05, 0.95], k + 0.5, n - k + 0.5)
+    lo, hi = betaincinv(k + 0.5, n - k + 0.5, [0.05, 0.95])
     return float(k / n), float(lo) if k > 0 else 0.0, float(hi) if k < n else 1.0
 
 
