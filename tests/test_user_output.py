@@ -278,3 +278,8 @@ def test_readme_commands_leave_the_repository_clean(no_solver, tmp_path, monkeyp
     assert _status() == before, "a README command wrote into the repository"
     assert (tmp_path / "abscopal-output").is_dir() and (tmp_path / "best.toml").is_file() and (tmp_path / "params.json").is_file()
     assert written == [(tmp_path / "fits" / "review").resolve()]  # `fit --out fits/review` is relative to the working folder
+
+
+def test_readme_python_example_simulates_with_the_fit_and_prints_a_table():
+    block = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)[0]
+    assert 'ab.load_fit("review")' in block and "ab.simulate(s, fit.params(" in block and "print(" in block
