@@ -222,6 +222,8 @@ def format_sweep(df: pd.DataFrame) -> str:
     records = []
     for key, g in df.groupby(keys, sort=False, dropna=False):
         rec = dict(zip(keys, key))
+        if "dose_per_fraction_gy" in rec:  # 16.377558 Gy reads 16.4 Gy
+            rec["dose_per_fraction_gy"] = display.number(rec["dose_per_fraction_gy"])
         rec.update({f"{r.endpoint} ({'%' if r.unit == 'probability' else r.unit})": cell(r) for _, r in g.iterrows()})
         records.append(rec)
     table = pd.DataFrame(records)
