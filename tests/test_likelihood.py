@@ -185,7 +185,7 @@ def test_the_problem_is_frozen_and_its_observation_groups_are_consistent():
 
 
 def test_per_line_parameters_follow_the_tables_estimate_column():
-    """Per-line parameters are estimated per tumour line of the fitted records ("line": antigenicity)
+    """Per-line parameters are estimated per tumour line of the fitted records ("line": antigenicity, k_in)
     or only for the lines with growth data ("growth": r, alpha); the other entries keep the table's
     values. S01-S03 (MC38 in SIRPa-/- hosts) are a line of their own, 'MC38 SIRPa-KO', whose table
     values are MC38's."""
@@ -194,7 +194,7 @@ def test_per_line_parameters_follow_the_tables_estimate_column():
     fitted = [r for r in recs if r.use == "fit"]
     growth = {r.fit_line for r in fitted if r.kind == "time_course"}
     assert list(prob.lines) == sorted({r.fit_line for r in fitted}) and {"MC38 SIRPa-KO", "MC38"} <= growth
-    want = {(j, prob.per_line.index("antigenicity")) for j in range(len(prob.lines))}
+    want = {(j, prob.per_line.index(n)) for j in range(len(prob.lines)) for n in ("antigenicity", "k_in")}
     want |= {(prob.lines.index(ln), prob.per_line.index(n)) for ln in growth for n in ("r", "alpha")}
     assert set(prob.line_coords) == want
     names = ab.build_model().param_names

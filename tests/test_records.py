@@ -31,7 +31,7 @@ def records():
 
 # ----- the shipped records -----
 #: every shipped record: the review's outcomes, the numeric series, and numbers printed in primary studies
-SHIPPED = {f"R{i:02d}" for i in range(1, 31)} | {f"S{i:02d}" for i in range(1, 20)} | {"P01", "P10", "P30", "P31", "P32"}
+SHIPPED = {f"R{i:02d}" for i in range(1, 31)} | {f"S{i:02d}" for i in range(1, 22)} | {"P01", "P10", "P30", "P31", "P32"}
 
 
 def test_all_shipped_records_load(records):
@@ -335,3 +335,14 @@ def test_the_estimation_table_agrees_with_the_parameter_table():
         assert shown[name] == want, name
     # every estimated parameter is listed
     assert {s.name for s in table.values() if s.estimate} <= listed
+
+
+def test_kosinsky_proxy_record_says_it_is_a_model_with_its_error(records):
+    """S20 (Dovedi's arms through Kosinsky 2018's fitted model) carries a log-volume SD of at
+    least 0.3 and no more points than the 59 mice it stands for; S21 holds its survival medians."""
+    s20, s21 = records["S20"], records["S21"]
+    assert s20.status == "INFERRED" and s20.use == "fit" and s20.tumour_line == "CT26"
+    rows = [(row.day, row.mean, row.sem) for tc in s20.observations for row in tc.rows]
+    assert 0 < len(rows) <= 59
+    assert all(sem / mean >= 0.3 - 1e-9 for _, mean, sem in rows if mean > 0)
+    assert {c.lhs for c in s21.observations} == {"control", "pdl1", "rt", "concurrent_d7", "sequential_d12", "sequential_d19"}

@@ -84,7 +84,7 @@ def test_dovedi2014_reports_a_probability():
     names = list(r.survival.schedule)
     assert any("day 7" in n for n in names) and any("day 19" in n for n in names)
     seq = [s for s in dovedi2014_scenario() if "day 19" in s.name][0]
-    assert min(d.day for d in seq.drugs) == pytest.approx(19.0) and len(seq.drugs) == 6
+    assert min(d.day for d in seq.drugs) == pytest.approx(19.0) and len(seq.drugs) == 9
     assert [f.dose_gy for f in seq.rt] == [2.0] * 5
 
 

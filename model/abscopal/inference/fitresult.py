@@ -280,8 +280,8 @@ class Fit:
     def describe(self) -> str:
         d = self.meta.get("diagnostics", {})
         status = self.meta.get("status", "unknown")
-        if self.meta.get("point") == "map":
-            return f"fit '{self.name}' (status: {status}) with inter-animal variability: intervals show between-mouse spread only"
+        if self.meta.get("point") == "map" or self.meta.get("method") == "map" or self.n_samples == 1:
+            return f"fit '{self.name}' (status: {status}) with inter-animal variability: intervals show between-mouse spread only, no parameter uncertainty"
         bits = [f"fit '{self.name}' ({self.n_samples} posterior draws, status: {status}"]
         if d:
             bits.append(

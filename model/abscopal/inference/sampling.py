@@ -5,6 +5,7 @@ checkpoints (``nuts.sample``, which sees only the potential), and the convergenc
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import jax
@@ -112,8 +113,12 @@ def diagnostics(tree, prob, stats) -> dict:
 
     post = tree["posterior"].to_dataset()
     names = [v for v in post.data_vars]
-    rhat = az.rhat(tree["posterior"])
-    ess = az.ess(tree["posterior"], method="bulk")
+    # a chain that never moved (or one draw) gives 0/0 in arviz: handled below as inf / NaN, so its
+    # RuntimeWarning says nothing the diagnostics do not
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rhat = az.rhat(tree["posterior"])
+        ess = az.ess(tree["posterior"], method="bulk")
     one_draw = post.sizes["chain"] * post.sizes["draw"] == 1  # --map: no R-hat or ESS (NaN)
     # per-line entries the table does not estimate (a line without growth data) are constants
     estimated = {n: np.isin(prob.lines, lines) for n, lines in prob.line_entries.items()}
