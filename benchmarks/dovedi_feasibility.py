@@ -28,9 +28,9 @@ import numpy as np
 
 import abscopal as ab
 from abscopal.decide.compare import compare
-from abscopal.decide.scenarios import r29_pdl1
+from abscopal.decide.scenarios import dovedi_arms
 from abscopal.inference.fitresult import load_fit
-from abscopal.schedules import Schedule, fractionated
+from abscopal.schedules import Schedule
 from abscopal.simulation.outcomes import time_to_volume
 
 HERE = Path(__file__).resolve().parent
@@ -39,15 +39,11 @@ SEARCHED = ("g_ln_pd", "k_exh", "delta_DC", "antigenicity", "k_in", "delta_P", "
 
 
 def arms(horizon: float = 60.0) -> list[Schedule]:
-    rt = fractionated(5, 2.0, start=7.0)
-    return [
-        Schedule((), (), horizon, "CT26", "control"),
-        Schedule((), r29_pdl1(7), horizon, "CT26", "anti-PD-L1"),
-        Schedule(rt, (), horizon, "CT26", "RT"),
-        Schedule(rt, r29_pdl1(7), horizon, "CT26", "concurrent d7"),
-        Schedule(rt, r29_pdl1(12), horizon, "CT26", "sequential d12"),
-        Schedule(rt, r29_pdl1(19), horizon, "CT26", "sequential d19"),
-    ]
+    """R29's six arms, as the credibility checks simulate them (``scenarios.dovedi_arms``)."""
+    return dovedi_arms(horizon)
+
+
+CONCURRENT, D12, D19 = (f"RT + anti-PD-L1 from day {d}" for d in (7, 12, 19))
 
 
 def outcome(params: ab.Params, n: int = 32, seed: int = 0) -> dict[str, tuple[float, float]]:
@@ -69,13 +65,13 @@ def loss(o: dict[str, tuple[float, float]]) -> float:
     t = {k: v[1] for k, v in o.items()}
     rt = t["RT"]
     return (
-        20 * max(0.0, 0.55 - c["concurrent d7"])
+        20 * max(0.0, 0.55 - c[CONCURRENT])
         + 20 * max(0.0, c["RT"] - 0.15)
         + 20 * max(0.0, c["anti-PD-L1"] - 0.15)
         + max(0.0, abs(t["anti-PD-L1"] - t["control"]) - 2)
-        + max(0.0, abs(t["sequential d12"] - rt) - 2)
-        + max(0.0, abs(t["sequential d19"] - rt) - 2)
-        + max(0.0, rt + 2 - t["concurrent d7"])
+        + max(0.0, abs(t[D12] - rt) - 2)
+        + max(0.0, abs(t[D19] - rt) - 2)
+        + max(0.0, rt + 2 - t[CONCURRENT])
     )
 
 

@@ -15,24 +15,22 @@ from . import __version__, commands
 DEFAULT_HORIZON_DAYS = 60.0  # the one default horizon (decide.compare.DEFAULT_HORIZON_DAYS; a test checks they agree)
 
 
-def positive_int(text: str) -> int:
+def _int_at_least(text: str, low: int, allowed: str) -> int:
     try:
         n = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
+    if n < low:
+        raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}")
     return n
+
+
+def positive_int(text: str) -> int:
+    return _int_at_least(text, 1, "a positive integer")
 
 
 def count(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {text!r}")
-    return n
+    return _int_at_least(text, 0, "0 or a positive integer")
 
 
 def positive_float(text: str) -> float:

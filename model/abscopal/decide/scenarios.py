@@ -41,17 +41,6 @@ KOSINSKY_CONTROL_DAY_1000 = 19.6
 KOSINSKY_DELAY_DAYS = {"anti-PD-L1": 3.0, "RT": 12.0, "RT + anti-PD-L1 from day 19": 16.0}
 
 
-def dovedi_scenario(horizon_days: float = 40.0) -> list[Schedule]:
-    """R29's CT26 arms: 5 x 2 Gy on days 7-11 alone, with anti-PD-L1 from day 7 (concurrent) and
-    from day 19 (sequential), 10 mg/kg i.p. on R29's days (``r29_pdl1``)."""
-    rt = fractionated(5, 2.0, start=7.0)
-    return [
-        Schedule(rt, (), horizon_days, "CT26", "RT alone"),
-        Schedule(rt, r29_pdl1(7), horizon_days, "CT26", "RT + anti-PD-L1 from day 7"),
-        Schedule(rt, r29_pdl1(19), horizon_days, "CT26", "RT + anti-PD-L1 from day 19"),
-    ]
-
-
 def dovedi_arms(horizon_days: float = 60.0) -> list[Schedule]:
     """Dovedi 2014's six CT26 arms as Kosinsky 2018 lists them (R29; one tumour per mouse)."""
     rt = fractionated(5, 2.0, start=7.0)

@@ -236,9 +236,8 @@ def quantities(prob: Problem, obs, obs_pop):
         alive = jax.nn.sigmoid((math.log(DEFAULT_ENDPOINT_MM3) + peak) / SMOOTH_LOG)
         cure = jnp.mean(extinct * alive, axis=-1)
         rser = obs_pop[jnp.clip(q.ref, 0, nB - 1), :, :, o]
-        at = _interp(pser, jnp.broadcast_to(day[:, None], pser.shape[:2]), step)
         at_ref = _interp(rser, jnp.broadcast_to(day[:, None], pser.shape[:2]), step)
-        absc = jnp.mean(jax.nn.sigmoid((math.log(0.7) - (at - at_ref)) / SMOOTH_LOG), axis=-1)
+        absc = jnp.mean(jax.nn.sigmoid((math.log(0.7) - (at_day - at_ref)) / SMOOTH_LOG), axis=-1)
         # survival of a cohort: the median over the virtual mice of each mouse's time to the burden
         # threshold (censored at the horizon), as a study reports median survival
         surv = jnp.median(_smooth_time(pser, jnp.asarray(q.thr)[:, None], jnp.asarray(prob.days)), axis=-1)
