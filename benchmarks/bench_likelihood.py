@@ -2,7 +2,7 @@
 path (``likelihood.solve_arms``: arms one by one, jumps-only segments, closed-form PK) against the
 path shipped before it (``reference_path.py``: one vmap of the 64-state model over all arms), in
 one run, with compile times and the agreement of the two; and a profile of where the package's
-time goes (typical mice, virtual mice, the rest).
+time goes (typical mice, the cohort fractions' mice, the rest).
 
 Run: python benchmarks/bench_likelihood.py [--repeat 5] [--no-reference] [--json FILE]
 Writes benchmarks/results_likelihood.md. Nothing here asserts a time.
@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from abscopal.inference import likelihood, posterior  # noqa: E402
+from abscopal.inference.observations import Quantities, empty  # noqa: E402
 from abscopal.inference.settings import SOLVER  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
@@ -61,8 +62,8 @@ def profile(prob, z, repeat):
     """Forward and gradient of the package's path on parts of the problem (same point)."""
     rows = []
     parts = {
-        "typical mice only (no population arms)": dataclasses.replace(prob, pop_arms=prob.pop_arms[:0]),
-        "all (typical + virtual mice)": prob,
+        "typical mice only (no cohort fractions)": dataclasses.replace(prob, pop_arms=prob.pop_arms[:0], frac=empty(Quantities)),
+        "all (typical mice + cohort fractions)": prob,
     }
     for name, pr in parts.items():
         lay = posterior.layout_of(pr)
@@ -70,8 +71,8 @@ def profile(prob, z, repeat):
         def solve_only(z, pr=pr, lay=lay):
             shared, line_vals = lay.values(z)
             P = likelihood.arm_values(pr, shared, line_vals, jnp.exp(lay.log_inoculum(z)))
-            obs, obs_pop, _ = likelihood.solve_arms(pr, P, **SOLVER)
-            return jnp.sum(obs[..., 0]) + jnp.sum(obs_pop[..., 0])
+            obs, frac, _ = likelihood.solve_arms(pr, P, **SOLVER)
+            return jnp.sum(obs[..., 0]) + jnp.sum(frac)
 
         m = measure(solve_only, z, repeat)
         rows.append((name, m["forward"], m["gradient"]))
@@ -86,7 +87,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results_likelihood.md"))
     args = ap.parse_args()
 
-    prob = likelihood.build_problem(load_records(), use="fit", n_virtual=8, seed=0)
+    prob = likelihood.build_problem(load_records(), use="fit", n_nodes=13)
     z = jnp.asarray(json.loads((ROOT / "fits/review/fit.json").read_text())["map"]["z"])
     new = measure(posterior.make_log_density(prob, SOLVER), z, args.repeat)
     print(f"package: fwd {new['forward']:.4f}s grad {new['gradient']:.4f}s (compile {new['compile_gradient']:.1f}s)", flush=True)
@@ -126,8 +127,8 @@ def main():
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores; JAX {jax.__version__} on {dev.platform}; "
         f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d')}.",
-        f"Problem: {len(prob.records)} fitted records, {prob.n_arms} arms ({len(prob.pop_arms)} also over "
-        f"{prob.z.shape[0]} virtual mice), {posterior.layout_of(prob).size} coordinates; point: the shipped MAP "
+        f"Problem: {len(prob.records)} fitted records, {prob.n_arms} arms ({len(prob.pop_arms)} with "
+        f"{len(prob.frac)} cohort fractions on a {len(prob.zeta)}-node grid), {posterior.layout_of(prob).size} coordinates; point: the shipped MAP "
         "(`fits/review/fit.json`).",
         f"Package path: `likelihood.solve_arms` (mode {solve_mode()}), solver {SOLVER}. "
         f"Shipped path: `benchmarks/reference_path.py`, solver {SHIPPED_SOLVER}.",

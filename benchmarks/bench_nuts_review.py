@@ -55,7 +55,7 @@ def main():
     ap.add_argument("--iterations", type=int, default=10)
     ap.add_argument("--metric", choices=("both", "unit", "dense"), default="both")
     args = ap.parse_args()
-    prob = likelihood.build_problem(load_records(), use="fit", n_virtual=8, seed=0)
+    prob = likelihood.build_problem(load_records(), use="fit", n_nodes=13)
     z = np.asarray(json.loads((ROOT / "fits/review/fit.json").read_text())["map"]["z"])
     f = posterior.neg_log_density_and_grad(prob)
     f(z)

@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 import rk_discrete  # noqa: E402
-from abscopal.inference import likelihood, posterior  # noqa: E402
+from abscopal.inference import cohort, likelihood, posterior  # noqa: E402
 from abscopal.inference.settings import SOLVER  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
 from abscopal.model.codegen import core_functions  # noqa: E402
@@ -129,7 +129,7 @@ def arm_solves(prob, z, solve_one, width=1, part="typical"):
     lay = posterior.layout_of(prob)
     days = jnp.asarray(prob.days)
     n_jumps = (np.asarray(prob.jumps["kind"]) != 0).sum(1)
-    K = prob.z.shape[0]
+    K = len(prob.zeta)  # the cohort's grid mice per population arm (``inference/cohort``)
 
     def fn(z):
         shared, line_vals = lay.values(z)
@@ -138,8 +138,9 @@ def arm_solves(prob, z, solve_one, width=1, part="typical"):
             arm = np.lexsort((prob.horizon, n_jumps))  # similar schedules side by side
             rows = P[arm]
         else:
-            rows = likelihood.population_values(prob, P).reshape(len(prob.pop_arms) * K, -1)
-            arm = np.repeat(prob.pop_arms, K)
+            b = np.repeat(np.arange(len(prob.pop_arms)), K)
+            rows = cohort.mouse_rows(prob, P, b, np.tile(prob.zeta, len(prob.pop_arms)))
+            arm = prob.pop_arms[b]
         n = rows.shape[0]
         pad = (-n) % width
         arm = np.concatenate([arm, np.repeat(arm[-1:], pad)])
@@ -187,7 +188,7 @@ def step_counts(prob, P):
 
 
 def main():
-    prob = likelihood.build_problem(load_records(), use="fit", n_virtual=8, seed=0)
+    prob = likelihood.build_problem(load_records(), use="fit", n_nodes=13)
     z = jnp.asarray(json.loads((ROOT / "fits/review/fit.json").read_text())["map"]["z"])
     lay = posterior.layout_of(prob)
     shared, line_vals = lay.values(z)
@@ -217,7 +218,7 @@ def main():
 
     rel = lambda g: float(np.linalg.norm(g - tight["grad"]) / np.linalg.norm(tight["grad"]))
     dev = jax.devices()[0]
-    n_solves = prob.n_arms + len(prob.pop_arms) * prob.z.shape[0]
+    n_solves = prob.n_arms + len(prob.pop_arms) * len(prob.zeta)
     lines = [
         "# The floor of the fit's gradient on this CPU",
         "",
@@ -233,7 +234,7 @@ def main():
     lines += [
         "",
         f"One evaluation of the log density solves {n_solves} mice ({prob.n_arms} typical, {len(prob.pop_arms)} arms x "
-        f"{prob.z.shape[0]} virtual) in {len(counts)} segments: {counts[:, 0].sum()} accepted and {counts[:, 1].sum()} "
+        f"{len(prob.zeta)} cohort grid nodes) in {len(counts)} segments: {counts[:, 0].sum()} accepted and {counts[:, 1].sum()} "
         f"rejected Tsit5 steps ({counts[:, 0].sum() / n_solves:.0f} accepted per mouse).",
         "",
         "## The 72 typical arms one by one: diffrax against a hand-written loop with a discrete adjoint",

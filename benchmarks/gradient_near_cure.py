@@ -31,7 +31,7 @@ def main() -> None:
     if len(sys.argv) > 3:
         solver.update(rtol=float(sys.argv[2]), atol=float(sys.argv[3]), max_steps=16384)
     s = FitSettings()
-    prob = likelihood.build_problem(fit_records(False), n_virtual=s.n_virtual, seed=s.seed)
+    prob = likelihood.build_problem(fit_records(False), n_nodes=s.n_nodes)
     lay = layout_of(prob)
     m = json.loads((Path(__file__).resolve().parents[1] / "fits" / "review" / "fit.json").read_text())["map"]
     if list(m["names"]) != lay.names():

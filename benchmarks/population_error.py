@@ -1,16 +1,20 @@
-"""How far the fit's 8-mouse virtual populations (cure fractions, abscopal probabilities, median
-survival) are from
-64-mouse ones, at the shipped MAP: per count record and per population comparison, the quantity and
-its log-likelihood term with K = 4, 8 (the fit's) and 64 mice (the first K of one common stream),
-and the cost of the population's solves in the log posterior's gradient.
+"""The cohort's fractions by the critical mouse (``inference/cohort``, the fit's) against 256
+virtual mice solved one by one with hard indicators, at the fit's MAP: every fraction quantity
+(the count records' and the comparisons' cure fractions and abscopal probabilities), with the
+Monte Carlo standard error; the count records' log-likelihood terms both ways; the gradient of
+the fractions by reverse mode against central differences along random directions; and the cost
+(forward and gradient of the fractions, against the 8-virtual-mice path this replaced, which
+``bench_likelihood`` no longer has: here its cost is 8 gradient solves per population arm, timed).
 
-Run: python benchmarks/population_error.py  ->  benchmarks/results_population.md
+Run: python benchmarks/population_error.py [--mice 256]  ->  benchmarks/results_population.md
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import platform
 import time
 from pathlib import Path
 
@@ -21,78 +25,140 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from abscopal.inference import likelihood, posterior  # noqa: E402
-from abscopal.inference.settings import SOLVER  # noqa: E402
+from abscopal.inference import cohort, likelihood, posterior  # noqa: E402
+from abscopal.inference.settings import SOLVER, FitSettings  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def population_terms(prob, z):
-    lay = posterior.layout_of(prob)
-    shared, line_vals = lay.values(z)
-    log_ss = lay.split(z)[2]
-    P = likelihood.arm_values(prob, shared, line_vals, jnp.exp(lay.log_inoculum(z)))
-    obs, obs_pop, ok = likelihood.solve_arms(prob, P, **SOLVER)
-    qv = likelihood.quantities(prob, obs, obs_pop)
-    t = likelihood.log_likelihood_terms(prob, shared, line_vals, jnp.exp(log_ss), SOLVER, jnp.exp(lay.log_inoculum(z)))
-    return np.asarray(qv), {k: np.asarray(t[k]) for k in ("cnt", "cmp")}, bool(ok)
+def rows_solver(prob):
+    days = jnp.asarray(prob.days)
+
+    def solve_rows(rows, arms):
+        arms = np.asarray(arms)
+        inputs = (
+            {k: jnp.asarray(v[arms]) for k, v in prob.jumps.items()},
+            {k: jnp.asarray(v[arms]) for k, v in prob.doses.items()},
+            jnp.asarray(prob.horizon)[arms],
+        )
+        ys, ok = jax.lax.map(lambda x: likelihood._solve_one(*x, days, adjoint="checkpoint", **SOLVER), (rows, *inputs))
+        return likelihood._observables(ys, rows[:, None, :]), ok
+
+    return solve_rows
+
+
+def timed(fn, repeat=3):
+    t = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    for _ in range(repeat):
+        out = jax.block_until_ready(fn())
+    return first, (time.perf_counter() - t) / repeat, out
 
 
 def main():
-    z = jnp.asarray(json.loads((ROOT / "fits/review/fit.json").read_text())["map"]["z"])
-    runs = {}
-    for K in (4, 8, 64):
-        prob = likelihood.build_problem(load_records(), use="fit", n_virtual=K, seed=0)
-        t = time.perf_counter()
-        runs[K] = (prob, *population_terms(prob, z))
-        print(f"K={K}: {time.perf_counter() - t:.1f} s (with compilation)", flush=True)
-    prob = runs[8][0]
-    kinds = {likelihood.Q_CURE: "cure", likelihood.Q_ABSCOPAL: "abscopal", likelihood.Q_SURVIVAL: "median survival, days"}
-    pop_q = np.flatnonzero(np.isin(prob.q.kind, likelihood.Q_POPULATION))
-    fractions = np.isin(prob.q.kind[pop_q], (likelihood.Q_CURE, likelihood.Q_ABSCOPAL))
-    lines = [
-        "# Virtual populations: 4 and 8 mice against 64",
-        "",
-        "At the shipped MAP (`fits/review/fit.json`), the population quantities of the likelihood (cure "
-        "fraction, abscopal probability, median survival in days) and the count records' log-likelihood terms, with "
-        "K virtual mice per population arm (the first K of one stream of draws; the fit uses K = 8).",
-        "",
-        "| quantity | K = 4 | K = 8 | K = 64 |",
-        "|---|---:|---:|---:|",
-    ]
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mice", type=int, default=256)
+    args = ap.parse_args()
+    prob = likelihood.build_problem(load_records(), use="fit", n_nodes=FitSettings().n_nodes)
+    lay = posterior.layout_of(prob)
+    fit = json.loads((ROOT / "fits/review/fit.json").read_text())
+    if list(fit["map"]["names"]) != lay.names():
+        raise SystemExit("the shipped fit's MAP is not of this problem's coordinates")
+    z = jnp.asarray(fit["map"]["z"])
+    solve_rows = rows_solver(prob)
+
+    def params(z):
+        shared, lines = lay.values(z)
+        return likelihood.arm_values(prob, shared, lines, jnp.exp(lay.log_inoculum(z)))
+
+    def fractions(z):
+        return cohort.cohort_fractions(prob, params(z), solve_rows)[0]
+
+    fwd = jax.jit(fractions)
+    c_fwd, t_fwd, frac = timed(lambda: fwd(z))
+    w = jnp.asarray(np.random.default_rng(0).uniform(0.5, 1.5, len(prob.frac)))
+    grad = jax.jit(jax.grad(lambda z: jnp.sum(w * fractions(z))))
+    c_grad, t_grad, g = timed(lambda: grad(z))
+    # the path this replaced: 8 virtual mice per population arm, each solved with its gradient
+    B = len(prob.pop_arms)
+    b8 = np.repeat(np.arange(B), 8)
+    z8 = np.random.default_rng(0).standard_normal(8 * B)
+
+    def eight(z):
+        obs, _ = solve_rows(cohort.mouse_rows(prob, params(z), b8, z8), prob.pop_arms[b8])
+        return jnp.sum(obs[..., 0])
+
+    g8 = jax.jit(jax.grad(eight))
+    c_g8, t_g8, _ = timed(lambda: g8(z))
+    mc, ok = jax.jit(lambda z: cohort.monte_carlo_fractions(prob, params(z), solve_rows, args.mice, seed=1))(z)
+    frac, mc = np.asarray(frac), np.asarray(mc)
+    # reverse mode against central differences along 3 random unit directions
+    f = jax.jit(lambda z: jnp.sum(w * fractions(z)))
+    dirs = []
+    for d in np.random.default_rng(1).standard_normal((3, z.size)):
+        d /= np.linalg.norm(d)
+        fd = (float(f(z + 1e-4 * d)) - float(f(z - 1e-4 * d))) / 2e-4
+        dirs.append((float(np.asarray(g) @ d), fd))
+
     labels = {}
     for (rec, label), lhs, rhs in zip(prob.cmp.labels, prob.cmp.lhs, prob.cmp.rhs):
         for q in (lhs, rhs):
-            if q >= 0:
-                labels.setdefault(int(q), f"{rec}: {label}")
+            if q >= 0 and prob.frac_of_q[q] >= 0:
+                labels.setdefault(int(prob.frac_of_q[q]), f"{rec}: {label}")
     for r, q in zip(prob.cnt.records, prob.cnt.q):
-        labels.setdefault(int(q), f"{r}: count")
-    for q in pop_q:
-        kind = kinds[int(prob.q.kind[q])]
-        vals = [runs[K][1][q] for K in (4, 8, 64)]
-        lines.append(f"| {labels.get(int(q), q)} ({kind}, arm {prob.arms[prob.pop_arms[prob.q.arm[q]]].arm}) | "
-                     + " | ".join(f"{v:.3f}" for v in vals) + " |")  # fmt: skip
-    lines += ["", "| log-likelihood | K = 4 | K = 8 | K = 64 |", "|---|---:|---:|---:|"]
-    for kind in ("cnt", "cmp"):
-        vals = [runs[K][2][kind].sum() for K in (4, 8, 64)]
-        lines.append(f"| sum of {kind} terms | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
-    d8 = np.abs(runs[8][1][pop_q] - runs[64][1][pop_q])
-    d4 = np.abs(runs[4][1][pop_q] - runs[64][1][pop_q])
-    lines.append("")
-    for name, sel in (("fraction", fractions), ("median survival (days)", ~fractions)):
-        if sel.any():
-            lines.append(
-                f"Largest difference of a population {name} from K = 64: {d8[sel].max():.3f} with K = 8 "
-                f"(mean {d8[sel].mean():.3f}), {d4[sel].max():.3f} with K = 4 (mean {d4[sel].mean():.3f})."
-            )
+        labels.setdefault(int(prob.frac_of_q[q]), f"{r}: count")
+    kinds = {likelihood.Q_CURE: "cured", likelihood.Q_ABSCOPAL: "abscopal response"}
+    lines = [
+        f"# Cohort fractions by the critical mouse against {args.mice} virtual mice",
+        "",
+        f"At the fit's MAP (`fits/review/fit.json`, log posterior {fit['map']['log_posterior']:.2f}), every fraction "
+        f"quantity of the likelihood: by the critical mouse on a {len(prob.zeta)}-node grid "
+        f"(`inference/cohort`: {cohort.N_REFINE} false-position refinements, a Newton step, the implicit function "
+        f"theorem), and over {args.mice} virtual mice (one stream of k_in draws, the same for every arm; hard "
+        "indicators), with the Monte Carlo standard error.",
+        "",
+        f"| quantity (arm) | critical mouse | {args.mice} mice | MC SE | difference / SE |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for i in range(len(prob.frac)):
+        arm = prob.arms[prob.pop_arms[prob.frac.arm[i]]]
+        se = np.sqrt(max(mc[i] * (1 - mc[i]), 1.0 / args.mice) / args.mice)
+        lines.append(
+            f"| {labels.get(i, arm.record)} ({kinds[int(prob.frac.kind[i])]}, {arm.arm}) | {frac[i]:.4f} | {mc[i]:.4f} | "
+            f"{se:.4f} | {(frac[i] - mc[i]) / se:+.2f} |"
+        )
+    cnt_q = prob.frac_of_q[prob.cnt.q]
+
+    def count_lp(p):
+        p = np.clip(p, 1e-6, 1 - 1e-6)
+        return float(np.sum(prob.cnt.k * np.log(p) + (prob.cnt.n - prob.cnt.k) * np.log1p(-p)))
+
     lines += [
         "",
+        f"Count records' log-likelihood (kernel): {count_lp(frac[cnt_q]):.3f} by the critical mouse, "
+        f"{count_lp(mc[cnt_q]):.3f} over {args.mice} mice. Largest |difference| of a fraction: "
+        f"{np.abs(frac - mc).max():.4f}.",
+        "",
+        "Gradient of a weighted sum of the fractions, reverse mode against central differences (h = 1e-4) along "
+        "three random unit directions: " + "; ".join(f"{a:.5f} vs {b:.5f}" for a, b in dirs) + ".",
+        "",
+        "| cost on this machine (seconds) | compile + first call | per call |",
+        "|---|---:|---:|",
+        f"| fractions by the critical mouse, forward | {c_fwd:.1f} | {t_fwd:.3f} |",
+        f"| fractions by the critical mouse, gradient | {c_grad:.1f} | {t_grad:.3f} |",
+        f"| the replaced path's solves: 8 mice x {B} arms, gradient | {c_g8:.1f} | {t_g8:.3f} |",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, JAX {jax.__version__} on {jax.default_backend()}. "
         f"Generated by `benchmarks/population_error.py` on {time.strftime('%Y-%m-%d')}.",
     ]
     atomic_write_text(os.path.join(os.path.dirname(__file__), "results_population.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
+    if not bool(ok):
+        raise SystemExit("a virtual mouse's solve failed")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The likelihood's solve path as shipped before the closed-form PK (2026-11-28): every arm's 64
 states (22 tumour/immune + 42 drug PK) integrated by one ``vmap`` over arms, one ``diffeqsolve`` per
-output day and per padded event slot, and the virtual mice of the population arms solved as lanes
-of one system. Kept here, outside the package, only as the reference that
+output day and per padded event slot (the population's mice then were lanes of one system per arm;
+the cohort's mice now are rows of the same vmap). Kept here, outside the package, only as the reference that
 ``bench_likelihood.py`` times the package's path against; nothing in ``abscopal`` imports it.
 """
 
@@ -64,22 +64,27 @@ def solve_core_shipped(p, events, horizon, *, rtol, atol, max_steps, n_out):
 
 
 def solve_arms_shipped(prob, P, rtol=1e-5, atol=1e-8, max_steps=256):
-    """All arms in one vmap; the population arms' mice as lanes of one system per arm."""
+    """All arms in one vmap; the cohort's mice (``inference/cohort``: grid, refinements, critical
+    mice) each through one vmap of the same path (the shipped path's mice were lanes of one system
+    per arm; the cohort needs its mice per arm and node, so they are vmapped rows here)."""
+    import numpy as np
+
+    from abscopal.inference import cohort
+
     kw = dict(rtol=rtol, atol=atol, max_steps=max_steps, n_out=prob.n_out)
     ev = {k: jnp.asarray(v) for k, v in prob.events.items()}
-    _, ys, ok = jax.vmap(lambda p, e, h: solve_core_shipped(p, e, h, **kw))(P, ev, jnp.asarray(prob.horizon))
-    obs = likelihood._observables(ys, P[:, None, :])
-    B = prob.pop_arms
-    Pp = likelihood.population_values(prob, P)
-    evp = {k: v[B] for k, v in ev.items()}
+    horizon = jnp.asarray(prob.horizon)
 
-    def pop(pk, e, h):
-        _, y, o = solve_core_shipped(pk.T, e, h, **kw)
-        return jnp.moveaxis(y, -1, 0), o
+    def solve_rows(rows, arms):
+        arms = np.asarray(arms)
+        _, ys, ok = jax.vmap(lambda p, e, h: solve_core_shipped(p, e, h, **kw))(
+            rows, {k: v[arms] for k, v in ev.items()}, horizon[arms]
+        )
+        return likelihood._observables(ys, rows[:, None, :]), ok
 
-    ysp, okp = jax.vmap(pop)(Pp, evp, jnp.asarray(prob.horizon)[B])
-    obs_pop = likelihood._observables(ysp, Pp[:, :, None, :])
-    return obs, obs_pop, jnp.all(ok) & jnp.all(okp)
+    obs, ok = solve_rows(P, np.arange(prob.n_arms))
+    frac, ok_f = cohort.cohort_fractions(prob, P, solve_rows)
+    return obs, frac, jnp.all(ok) & ok_f
 
 
 SHIPPED_SOLVER = dict(rtol=1e-5, atol=1e-8, max_steps=256)

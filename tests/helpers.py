@@ -81,7 +81,7 @@ def check_directions_against_tight(prob, z, rel_logp=2e-6, n_dirs=3, h=1e-3, see
 def quick_problem():
     """The problem of ``abscopal fit --quick`` (same records, mice and seed: same fingerprint)."""
     records = tuple(r for r in load_records() if r.id in QUICK_RECORDS)
-    return likelihood.build_problem(records, use="fit", n_virtual=FitSettings.quick_settings().n_virtual, seed=0)
+    return likelihood.build_problem(records, use="fit", n_nodes=FitSettings.quick_settings().n_nodes)
 
 
 # ---- a known density for the sampler's tests (test_nuts): a correlated Gaussian

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["shipped MAP", "prior draw"])
 def test_review_problem_matches_a_tight_solve(point):
-    prob = likelihood.build_problem(load_records(), use="fit", n_virtual=8, seed=0)
+    prob = likelihood.build_problem(load_records(), use="fit", n_nodes=13)
     if point == "shipped MAP":
         z = np.asarray(json.loads((ROOT / "fits/review/fit.json").read_text())["map"]["z"])
     else:
@@ -39,8 +39,8 @@ def test_review_problem_matches_a_tight_solve(point):
 
 
 def test_all_arms_share_one_compilation():
-    """Typical and virtual mice: one trace, whatever the number of arms; a
-    new point reuses them."""
+    """Typical mice and the cohort's mice (grid, refinement, critical mouse): one trace of the
+    solver, whatever the number of arms; a new point reuses it."""
     prob = quick_problem()
     f = jax.jit(posterior.make_log_density(prob, dict(SOLVER, rtol=2e-5)))  # options unique to this test
     before = TRACE_COUNT["core"]
@@ -49,17 +49,3 @@ def test_all_arms_share_one_compilation():
     assert TRACE_COUNT["core"] - before == 1, "one body for the typical and the virtual mice"
     f(z + 0.01)
     assert TRACE_COUNT["core"] - before == 1
-
-
-@pytest.mark.slow  # 15-20 s of compilation; the fit solves its virtual mice "each", not as lanes
-def test_population_lanes_equal_mice_solved_each():
-    prob = quick_problem()
-    z = jnp.asarray(posterior.prior_median_z(prob))
-    lay = posterior.layout_of(prob)
-    shared, line_vals = lay.values(z)
-    P = likelihood.arm_values(prob, shared, line_vals, jnp.exp(lay.log_inoculum(z)))
-    kw = dict(rtol=1e-8, atol=1e-11)
-    _, lanes, ok1 = likelihood.solve_arms(prob, P, population="lanes", **kw)
-    _, each, ok2 = likelihood.solve_arms(prob, P, population="each", **kw)
-    assert bool(ok1) and bool(ok2)
-    np.testing.assert_allclose(np.asarray(lanes), np.asarray(each), atol=1e-5)

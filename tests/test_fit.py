@@ -75,7 +75,7 @@ def test_map_point_of_a_fit(quick_fit):
         assert p[name] == pytest.approx(m["values"][name][0], rel=1e-12)
     rows = point.draws(4, tumour_line=line, animals=False)
     np.testing.assert_array_equal(rows, np.tile(p.values, (4, 1)))
-    assert np.ptp(point.draws(4, tumour_line=line)[:, p.index("r")]) > 0  # inter-animal spread on top
+    assert np.ptp(point.draws(4, tumour_line=line)[:, p.index("k_in")]) > 0  # inter-animal spread on top
     bad = dict(fit.meta)
     bad.pop("map")
     with pytest.raises(FitError, match="no MAP point"):
@@ -267,7 +267,7 @@ def test_unconstrained_values_invert_natural_values_and_match_lines_by_name():
     from abscopal.inference.fitting import fit_records
     from abscopal.inference.posterior import layout_of, natural_values, prior_draws_z, unconstrained_values
 
-    prob = likelihood.build_problem(fit_records(False), n_virtual=2, seed=0)
+    prob = likelihood.build_problem(fit_records(False), n_nodes=5)
     z = prior_draws_z(prob, 3, seed=5)
     back, found = unconstrained_values(prob, natural_values(prob, z))
     np.testing.assert_allclose(back, z, atol=1e-12)

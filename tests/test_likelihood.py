@@ -280,7 +280,7 @@ def test_map_recovers_known_parameters():
 
     true_r, true_alpha = 0.3, 0.25
     rec = _synthetic_record(true_r, true_alpha)
-    prob = likelihood.build_problem((rec,), shared=("r", "alpha"), per_line=(), n_virtual=1)
+    prob = likelihood.build_problem((rec,), shared=("r", "alpha"), per_line=())
     settings = FitSettings(map_starts=1, map_steps=20, map_lr=0.05)  # then L-BFGS (lbfgs_steps)
     z, starts = find_map(prob, settings, progress=False, log=lambda *a: None)
     nat = natural_values(prob, z)
@@ -292,7 +292,7 @@ def test_map_recovers_known_parameters():
 
 def test_failed_solve_gives_minus_infinity_not_nan():
     rec = _synthetic_record(0.3, 0.25)
-    prob = likelihood.build_problem((rec,), shared=("r", "alpha"), per_line=(), n_virtual=1)
+    prob = likelihood.build_problem((rec,), shared=("r", "alpha"), per_line=())
 
     @jax.jit  # one compilation (and one solve) for both numbers
     def loglik_and_ok(shared):
@@ -306,28 +306,25 @@ def test_failed_solve_gives_minus_infinity_not_nan():
     assert not bool(solved) and float(failed) == -np.inf
 
 
-def test_survival_is_the_cohorts_median_not_the_typical_mouse():
-    """survival_proxy reads the virtual population: the median over the mice of each one's time to
-    the burden threshold (a typical mouse cured or not would jump between threshold time and
-    horizon). Checked on R29's problem with made-up series, against numpy."""
+def test_survival_is_the_median_mouse_and_fractions_are_the_cohorts():
+    """survival_proxy is the cohort's median, its median mouse's (zeta = 0: the typical mouse's)
+    smooth time to the burden threshold; the fraction quantities read the cohort's fractions.
+    Checked on R29's problem with made-up series, against numpy and the exact crossing."""
     r29 = tuple(r for r in load_records() if r.id == "R29")
-    prob = likelihood.build_problem(r29, n_virtual=5, seed=1)
+    prob = likelihood.build_problem(r29, n_nodes=5)
     q = prob.q
     surv = np.flatnonzero(q.kind == likelihood.Q_SURVIVAL)
     survival_arms = {a for c in r29[0].comparisons if c.endpoint == "survival_proxy" for a in (c.lhs, c.rhs)}
     assert len(surv) == len(survival_arms) == 6
-    rng = np.random.default_rng(0)
     days = np.asarray(prob.days)
     n_obs = len(likelihood.OBS)
-    # mouse k of population arm b grows at its own rate: some never reach the threshold
-    rates = rng.uniform(0.0, 0.4, size=(len(prob.pop_arms), 5))
-    obs_pop = np.zeros((len(prob.pop_arms), 5, len(days), n_obs))
-    obs_pop[..., likelihood.OBS.index("log_burden")] = np.log(50.0) + rates[..., None] * days
-    obs = np.full((prob.n_arms, len(days), n_obs), np.log(5000.0))  # typical mice: all "dead" at once
-    got = np.asarray(likelihood.quantities(prob, jnp.asarray(obs), jnp.asarray(obs_pop)))
+    rates = np.random.default_rng(0).uniform(0.0, 0.4, size=prob.n_arms)  # some never reach the threshold
+    obs = np.zeros((prob.n_arms, len(days), n_obs))
+    obs[..., likelihood.OBS.index("log_burden")] = np.log(50.0) + rates[:, None] * days
+    frac = np.linspace(0.1, 0.9, len(prob.frac))
+    got = np.asarray(likelihood.quantities(prob, jnp.asarray(obs), jnp.asarray(frac)))
     for i in surv:
-        series = obs_pop[q.arm[i], :, :, likelihood.OBS.index("log_burden")]
-        each = np.asarray(likelihood._smooth_time(jnp.asarray(series), jnp.full(5, q.thr[i]), jnp.asarray(days)))
-        assert got[i] == pytest.approx(np.median(each), rel=1e-12)
-        exact = np.where(rates[q.arm[i]] > 0, np.log(20.0) / np.maximum(rates[q.arm[i]], 1e-12), np.inf)
-        assert got[i] == pytest.approx(min(np.median(exact), days[-1]), abs=1.0)  # the smooth crossing is within a day
+        exact = np.log(20.0) / rates[q.arm[i]] if rates[q.arm[i]] > 0 else np.inf
+        assert got[i] == pytest.approx(min(exact, days[-1]), abs=1.0)  # the smooth crossing is within a day
+    for i in np.flatnonzero(np.isin(q.kind, likelihood.Q_POPULATION)):
+        assert got[i] == frac[prob.frac_of_q[i]]

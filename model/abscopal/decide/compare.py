@@ -87,7 +87,7 @@ def draw_parameters(tumour_line: str, n_draws: int, seed: int = 0, params: Param
     if fit is not None:
         return fit.draws(int(n_draws), seed=seed, tumour_line=tumour_line), display.describe_fit(fit)
     params = params if params is not None else default_params(tumour_line)
-    return virtual_population(params, int(n_draws), seed), display.NO_FIT_SOURCE
+    return virtual_population(params, int(n_draws), seed), display.describe_fit(None)
 
 
 def check_same_setting(schedules: list[Schedule]) -> None:

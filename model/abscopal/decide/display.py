@@ -17,7 +17,7 @@ import numpy as np
 SPREAD_ONLY = "between-mouse spread only, no parameter uncertainty"
 NO_FIT_SOURCE = (
     "default parameters (no fit loaded: no --fit given; --fit review draws from the shipped fit) with inter-animal "
-    f"variability: intervals show {SPREAD_ONLY}"
+    "variability ({between}): intervals show " + SPREAD_ONLY
 )
 
 
@@ -100,13 +100,16 @@ def spread_only(fit) -> bool:
 
 def describe_fit(fit) -> str:
     """Where the parameter draws come from and what their intervals mean, said once and right."""
+    from ..model.population import between_mice
+
     if fit is None:
-        return NO_FIT_SOURCE
+        return NO_FIT_SOURCE.format(between=between_mice())
     if not hasattr(fit, "meta"):  # a stand-in object with its own description
         return fit.describe()
     if spread_only(fit):
         return (
-            f"fit '{fit.name}' at its MAP point (the posterior mode: one parameter set) with inter-animal variability: "
+            f"fit '{fit.name}' at its MAP point (the posterior mode: one parameter set) with inter-animal variability "
+            f"({between_mice()}): "
             f"intervals show {SPREAD_ONLY}"
         )
     return fit.describe()

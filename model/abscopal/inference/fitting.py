@@ -69,9 +69,9 @@ def run_fit(
     out = Path(out)
     work = _work_folder(out, settings)
     t_start = time.time()
-    prob = likelihood.build_problem(fit_records(settings.quick), n_virtual=settings.n_virtual, seed=settings.seed)
+    prob = likelihood.build_problem(fit_records(settings.quick), n_nodes=settings.n_nodes)
     log(
-        f"{len(prob.records)} records, {prob.n_arms} arms ({len(prob.pop_arms)} also over {settings.n_virtual} virtual mice), "
+        f"{len(prob.records)} records, {prob.n_arms} arms ({len(prob.pop_arms)} also over a {settings.n_nodes}-node cohort grid), "
         f"{len(prob.tc)} time-course points, {len(prob.cmp)} comparisons, {len(prob.cnt)} counts; "
         f"{len(prob.shared)} shared + {len(prob.line_coords)} per-line parameters ({len(prob.lines)} lines)"
     )
@@ -183,7 +183,7 @@ def _reproduction(prob, nat, pred, idx, init, settings: FitSettings, progress: b
 
         check_records = tuple(r for r in load_records() if r.use == "check")
         if check_records:
-            pc = likelihood.build_problem(check_records, use="check", n_virtual=settings.n_virtual, seed=settings.seed)
+            pc = likelihood.build_problem(check_records, use="check", n_nodes=settings.n_nodes)
             fitted = dict(fit_lines=list(prob.lines), fit_groups=list(prob.series_groups), fit_inocula=list(prob.inoculum_groups))
             repro += reproduction(pc, predict(pc, nat, idx, progress, seed=settings.seed, **fitted))
     # the same rules at the MAP alone: what a posterior concentrated there would reproduce

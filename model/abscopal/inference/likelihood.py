@@ -2,10 +2,10 @@
 
 Every arm of every fitted record becomes one schedule, split once into its state jumps (RT
 fractions, cell/antigen boluses) and its PK doses (closed form; ``solver``, ``pk``). Each arm's
-"typical mouse" is a solve of its own, and the arms that a fraction end point needs (cure
-fractions, counts) are solved again for each mouse of a small fixed virtual population (common
-random numbers, so the likelihood is a smooth deterministic function of the parameters); all
-solves run one after another in one compiled loop (``solve_arms``). Observation kinds:
+"typical mouse" is a solve of its own; the arms that a fraction end point needs (cure fractions,
+counts, abscopal responses) are solved on a grid of mice and at each fraction's critical mouse
+(``cohort``: smooth fractions with exact gradients, no virtual-mouse cliffs); all solves run one
+after another in one compiled loop (``solve_arms``). Observation kinds:
 
 * **time course** (mean +- SEM): log-normal, ``log y ~ N(log v_model(day), sqrt((sem/mean)^2 +
   sigma_model^2))``; with ``lognormal_estimated_sigma`` the SD is ``sqrt(sigma_series^2 +
@@ -30,15 +30,16 @@ solves run one after another in one compiled loop (``solve_arms``). Observation 
 
 Smooth end points: the time for a volume to reach a threshold is the integral over the output
 grid of ``sigmoid((log thr - max_{t'<=t} log v(t')) / s)`` (the first crossing, censored at the
-horizon); "cured" is ``sigmoid((log 1e-6 - log viable(day)) / s)`` times ``sigmoid((log 1000 -
-max_{t<=day} log burden) / s)`` (``outcomes``: extinct, and never past the end point). Survival (``survival_proxy``,
-the time for the total burden to reach its threshold) is the median of that time over the virtual
-population (``POPULATION_ENDPOINTS``); growth delay (``time_to_volume``) is the typical mouse's.
+horizon); "cured" follows ``outcomes``' one definition (extinct, and never past the end point),
+as the normal mass of the cured mice (``cohort``). Survival (``survival_proxy``, the time for the
+total burden to reach its threshold) is the cohort's median, its median mouse's (the typical
+mouse's); growth delay (``time_to_volume``) is the typical mouse's.
 """
 
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -47,8 +48,9 @@ from jax.scipy.special import log_ndtr
 from jax.scipy.stats import norm
 
 from ..model.equations import build_model
-from ..simulation.outcomes import CURE_VOLUME_MM3, DEFAULT_ENDPOINT_MM3, soft_cummax, soft_min
+from ..simulation.outcomes import soft_cummax
 from ..simulation.solver import map_rows, solve_segments
+from . import cohort
 from .observations import OP_ABOVE, OP_BELOW, OP_SIMILAR, Comparisons, Counts, Quantities, TimeCourses  # noqa: F401
 
 # the problem's vocabulary, re-exported: callers read these as likelihood.<name>
@@ -157,93 +159,57 @@ def _smooth_time(logv, logthr, days, s=SMOOTH_LOG):
     return jnp.sum(0.5 * (alive[..., 1:] + alive[..., :-1]) * dt, axis=-1)
 
 
-def population_values(prob: Problem, P):
-    """Parameter rows of the virtual mice of the population arms: (B, K, n_params), each mouse the
-    arm's typical values times its log-normal draw (common random numbers ``prob.z``)."""
-    B = prob.pop_arms
-    mult = jnp.exp(jnp.asarray(prob.z) * jnp.asarray(prob.var_sd))  # (K, n_var)
-    Pp = jnp.broadcast_to(P[B][:, None, :], (len(B), prob.z.shape[0], P.shape[1]))
-    return Pp.at[:, :, prob.var_index].multiply(mult[None])
+@partial(jax.jit, static_argnames=("rtol", "atol", "max_steps", "adjoint"))
+def _solve_one(p, jumps, doses, horizon, days, *, rtol, atol, max_steps, adjoint):
+    return solve_segments(p, jumps, doses, horizon, days, rtol=rtol, atol=atol, max_steps=max_steps, adjoint=adjoint)
 
 
-#: how ``solve_arms`` solves the virtual mice of a population arm: "each" (every mouse a solve of
-#: its own, like the typical mice) or "lanes" (the K mice of an arm as one system of K lanes: one
-#: step-size control for all). Measured on the review's problem: lanes 41 ms forward but 520 ms
-#: gradient (compile 51 s), each 56 ms and 270 ms (compile 18 s).
-POPULATION_MODES = ("lanes", "each")
-
-
-def solve_arms(prob: Problem, P, rtol=1e-5, atol=1e-8, max_steps=4096, adjoint="checkpoint", mode="auto", population="each"):
-    """Typical mice of all arms and the virtual mice of the population arms, every arm a solve of its
-    own (``solver.solve_segments``: jumps only, closed-form PK, output days saved inside), run
-    one after another in one compiled loop (``mode``: see ``solver.SOLVE_MODES``; ``population``: see
-    ``POPULATION_MODES``). Returns (obs (A, n_out, n_obs), obs_pop (B, K, n_out, n_obs), ok)."""
-    if population not in POPULATION_MODES:
-        raise ValueError(f"population: must be one of {POPULATION_MODES}, got {population!r}")
-    A, B, K = prob.n_arms, len(prob.pop_arms), prob.z.shape[0]
+def solve_arms(prob: Problem, P, rtol=1e-5, atol=1e-8, max_steps=4096, adjoint="checkpoint", mode="auto"):
+    """Typical mice of all arms, and the cohort fractions of the population arms (``cohort``: a
+    forward-only grid of mice, then one solve with its gradient at each fraction's critical mouse);
+    every mouse a solve of its own (``solver.solve_segments``: jumps only, closed-form PK, output days
+    saved inside), run one after another in one compiled loop (``mode``: ``solver.SOLVE_MODES``).
+    Returns (obs (A, n_out, n_obs), fractions (F,) of ``prob.frac``, ok)."""
     days = jnp.asarray(prob.days)
     kw = dict(rtol=rtol, atol=atol, max_steps=max_steps, adjoint=adjoint)
 
-    def one(x):
+    def one(x):  # one mouse; jitted, so that every batch of mice reuses one trace of the solver
         p, j, d, h = x
-        return solve_segments(p, j, d, h, days, **kw)
+        return _solve_one(p, j, d, h, days, **kw)
 
-    def inputs(arm_of_row):
-        return (
+    def solve_rows(rows, arm_of_row):
+        arm_of_row = np.asarray(arm_of_row)
+        inputs = (
             {k: jnp.asarray(v[arm_of_row]) for k, v in prob.jumps.items()},
             {k: jnp.asarray(v[arm_of_row]) for k, v in prob.doses.items()},
             jnp.asarray(prob.horizon)[arm_of_row],
         )
+        ys, ok = map_rows(one, (rows, *inputs), mode)
+        return _observables(ys, rows[:, None, :]), ok
 
-    rows, arm_of_row = P, np.arange(A)
-    if B and population == "each":
-        rows = jnp.concatenate([P, population_values(prob, P).reshape(B * K, P.shape[1])])
-        arm_of_row = np.concatenate([arm_of_row, np.repeat(prob.pop_arms, K)])
-    ys, ok = map_rows(one, (rows, *inputs(arm_of_row)), mode)
-    obs_all = _observables(ys, rows[:, None, :])
-    obs = obs_all[:A]
-    if not B:
-        return obs, jnp.zeros((0, K, prob.n_out, len(OBS))), jnp.all(ok)
-    if population == "each":
-        return obs, obs_all[A:].reshape((B, K) + obs_all.shape[1:]), jnp.all(ok)
-    Pp = population_values(prob, P)  # (B, K, n_params): lanes last for the solver
-    ysp, okp = map_rows(one, (jnp.swapaxes(Pp, 1, 2), *inputs(prob.pop_arms)), mode)
-    obs_pop = _observables(jnp.moveaxis(ysp, -1, 1), Pp[:, :, None, :])
-    return obs, obs_pop, jnp.all(ok) & jnp.all(okp)
+    obs, ok = solve_rows(P, np.arange(prob.n_arms))
+    frac, ok_f = cohort.cohort_fractions(prob, P, solve_rows)
+    return obs, frac, jnp.all(ok) & ok_f
 
 
-def quantities(prob: Problem, obs, obs_pop):
-    """Values of every comparison/count quantity (Q,), on the end point's scale."""
+def quantities(prob: Problem, obs, frac):
+    """Values of every comparison/count quantity (Q,), on the end point's scale: log read-outs and
+    times of the typical mice ``obs``, the cohort fractions ``frac`` (``solve_arms``), and the
+    cohort's median survival as its median mouse's (the typical mouse's) time to the threshold."""
     q = prob.q
     if not len(q):
         return jnp.zeros((0,))
     step = prob.days[1] - prob.days[0]
-    kind, arm, o, day = q.kind, q.arm, q.obs, jnp.asarray(q.day)
-    nA, nB = obs.shape[0], obs_pop.shape[0]
-    # typical-mouse series
-    ser = obs[jnp.clip(arm, 0, nA - 1), :, o]  # (Q, n_out)
+    kind, day = q.kind, jnp.asarray(q.day)
+    ser = obs[np.where(np.isin(kind, Q_POPULATION), 0, q.arm), :, q.obs]  # (Q, n_out) typical mice
     log_val = _interp(ser, day, step)
     time_val = _smooth_time(ser, jnp.asarray(q.thr), jnp.asarray(prob.days))
-    if nB:
-        pser = obs_pop[jnp.clip(arm, 0, nB - 1), :, :, o]  # (Q, K, n_out)
-        mask = jnp.asarray(prob.days)[None, :] <= day[:, None] + 1e-9  # up to the day
-        # cured (outcomes' end-point definition): extinct at the day (viable < 1 cell; extinction is
-        # absorbing) and the burden never at the end point before it (a mouse past it is removed)
-        at_day = _interp(pser, jnp.broadcast_to(day[:, None], pser.shape[:2]), step)
-        burden = obs_pop[jnp.clip(arm, 0, nB - 1), :, :, OBS.index("log_burden")]
-        peak = soft_min(-burden, mask[:, None, :])  # minus the (smooth) running max up to the day
-        extinct = jax.nn.sigmoid((math.log(CURE_VOLUME_MM3) - at_day) / SMOOTH_LOG)
-        alive = jax.nn.sigmoid((math.log(DEFAULT_ENDPOINT_MM3) + peak) / SMOOTH_LOG)
-        cure = jnp.mean(extinct * alive, axis=-1)
-        rser = obs_pop[jnp.clip(q.ref, 0, nB - 1), :, :, o]
-        at_ref = _interp(rser, jnp.broadcast_to(day[:, None], pser.shape[:2]), step)
-        absc = jnp.mean(jax.nn.sigmoid((math.log(0.7) - (at_day - at_ref)) / SMOOTH_LOG), axis=-1)
-        # survival of a cohort: the median over the virtual mice of each mouse's time to the burden
-        # threshold (censored at the horizon), as a study reports median survival
-        surv = jnp.median(_smooth_time(pser, jnp.asarray(q.thr)[:, None], jnp.asarray(prob.days)), axis=-1)
-    else:
-        cure = absc = surv = jnp.zeros_like(log_val)
-    return jnp.select([kind == Q_LOG, kind == Q_TIME, kind == Q_CURE, kind == Q_ABSCOPAL], [log_val, time_val, cure, absc], surv)
+    fr = jnp.asarray(frac)[np.maximum(prob.frac_of_q, 0)] if len(prob.frac) else jnp.zeros_like(log_val)
+    return jnp.select(
+        [kind == Q_LOG, kind == Q_TIME, np.isin(kind, Q_POPULATION)],
+        [log_val, time_val, fr],
+        time_val,  # Q_SURVIVAL: the median mouse's time
+    )
 
 
 def comparison_logp(d, op, margin, tau):
@@ -306,8 +272,8 @@ def log_likelihood_terms(prob: Problem, shared_vals, line_vals, sigma_series, so
     ``solve_fn(prob, P, **solver)``: the solve path (default ``solve_arms``; the benchmarks pass
     the reference path they time it against)."""
     P = arm_values(prob, shared_vals, line_vals, inoculum)
-    obs, obs_pop, ok = (solve_fn or solve_arms)(prob, P, **(solver or {}))
-    qv = quantities(prob, obs, obs_pop)
+    obs, frac, ok = (solve_fn or solve_arms)(prob, P, **(solver or {}))
+    qv = quantities(prob, obs, frac)
     out = {"ok": ok}
     out["tc"] = time_course_terms(prob, obs, sigma_series)[0] if prob.tc else jnp.zeros((0,))
     if prob.cmp:

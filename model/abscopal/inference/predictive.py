@@ -26,8 +26,8 @@ def _build_predictor(prob: likelihood.Problem):
     @jax.jit
     def one(shared, lines, sig, v0):
         P = likelihood.arm_values(prob, shared, lines, v0)
-        obs, obs_pop, ok = likelihood.solve_arms(prob, P)
-        qv = likelihood.quantities(prob, obs, obs_pop)
+        obs, frac, ok = likelihood.solve_arms(prob, P)
+        qv = likelihood.quantities(prob, obs, frac)
         out = {"ok": ok, "q": qv}
         if prob.tc:
             lp, model, sd = likelihood.time_course_terms(prob, obs, sig)

@@ -32,6 +32,8 @@ LOG_FLOOR = 1e-12  # volumes and cell numbers are floored here before logs
 #: a version of the likelihood's code, hashed into ``problem_fingerprint``: a change of what the
 #: likelihood computes (not only of the data) makes saved MAPs and Hessians stale
 LIKELIHOOD_VERSION = (
+    "2026-12-07b: viable volumes solved as logs; one between-mouse parameter (k_in); cohort fractions by the "
+    "critical mouse (grid, Newton step, implicit function theorem), median survival as the median mouse's; "
     "2026-12-07: a cure needs the burden never past the end point (outcomes' one definition); "
     "2026-11-29b: survival_proxy is the median over the virtual population; "
     "2026-11-29: bounded table priors (priors.Prior), per-line values by the table's estimate column (no line "
@@ -62,12 +64,19 @@ _SITE = {"irradiated": "irr", "abscopal": "abs"}
 #: (a typical mouse is either cured or not, so its survival jumps from the threshold time to the
 #: horizon across a parameter cliff; a cohort's median moves smoothly through partial cures)
 POPULATION_ENDPOINTS = ("cure_fraction", "abscopal_probability", "survival_proxy")
+#: the population end points that are fractions of the cohort (``cohort``: by its critical mouse);
+#: the cohort's median survival is its median mouse's, the typical mouse's (``cohort``'s doc)
+FRACTION_ENDPOINTS = ("cure_fraction", "abscopal_probability")
 
 #: kinds of comparison/count quantity (``Problem.q.kind``): a log read-out at a day, the typical
 #: mouse's time to a volume, and the population's cure fraction, abscopal probability and median
-#: survival (``Q_POPULATION``: the kinds whose ``arm`` indexes ``Problem.pop_arms``)
+#: survival (``Q_POPULATION``: the fractions, whose ``arm`` indexes ``Problem.pop_arms``; a median
+#: survival reads its arm's typical mouse, the median mouse)
 Q_LOG, Q_TIME, Q_CURE, Q_ABSCOPAL, Q_SURVIVAL = range(5)
-Q_POPULATION = (Q_CURE, Q_ABSCOPAL, Q_SURVIVAL)
+Q_POPULATION = (Q_CURE, Q_ABSCOPAL)
+#: nodes of the cohort's grid over the between-mouse coordinate zeta ~ N(0, 1) (``cohort``): +-3.5
+#: holds all but 5e-4 of the mice
+ZETA_SPAN = 3.5
 
 #: end point -> (quantity kind, observable; ``{site}``: the site suffix) for the other end points
 _KIND_ENDPOINTS = {
@@ -126,7 +135,7 @@ class Problem:
     line_of_arm: np.ndarray  # (A,) index into lines
     abs_delay: np.ndarray  # (A,) days the abscopal tumour is inoculated after the first
     pop_arms: np.ndarray  # (B,) indices of arms solved over the population
-    z: np.ndarray  # (K, n_var) standard normal draws of the virtual population
+    zeta: np.ndarray  # (G,) grid nodes of the between-mouse coordinate (``cohort``)
     var_index: np.ndarray  # (n_var,) parameter indices that vary between mice
     var_sd: np.ndarray  # (n_var,)
     n_out: int
@@ -135,6 +144,8 @@ class Problem:
     cmp: Comparisons = field(default_factory=lambda: empty(Comparisons))
     cnt: Counts = field(default_factory=lambda: empty(Counts))
     q: Quantities = field(default_factory=lambda: empty(Quantities))
+    frac: Quantities = field(default_factory=lambda: empty(Quantities))  # the fraction quantities of q
+    frac_of_q: np.ndarray | None = None  # (Q,) index into frac, -1 for the other kinds
     series_groups: tuple[str, ...] = ()  # discrepancy groups: one fitted series SD each
     inoculum_groups: tuple[str, ...] = ()  # inoculum groups: one fitted day-0 volume each
     inoculum_of_arm: np.ndarray | None = None  # (A,) index into inoculum_groups, -1: the table's v0
@@ -160,8 +171,7 @@ def _quantity_key(ep: str, site, arm, day, threshold, ref_arm):
 def build_problem(
     records: tuple[Record, ...] | None = None,
     use: str = "fit",
-    n_virtual: int = 8,
-    seed: int = 0,
+    n_nodes: int = 13,
     shared: tuple[str, ...] = SHARED,
     per_line: tuple[str, ...] = PER_LINE,
     horizon_days: float = 60.0,
@@ -250,10 +260,10 @@ def build_problem(
                         sides.append(None)
                         continue
                     a = arm_index[(rec.id, side)]
-                    if ep in POPULATION_ENDPOINTS:
+                    if ep in FRACTION_ENDPOINTS:
                         arms[a].population = True
                     ref = arm_index[(rec.id, obs.reference_arm)] if obs.reference_arm else None
-                    if ref is not None:
+                    if ref is not None and ep in FRACTION_ENDPOINTS:
                         arms[ref].population = True
                     sides.append(quantity(ep, obs.site, a, obs.day, obs.threshold_mm3, ref))
                 scale = (
@@ -299,15 +309,23 @@ def build_problem(
                 obs=OBS.index(name),
                 day=float(day) if day is not None else horizon_days,
                 thr=math.log(threshold) if threshold is not None else 0.0,
-                ref=pop_pos[ref] if ref is not None else -1,
+                ref=pop_pos[ref] if ref is not None and kind in Q_POPULATION else -1,
             )
         )
+    frac_rows = [r for r in qrows if r["kind"] in Q_POPULATION]
+    frac_of_q = np.cumsum([r["kind"] in Q_POPULATION for r in qrows], dtype=np.int64) - 1
+    frac_of_q = np.where([r["kind"] in Q_POPULATION for r in qrows], frac_of_q, -1).astype(np.int64)
 
-    rng = np.random.default_rng(seed)
     var = variability()
+    if len(var) != 1:
+        raise ValueError(
+            f"variability: the fit's cohort end points need exactly one parameter that varies between mice, got {list(var)}"
+        )
+    if int(n_nodes) != n_nodes or n_nodes < 3:
+        raise ValueError(f"n_nodes: the cohort grid needs an integer number of nodes >= 3, got {n_nodes!r}")
     var_index = np.array([pnames.index(n) for n in var], dtype=np.int64)
     var_sd = np.array([v[0] for v in var.values()])
-    z = rng.standard_normal((int(n_virtual), len(var)))
+    zeta = np.linspace(-ZETA_SPAN, ZETA_SPAN, int(n_nodes))
 
     # pad every arm to the same, smallest multiple of 8 events (fewer no-op segments to solve)
     n_events = max(8, -(-max(len(s.rt) + len(s.drugs) for s in schedules) // 8) * 8)
@@ -337,7 +355,7 @@ def build_problem(
         ),
         abs_delay=np.array(delays),
         pop_arms=pop_arms,
-        z=z,
+        zeta=zeta,
         var_index=var_index,
         var_sd=var_sd,
         n_out=n_out,
@@ -351,6 +369,8 @@ def build_problem(
         cmp=Comparisons.from_rows(cmp_rows, labels=tuple((r["record"], r["label"]) for r in cmp_rows)),
         cnt=Counts.from_rows(cnt_rows, records=tuple(r["record"] for r in cnt_rows)),
         q=Quantities.from_rows(qrows),
+        frac=Quantities.from_rows(frac_rows),
+        frac_of_q=frac_of_q,
     )
 
 
@@ -381,7 +401,7 @@ def problem_fingerprint(prob: Problem) -> str:
         line_of_arm=prob.line_of_arm,
         abs_delay=prob.abs_delay,
         pop_arms=prob.pop_arms,
-        z=prob.z,
+        zeta=prob.zeta,
         var_index=prob.var_index,
         var_sd=prob.var_sd,
         days=prob.days,

@@ -53,13 +53,13 @@ def compiled_potential(f, size: int):
     return potential
 
 
-def problem_potential(record_ids: tuple[str, ...], n_virtual: int, seed: int, fingerprint: str):
+def problem_potential(record_ids: tuple[str, ...], n_nodes: int, fingerprint: str):
     """The fit's NUTS potential rebuilt from its records (a picklable recipe for ``nuts.sample_processes``:
     a spawned process builds the same problem, checked by its fingerprint, and compiles its gradient)."""
     from ..records import load_records
 
     by_id = {r.id: r for r in load_records()}
-    prob = likelihood.build_problem(tuple(by_id[i] for i in record_ids), n_virtual=n_virtual, seed=seed)
+    prob = likelihood.build_problem(tuple(by_id[i] for i in record_ids), n_nodes=n_nodes)
     if likelihood.problem_fingerprint(prob) != fingerprint:
         raise RuntimeError("problem_potential: the records rebuilt in this process are not the fit's (fingerprints differ)")
     return compiled_potential(neg_log_density_and_grad(prob), layout_of(prob).size)
@@ -99,8 +99,7 @@ def run_nuts(
         recipe = partial(
             problem_potential,
             tuple(r.id for r in prob.records),
-            prob.z.shape[0],
-            settings.seed,
+            len(prob.zeta),
             likelihood.problem_fingerprint(prob),
         )
         return sample_processes(recipe, starts, opts, workdir, settings.processes, inv_mass=inv_mass, progress=progress, log=log)

@@ -17,7 +17,7 @@ class FitSettings:
     """Settings of a fit run (stored in fit.json, so that a fit can be reproduced)."""
 
     seed: int = 0
-    n_virtual: int = 8
+    n_nodes: int = 13  # grid nodes of the cohort fractions (inference/cohort.py)
     map_starts: int = 4
     map_steps: int = 300
     map_lr: float = 0.05
@@ -42,7 +42,7 @@ class FitSettings:
         """The CI mode: few records' worth of work, a handful of steps and draws (NOT converged)."""
         return FitSettings(
             seed=seed,
-            n_virtual=2,
+            n_nodes=5,
             map_starts=1,  # one start, 10 L-BFGS iterations: no test needs this MAP converged (profiled:
             map_steps=5,  # the MAP and NUTS runs were 26 of the quick fit's 67 s, at 0.25 s per gradient)
             lbfgs_steps=10,

@@ -19,6 +19,11 @@ def variability() -> dict[str, tuple[float, str]]:
     return {k: (float(v["value"]), v["source"]) for k, v in raw["log_sd"].items()}
 
 
+def between_mice() -> str:
+    """What varies between virtual mice, in words (for outputs that state their intervals' meaning)."""
+    return ", ".join(f"{name} log-SD {sd:g}" for name, (sd, _src) in variability().items())
+
+
 def virtual_population(params: Params, n: int, seed: int = 0) -> np.ndarray:
     """``n`` mice (rows of parameter values): log-normal variation around ``params``."""
     if int(n) != n or n < 1:

@@ -131,6 +131,37 @@ def split_events(events: dict, horizon):
     return jumps, doses
 
 
+#: the viable volumes are integrated as their logarithms (``LOG_STATES``): near extinction a viable
+#: volume falls by orders of magnitude (a few cells, 1e-6 mm^3) and regrows, and an absolute
+#: tolerance on V cannot control its relative error there, nor the error of its sensitivities
+#: (issue 32: the reverse-mode derivative of a near-cure arm's median survival changed sign between
+#: rtol 1e-6 and 1e-8, benchmarks/results_gradient_near_cure.md). In log form the kill and growth
+#: terms are per-cell rates (bounded as V -> 0) and the step control bounds the relative error of V.
+LOG_STATES = ("V_irr", "V_abs")
+#: a viable volume of zero (an absent tumour: ``v0_abs = 0`` for one-tumour mice) is held at this
+#: volume (mm^3; 1e-24 cells) in log form: no growth (below one cell), no CTL influx worth a cell
+LOG_STATE_FLOOR = 1e-30
+_LOG_FLOOR = float(np.log(LOG_STATE_FLOOR))
+
+
+@cache
+def _log_index():
+    return np.array([pk_structure().core_states.index(n) for n in LOG_STATES])
+
+
+def to_log(y):
+    """Core states (n_core[, N]) -> the integrated form: viable volumes as their logarithms."""
+    i = _log_index()
+    return y.at[i].set(jnp.log(jnp.maximum(y[i], LOG_STATE_FLOOR)))
+
+
+def from_log(z):
+    """The integrated form -> core states (inverse of ``to_log`` above the floor; a volume at or
+    below the floor, an absent tumour or one far below a cell, reads as 0)."""
+    i = _log_index()
+    return z.at[i].set(jnp.where(z[i] <= _LOG_FLOOR, 0.0, jnp.exp(z[i])))
+
+
 @jax.jit
 def _rhs(t, y, p, coef):
     # jitted on its own: the right-hand side is traced once per shape and the trace reused by every
@@ -139,9 +170,22 @@ def _rhs(t, y, p, coef):
     return core_functions("jax")[0](y, p, concentrations(t, coef))
 
 
-def _vector_field(t, y, args):
+def _vector_field(t, z, args):
+    # d log V / dt = (dV/dt) / V: every term of dV/dt is proportional to V (growth, CTL and in-situ
+    # killing), so the quotient is a bounded per-cell rate, exact to rounding at any volume
     p, coef = args
-    return _rhs(t, y, p, coef)
+    i = _log_index()
+    v = jnp.exp(z[i])
+    f = _rhs(t, z.at[i].set(v), p, coef)
+    return f.at[i].set(f[i] / v)
+
+
+def _tolerances(z, rtol, atol):
+    """Per-state absolute tolerance: ``atol`` on the linear states, ``rtol`` on the log volumes
+    (an absolute error e of log V is a relative error e of V; ``atol`` there would be far tighter
+    than any relative accuracy asked for wherever V crosses 1 mm^3)."""
+    a = jnp.full(z.shape[:1], atol, z.dtype).at[_log_index()].set(rtol)
+    return a.reshape(a.shape + (1,) * (z.ndim - 1))
 
 
 def solve_segments(p, jumps, doses, horizon, days, *, rtol, atol, max_steps, adjoint="checkpoint"):
@@ -153,7 +197,7 @@ def solve_segments(p, jumps, doses, horizon, days, *, rtol, atol, max_steps, adj
     TRACE_COUNT["core"] += 1
     _, initial, rt_event, bolus_matrix, pk_rates = core_functions("jax")
     coef = pk_schedule(pk_rates(p), doses)
-    y0 = initial(p)
+    y0 = to_log(initial(p))
     B = bolus_matrix(p)
     n_jumps = jumps["time"].shape[0]
     starts = jnp.concatenate([jnp.zeros((1,)), jumps["time"]])
@@ -174,7 +218,9 @@ def solve_segments(p, jumps, doses, horizon, days, *, rtol, atol, max_steps, adj
     # (``step_ts``) instead of straddling it, which the error estimate would punish with rejected
     # steps and which would make the solution only piecewise smooth in the parameters
     dose_ts = jnp.where(doses["amount"] != 0, doses["time"], horizon + 1.0)
-    controller = dfx.ClipStepSizeController(dfx.PIDController(rtol=rtol, atol=atol, norm=_max_norm), step_ts=dose_ts)
+    controller = dfx.ClipStepSizeController(
+        dfx.PIDController(rtol=rtol, atol=_tolerances(y0, rtol, atol), norm=_max_norm), step_ts=dose_ts
+    )
     adjoint_method = _adjoint(adjoint, rtol, atol)
 
     def integrate(y, s):
@@ -204,13 +250,17 @@ def solve_segments(p, jumps, doses, horizon, days, *, rtol, atol, max_steps, adj
         inside = (days >= s["t0"]) & ((days < s["t1"]) | s["last"])
         out = jnp.where(inside.reshape((-1,) + (1,) * y.ndim), ys, out)
         y = ys[-1]
-        y = jnp.where(s["kind"] == EVENT_RT, rt_event(y, p, s["value"], s["on_irr"], s["on_abs"]), y)
-        y = jnp.where(s["kind"] == EVENT_DRUG, y + s["value"] * B[s["agent"]], y)
+        # jumps act on the states themselves (the LQ map multiplies V), then back to log form
+        x = from_log(y)
+        x = jnp.where(s["kind"] == EVENT_RT, rt_event(x, p, s["value"], s["on_irr"], s["on_abs"]), x)
+        x = jnp.where(s["kind"] == EVENT_DRUG, x + s["value"] * B[s["agent"]], x)
+        y = jnp.where(s["kind"] == EVENT_NONE, y, to_log(x))
         return (y, ok & good, out), None
 
     out0 = jnp.zeros((days.shape[0],) + y0.shape)
     (_, ok, core), _ = jax.lax.scan(step, (y0, jnp.bool_(True), out0), seg)
     depot, conc = pk_states(days, coef)
+    core = jax.vmap(from_log)(core)
     full = jnp.concatenate([core, depot, conc], axis=1)[:, _state_layout()]
     return full, ok
 
