@@ -131,9 +131,10 @@ def fractions(prob: Problem, m_grid, primary, zc, crit, slope, m_crit):
 
 
 def cohort_fractions(prob: Problem, P, solve_rows, n_refine: int = N_REFINE):
-    """The fractions of ``prob.frac`` (F,) and the success flag. ``solve_rows(rows, arms)``: the
-    observables (N, n_out, n_obs) and success (N,) of parameter rows (N, n_params) on the arms
-    ``arms`` (N,) (indices into the problem's arms; the caller's solve path)."""
+    """The fractions of ``prob.frac`` (F,) and the success flag. ``solve_rows(rows, arms, active)``:
+    the observables (N, n_out, n_obs) and success (N,) of parameter rows (N, n_params) on the arms
+    ``arms`` (N,) (indices into the problem's arms; the caller's solve path); rows whose ``active``
+    (N,) is False may be skipped (their observables are never read)."""
     f = prob.frac
     n_f = len(f.kind)
     if not n_f:
@@ -155,18 +156,20 @@ def cohort_fractions(prob: Problem, P, solve_rows, n_refine: int = N_REFINE):
     # the condition that fails across the primary crossing: the larger one at its failing end
     j = jnp.maximum(primary, 0)
     rows = jnp.arange(n_f)
+    has = primary >= 0
     fail_end = jnp.where(m_grid[rows, j] >= 0, j, j + 1)
     which = jnp.argmax(parts[rows, fail_end], axis=-1)  # (F,)
 
     def margin_at(z, P):  # the crossing condition's margin (F,) at each fraction's mouse z (F,), and success
-        obs, ok = solve_rows(mouse_rows(prob, P, b_crit, jnp.concatenate([z, z])), pop_arms[b_crit])
+        # a fraction without a crossing (all or none of the cohort) solves nothing more
+        active = jnp.concatenate([has, has & jnp.asarray(f.ref >= 0)])
+        obs, ok = solve_rows(mouse_rows(prob, P, b_crit, jnp.concatenate([z, z])), pop_arms[b_crit], active)
         m = margins(prob, obs[:n_f, None], obs[n_f:, None])[:, 0]
         return m[rows, which], jnp.all(ok)
 
     # 2. the primary crossing refined by false position (Illinois) within its interval, forward only
     a, b = zeta[j], zeta[j + 1]
     ma, mb = parts[rows, j, which], parts[rows, j + 1, which]
-    has = primary >= 0
     ma = jnp.where(has, ma, -1.0)  # no crossing: a dummy bracket, never read
     mb = jnp.where(has, mb, 1.0)
 
@@ -196,12 +199,19 @@ def cohort_fractions(prob: Problem, P, solve_rows, n_refine: int = N_REFINE):
     return fractions(prob, m_grid, primary, zc, crit, slope, m_crit), jnp.all(ok_g) & ok_r & ok_c
 
 
-def monte_carlo_fractions(prob: Problem, P, solve_rows, n_mice: int, seed: int = 0):
+def monte_carlo_fractions(prob: Problem, P, solve_rows, n_mice: int, seed: int | None = 0):
     """The same fractions over ``n_mice`` virtual mice with hard indicators (the reference that
-    ``benchmarks/population_error.py`` measures ``cohort_fractions`` against)."""
+    ``benchmarks/population_error.py`` measures ``cohort_fractions`` against): random draws with
+    ``seed``, or with ``seed=None`` the mice at the normal quantiles ``(i + 1/2) / n_mice`` (a
+    fraction then is exact to 1 / n_mice, without sampling error)."""
+    from scipy.special import ndtri
+
     f = prob.frac
     B = len(prob.pop_arms)
-    z = np.random.default_rng(seed).standard_normal(n_mice)
+    if seed is None:
+        z = ndtri((np.arange(n_mice) + 0.5) / n_mice)
+    else:
+        z = np.random.default_rng(seed).standard_normal(n_mice)
     b = np.repeat(np.arange(B), n_mice)
     obs, ok = solve_rows(mouse_rows(prob, P, b, np.tile(z, B)), np.asarray(prob.pop_arms)[b])
     obs = obs.reshape((B, n_mice) + obs.shape[1:])

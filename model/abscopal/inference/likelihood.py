@@ -164,29 +164,41 @@ def _solve_one(p, jumps, doses, horizon, days, *, rtol, atol, max_steps, adjoint
     return solve_segments(p, jumps, doses, horizon, days, rtol=rtol, atol=atol, max_steps=max_steps, adjoint=adjoint)
 
 
-def solve_arms(prob: Problem, P, rtol=1e-5, atol=1e-8, max_steps=4096, adjoint="checkpoint", mode="auto"):
-    """Typical mice of all arms, and the cohort fractions of the population arms (``cohort``: a
-    forward-only grid of mice, then one solve with its gradient at each fraction's critical mouse);
-    every mouse a solve of its own (``solver.solve_segments``: jumps only, closed-form PK, output days
-    saved inside), run one after another in one compiled loop (``mode``: ``solver.SOLVE_MODES``).
-    Returns (obs (A, n_out, n_obs), fractions (F,) of ``prob.frac``, ok)."""
+def rows_solver(prob: Problem, rtol=1e-5, atol=1e-8, max_steps=4096, adjoint="checkpoint", mode="auto"):
+    """``solve_rows(rows, arms, active=None)``: the observables (N, n_out, n_obs) and success (N,) of
+    the mice with parameter rows (N, n_params) on the schedules of ``arms`` (N,) (indices into the
+    problem's arms), each a solve of its own (``solver.solve_segments``: jumps only, closed-form PK,
+    output days saved inside), run one after another (``mode``: ``solver.SOLVE_MODES``); a row whose
+    ``active`` is False is not solved (zeros, success)."""
     days = jnp.asarray(prob.days)
     kw = dict(rtol=rtol, atol=atol, max_steps=max_steps, adjoint=adjoint)
+    n_states = len(build_model().state_names)
 
     def one(x):  # one mouse; jitted, so that every batch of mice reuses one trace of the solver
-        p, j, d, h = x
-        return _solve_one(p, j, d, h, days, **kw)
+        p, j, d, h, active = x
+        skip = lambda: (jnp.zeros((days.shape[0], n_states), p.dtype), jnp.bool_(True))  # noqa: E731
+        return jax.lax.cond(active, lambda: _solve_one(p, j, d, h, days, **kw), skip)
 
-    def solve_rows(rows, arm_of_row):
-        arm_of_row = np.asarray(arm_of_row)
+    def solve_rows(rows, arms, active=None):
+        arms = np.asarray(arms)
         inputs = (
-            {k: jnp.asarray(v[arm_of_row]) for k, v in prob.jumps.items()},
-            {k: jnp.asarray(v[arm_of_row]) for k, v in prob.doses.items()},
-            jnp.asarray(prob.horizon)[arm_of_row],
+            {k: jnp.asarray(v[arms]) for k, v in prob.jumps.items()},
+            {k: jnp.asarray(v[arms]) for k, v in prob.doses.items()},
+            jnp.asarray(prob.horizon)[arms],
+            jnp.ones(len(arms), bool) if active is None else active,
         )
         ys, ok = map_rows(one, (rows, *inputs), mode)
         return _observables(ys, rows[:, None, :]), ok
 
+    return solve_rows
+
+
+def solve_arms(prob: Problem, P, rtol=1e-5, atol=1e-8, max_steps=4096, adjoint="checkpoint", mode="auto"):
+    """Typical mice of all arms, and the cohort fractions of the population arms (``cohort``: a
+    forward-only grid of mice, then one solve with its gradient at each fraction's critical mouse),
+    every mouse a solve of its own (``rows_solver``). Returns (obs (A, n_out, n_obs), fractions (F,)
+    of ``prob.frac``, ok)."""
+    solve_rows = rows_solver(prob, rtol, atol, max_steps, adjoint, mode)
     obs, ok = solve_rows(P, np.arange(prob.n_arms))
     frac, ok_f = cohort.cohort_fractions(prob, P, solve_rows)
     return obs, frac, jnp.all(ok) & ok_f
