@@ -75,7 +75,7 @@ def solve_arms_shipped(prob, P, rtol=1e-5, atol=1e-8, max_steps=256):
     ev = {k: jnp.asarray(v) for k, v in prob.events.items()}
     horizon = jnp.asarray(prob.horizon)
 
-    def solve_rows(rows, arms):
+    def solve_rows(rows, arms, active=None):  # every row solved (the shipped path skipped nothing)
         arms = np.asarray(arms)
         _, ys, ok = jax.vmap(lambda p, e, h: solve_core_shipped(p, e, h, **kw))(
             rows, {k: v[arms] for k, v in ev.items()}, horizon[arms]

@@ -175,9 +175,13 @@ def rows_solver(prob: Problem, rtol=1e-5, atol=1e-8, max_steps=4096, adjoint="ch
     n_states = len(build_model().state_names)
 
     def one(x):  # one mouse; jitted, so that every batch of mice reuses one trace of the solver
-        p, j, d, h, active = x
-        skip = lambda: (jnp.zeros((days.shape[0], n_states), p.dtype), jnp.bool_(True))  # noqa: E731
-        return jax.lax.cond(active, lambda: _solve_one(p, j, d, h, days, **kw), skip)
+        p, j, d, h = x
+        return _solve_one(p, j, d, h, days, **kw)
+
+    def one_if(x):  # one mouse if it is active
+        *x, active = x
+        skip = lambda: (jnp.zeros((days.shape[0], n_states), x[0].dtype), jnp.bool_(True))  # noqa: E731
+        return jax.lax.cond(active, lambda: one(x), skip)
 
     def solve_rows(rows, arms, active=None):
         arms = np.asarray(arms)
@@ -185,9 +189,11 @@ def rows_solver(prob: Problem, rtol=1e-5, atol=1e-8, max_steps=4096, adjoint="ch
             {k: jnp.asarray(v[arms]) for k, v in prob.jumps.items()},
             {k: jnp.asarray(v[arms]) for k, v in prob.doses.items()},
             jnp.asarray(prob.horizon)[arms],
-            jnp.ones(len(arms), bool) if active is None else active,
         )
-        ys, ok = map_rows(one, (rows, *inputs), mode)
+        if active is None:
+            ys, ok = map_rows(one, (rows, *inputs), mode)
+        else:
+            ys, ok = map_rows(one_if, (rows, *inputs, active), mode)
         return _observables(ys, rows[:, None, :]), ok
 
     return solve_rows
