@@ -149,17 +149,29 @@ def _log_index():
     return np.array([pk_structure().core_states.index(n) for n in LOG_STATES])
 
 
+@cache
+def _log_mask():
+    """(n_core,) True for the states integrated as logs: elementwise selects, no scatter (a scatter
+    in the right-hand side keeps XLA from fusing it)."""
+    m = np.zeros(len(pk_structure().core_states), bool)
+    m[_log_index()] = True
+    return m
+
+
+def _mask_like(z):
+    return _log_mask().reshape((-1,) + (1,) * (z.ndim - 1))
+
+
 def to_log(y):
     """Core states (n_core[, N]) -> the integrated form: viable volumes as their logarithms."""
-    i = _log_index()
-    return y.at[i].set(jnp.log(jnp.maximum(y[i], LOG_STATE_FLOOR)))
+    return jnp.where(_mask_like(y), jnp.log(jnp.maximum(y, LOG_STATE_FLOOR)), y)
 
 
 def from_log(z):
     """The integrated form -> core states (inverse of ``to_log`` above the floor; a volume at or
     below the floor, an absent tumour or one far below a cell, reads as 0)."""
-    i = _log_index()
-    return z.at[i].set(jnp.where(z[i] <= _LOG_FLOOR, 0.0, jnp.exp(z[i])))
+    m = _mask_like(z)
+    return jnp.where(m, jnp.where(z <= _LOG_FLOOR, 0.0, jnp.exp(jnp.where(m, z, 0.0))), z)
 
 
 @jax.jit
@@ -174,18 +186,17 @@ def _vector_field(t, z, args):
     # d log V / dt = (dV/dt) / V: every term of dV/dt is proportional to V (growth, CTL and in-situ
     # killing), so the quotient is a bounded per-cell rate, exact to rounding at any volume
     p, coef = args
-    i = _log_index()
-    v = jnp.exp(z[i])
-    f = _rhs(t, z.at[i].set(v), p, coef)
-    return f.at[i].set(f[i] / v)
+    m = _mask_like(z)
+    v = jnp.exp(jnp.where(m, z, 0.0))
+    f = _rhs(t, jnp.where(m, v, z), p, coef)
+    return jnp.where(m, f / v, f)
 
 
 def _tolerances(z, rtol, atol):
     """Per-state absolute tolerance: ``atol`` on the linear states, ``rtol`` on the log volumes
     (an absolute error e of log V is a relative error e of V; ``atol`` there would be far tighter
     than any relative accuracy asked for wherever V crosses 1 mm^3)."""
-    a = jnp.full(z.shape[:1], atol, z.dtype).at[_log_index()].set(rtol)
-    return a.reshape(a.shape + (1,) * (z.ndim - 1))
+    return jnp.where(_mask_like(z), rtol, atol).astype(z.dtype)
 
 
 def solve_segments(p, jumps, doses, horizon, days, *, rtol, atol, max_steps, adjoint="checkpoint"):
