@@ -69,6 +69,7 @@ def quick_point():
     return prob, lay, jnp.asarray(z)
 
 
+@pytest.mark.slow  # about 80 s of compilation: the quick suite keeps the closed forms above
 def test_fractions_match_virtual_mice_and_their_gradient_central_differences(quick_point):
     prob, lay, z = quick_point
 
