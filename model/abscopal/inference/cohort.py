@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtr
 
-from ..simulation.outcomes import CURE_VOLUME_MM3, DEFAULT_ENDPOINT_MM3
+from ..simulation.outcomes import CURE_VOLUME_MM3, DEFAULT_ENDPOINT_MM3, interp_on_grid
 from .problem import OBS, Q_CURE, Problem
 
 #: the abscopal tumour "responds" when it is below this fraction of its volume in the reference arm
@@ -47,16 +47,6 @@ def mouse_rows(prob: Problem, P, arm_rows, zeta):
     (N,) (indices into ``prob.pop_arms``)."""
     rows = P[jnp.asarray(prob.pop_arms)[arm_rows]]
     return rows.at[:, prob.var_index].multiply(jnp.exp(jnp.asarray(zeta)[:, None] * jnp.asarray(prob.var_sd)[None, :]))
-
-
-def _interp_days(series, day, step):
-    """Linear interpolation of series (..., n_out) on the output grid at ``day`` (broadcast)."""
-    x = day / step
-    i0 = jnp.clip(jnp.floor(x).astype(jnp.int32), 0, series.shape[-1] - 2)
-    w = x - i0
-    a = jnp.take_along_axis(series, jnp.broadcast_to(i0, series.shape[:-1])[..., None], -1)[..., 0]
-    b = jnp.take_along_axis(series, jnp.broadcast_to(i0 + 1, series.shape[:-1])[..., None], -1)[..., 0]
-    return (1 - w) * a + w * b
 
 
 def margins(prob: Problem, obs_arm, obs_ref):
@@ -72,14 +62,14 @@ def margins(prob: Problem, obs_arm, obs_ref):
     day = jnp.asarray(f.day).reshape(shape)
     o = jnp.asarray(f.obs).reshape(shape + (1, 1))
     series = jnp.take_along_axis(obs_arm, jnp.broadcast_to(o, obs_arm.shape[:-1] + (1,)), -1)[..., 0]
-    at_day = _interp_days(series, day, step)
+    at_day = interp_on_grid(series, day, step)
     # cured: extinct at the day and the burden never at the end point up to it
     burden = obs_arm[..., OBS.index("log_burden")]
     upto = jnp.asarray(prob.days)[None, :] <= jnp.asarray(f.day)[:, None] + 1e-9  # (F, n_out)
     upto = upto.reshape((upto.shape[0],) + (1,) * extra + (upto.shape[1],))
     peak = jnp.max(jnp.where(upto, burden, -jnp.inf), axis=-1)
     ref_series = jnp.take_along_axis(obs_ref, jnp.broadcast_to(o, obs_ref.shape[:-1] + (1,)), -1)[..., 0]
-    absc = at_day - _interp_days(ref_series, day, step) - math.log(ABSCOPAL_RATIO)
+    absc = at_day - interp_on_grid(ref_series, day, step) - math.log(ABSCOPAL_RATIO)
     cure = jnp.asarray(f.kind).reshape(shape) == Q_CURE
     first = jnp.where(cure, at_day - math.log(CURE_VOLUME_MM3), absc)
     second = jnp.where(cure, peak - math.log(DEFAULT_ENDPOINT_MM3), -1.0)
@@ -99,7 +89,7 @@ def crossings(prob: Problem, m_grid):
     zc = jnp.where(change, zeta[:-1] - m0 / safe, 0.5 * (zeta[:-1] + zeta[1:]))
     weight = jnp.where(change, jnp.exp(-0.5 * zc**2), -1.0)
     primary = jnp.where(jnp.any(change, axis=1), jnp.argmax(weight, axis=1), -1)
-    return primary, zc, jnp.where(change, slope, 1.0)
+    return primary, zc, safe
 
 
 #: forward-only refinements of each primary crossing (Illinois false position within its bracket)

@@ -48,7 +48,7 @@ from jax.scipy.special import log_ndtr
 from jax.scipy.stats import norm
 
 from ..model.equations import build_model
-from ..simulation.outcomes import soft_cummax
+from ..simulation.outcomes import interp_on_grid, soft_cummax
 from ..simulation.solver import map_rows, solve_segments
 from . import cohort
 from .observations import OP_ABOVE, OP_BELOW, OP_SIMILAR, Comparisons, Counts, Quantities, TimeCourses  # noqa: F401
@@ -61,7 +61,6 @@ from .problem import (  # noqa: F401
     LOG_FLOOR,
     OBS,
     PER_LINE,
-    POPULATION_ENDPOINTS,
     Q_ABSCOPAL,
     Q_CURE,
     Q_LOG,
@@ -139,16 +138,6 @@ def _observables(ys, p):
     return jnp.stack(cols, axis=-1)
 
 
-def _interp(series, days, grid_step):
-    """Linear interpolation of series (..., n_out) at ``days`` (same leading shape), daily grid."""
-    x = days / grid_step
-    i0 = jnp.clip(jnp.floor(x).astype(jnp.int32), 0, series.shape[-1] - 2)
-    w = x - i0
-    a = jnp.take_along_axis(series, i0[..., None], -1)[..., 0]
-    b = jnp.take_along_axis(series, (i0 + 1)[..., None], -1)[..., 0]
-    return (1 - w) * a + w * b
-
-
 def _smooth_time(logv, logthr, days, s=SMOOTH_LOG):
     """Smooth first-crossing time of log volume series (..., n_out) over log threshold (...,):
     the integral of ``sigmoid((log thr - running max of log v) / s)`` over the grid (trapezoid),
@@ -220,7 +209,7 @@ def quantities(prob: Problem, obs, frac):
     step = prob.days[1] - prob.days[0]
     kind, day = q.kind, jnp.asarray(q.day)
     ser = obs[np.where(np.isin(kind, Q_POPULATION), 0, q.arm), :, q.obs]  # (Q, n_out) typical mice
-    log_val = _interp(ser, day, step)
+    log_val = interp_on_grid(ser, day, step)
     time_val = _smooth_time(ser, jnp.asarray(q.thr), jnp.asarray(prob.days))
     fr = jnp.asarray(frac)[np.maximum(prob.frac_of_q, 0)] if len(prob.frac) else jnp.zeros_like(log_val)
     return jnp.select(
@@ -258,9 +247,9 @@ def time_course_terms(prob: Problem, obs, sigma_series):
     t = prob.tc
     step = prob.days[1] - prob.days[0]
     ser = obs[t.arm, :, t.obs]  # (N, n_out)
-    model = _interp(ser, jnp.asarray(t.day), step)
+    model = interp_on_grid(ser, jnp.asarray(t.day), step)
     rel = t.ref_day >= 0
-    ref = _interp(ser, jnp.asarray(np.where(rel, t.ref_day, 0.0)), step)
+    ref = interp_on_grid(ser, jnp.asarray(np.where(rel, t.ref_day, 0.0)), step)
     model = jnp.where(rel, model - ref, model)
     mean = np.where(t.censored, 1.0, t.mean)
     sem_log = np.where(t.use_sem & np.isfinite(t.sem) & (mean > 0), t.sem / mean, 0.0)

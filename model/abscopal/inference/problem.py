@@ -59,13 +59,9 @@ OBS = (
 )
 _SITE = {"irradiated": "irr", "abscopal": "abs"}
 
-#: end points read off the virtual population of an arm rather than its typical mouse: fractions
-#: of mice (cured, abscopal response) and survival, the cohort's median time to the burden threshold
-#: (a typical mouse is either cured or not, so its survival jumps from the threshold time to the
-#: horizon across a parameter cliff; a cohort's median moves smoothly through partial cures)
-POPULATION_ENDPOINTS = ("cure_fraction", "abscopal_probability", "survival_proxy")
-#: the population end points that are fractions of the cohort (``cohort``: by its critical mouse);
-#: the cohort's median survival is its median mouse's, the typical mouse's (``cohort``'s doc)
+#: end points read off the cohort of an arm rather than its typical mouse: its fractions (cured,
+#: abscopal response; ``cohort``: by its critical mouse); the cohort's median survival is its median
+#: mouse's, the typical mouse's (``cohort``'s doc)
 FRACTION_ENDPOINTS = ("cure_fraction", "abscopal_probability")
 
 #: kinds of comparison/count quantity (``Problem.q.kind``): a log read-out at a day, the typical
@@ -312,9 +308,9 @@ def build_problem(
                 ref=pop_pos[ref] if ref is not None and kind in Q_POPULATION else -1,
             )
         )
-    frac_rows = [r for r in qrows if r["kind"] in Q_POPULATION]
-    frac_of_q = np.cumsum([r["kind"] in Q_POPULATION for r in qrows], dtype=np.int64) - 1
-    frac_of_q = np.where([r["kind"] in Q_POPULATION for r in qrows], frac_of_q, -1).astype(np.int64)
+    is_frac = np.array([r["kind"] in Q_POPULATION for r in qrows], dtype=bool)
+    frac_rows = [r for r, keep in zip(qrows, is_frac) if keep]
+    frac_of_q = np.where(is_frac, np.cumsum(is_frac) - 1, -1).astype(np.int64)
 
     var = variability()
     if len(var) != 1:

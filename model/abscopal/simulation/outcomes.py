@@ -151,6 +151,19 @@ def dose_at_equal_bed(n_fractions: int, bed_gy: float, ab_ratio: float) -> float
     return ab_ratio / 2 * (math.sqrt(1 + 4 * bed_gy / (n_fractions * ab_ratio)) - 1)
 
 
+def interp_on_grid(series, day, step):
+    """Linear interpolation of ``series`` (..., n_out), saved every ``step`` days from day 0, at
+    ``day`` (broadcast against the leading axes; JAX, differentiable in both)."""
+    import jax.numpy as jnp
+
+    x = day / step
+    i0 = jnp.broadcast_to(jnp.clip(jnp.floor(x).astype(jnp.int32), 0, series.shape[-1] - 2), series.shape[:-1])
+    w = x - i0
+    a = jnp.take_along_axis(series, i0[..., None], -1)[..., 0]
+    b = jnp.take_along_axis(series, (i0 + 1)[..., None], -1)[..., 0]
+    return (1 - w) * a + w * b
+
+
 def soft_cummax(x, tau=PEAK_TAU):
     """Smooth running maximum along the last axis: ``tau * log(sum_{j <= t} exp(x_j / tau))``, at
     least the running max and at most ``tau * log(t + 1)`` above it."""
