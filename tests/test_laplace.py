@@ -371,6 +371,27 @@ def test_preconditioned_refinement_solves_an_ill_conditioned_quadratic():
         mapfit.refine_map(None, z0, 1, f=f, precondition=np.eye(3))
 
 
+def test_hessian_preconditioner_is_the_inverse_hessian_with_absolute_eigenvalues():
+    """``--precondition hessian``: on a quadratic the covariance is exactly A^-1 and one chunk of
+    L-BFGS from it reaches the mode; an indefinite curvature (a saddle) enters by its absolute value
+    and a flat one is raised to the floor, and the source sentence says so."""
+    rng = np.random.default_rng(5)
+    Q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    A = Q @ np.diag(np.logspace(-1, 5, 6)) @ Q.T
+    b = rng.standard_normal(6)
+    f = _quadratic(A, b)
+    z0 = b + rng.standard_normal(6)
+    cov, source = mapfit.hessian_covariance(None, z0, f=f)
+    np.testing.assert_allclose(cov @ A, np.eye(6), atol=1e-5)
+    assert "negative" not in source
+    z1, rec = mapfit.refine_map(None, z0, 4, f=f, log=lambda *_: None, precondition=cov)
+    np.testing.assert_allclose(z1, b, atol=1e-6)
+    saddle = _quadratic(np.diag([4.0, -2.0, 0.0]), np.zeros(3))
+    cov, source = mapfit.hessian_covariance(None, np.ones(3), f=saddle, floor=1e-2)
+    np.testing.assert_allclose(np.diag(cov), [0.25, 0.5, 100.0], rtol=1e-6)
+    assert "1 negative" in source
+
+
 def test_whitening_factor_squares_to_the_covariance_and_floors_a_singular_one():
     rng = np.random.default_rng(4)
     X = rng.standard_normal((50, 6))

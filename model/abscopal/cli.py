@@ -200,9 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--precondition",
         default="",
-        metavar="FIT",
+        metavar="FIT|hessian",
         help="precondition the MAP refinement by the covariance of this fit's posterior draws (a name under fits/ or a "
-        "folder; coordinates matched by name): L-BFGS then runs in whitened coordinates",
+        "folder; coordinates matched by name), or by the inverse Hessian at the start of each 50-iteration chunk "
+        "('hessian': about 2 x coordinates gradients each): L-BFGS then runs in whitened coordinates",
     )
     p.add_argument(
         "--hessian-batch",

@@ -150,6 +150,30 @@ def whitening_factor(cov: np.ndarray, floor: float = 1e-8) -> np.ndarray:
     return (V * np.sqrt(np.maximum(w, floor))) @ V.T
 
 
+#: ``FitSettings.precondition`` value that preconditions each refinement chunk by the inverse of the
+#: log posterior's Hessian at the chunk's start (instead of a fit's draws)
+PRECONDITION_HESSIAN = "hessian"
+
+
+def hessian_covariance(prob: likelihood.Problem, z, f=None, progress: bool = False, floor: float = 1e-2) -> tuple[np.ndarray, str]:
+    """The inverse of the Hessian of ``-log p`` at ``z`` (central differences of the gradient,
+    ``laplace.laplace_hessian``), each eigenvalue taken by its absolute value and raised to
+    ``floor``, for ``refine_map(precondition=...)``: L-BFGS then starts from Newton's scaling.
+    Measured on the review fit (2026-12-07): the plain refinement gained 4 nats in 400 iterations
+    (-646.75 -> -642.54, gradient norm 33); three Hessian-preconditioned chunks of 40 reached
+    -638.33 with gradient norm 0.012 (each Hessian 92 gradients, about 60 s). Returns (cov, source)."""
+    from .laplace import laplace_hessian
+
+    H = np.asarray(laplace_hessian(prob, np.asarray(z), f=f, progress=progress))
+    w, V = np.linalg.eigh(0.5 * (H + H.T))
+    cov = (V / np.maximum(np.abs(w), floor)) @ V.T
+    n_neg = int(np.sum(w < 0))
+    return cov, (
+        f"the inverse Hessian at the chunk's start (eigenvalues {w.min():.3g} to {w.max():.3g}"
+        + (f", {n_neg} negative, taken by their absolute values)" if n_neg else ")")
+    )
+
+
 def draws_covariance(prob: likelihood.Problem, fit) -> tuple[np.ndarray, str]:
     """The covariance of a fit's posterior draws in ``prob``'s unconstrained coordinates (matched by
     name), for ``refine_map(precondition=...)``; a coordinate the fit does not have (a new line or
@@ -347,13 +371,17 @@ def refine_stage(prob, settings: FitSettings, record: dict, work: Path, f, progr
     init = np.asarray(record["z"])
     done = sum(r["steps"] for r in record.get("refinements", []))
     cov = None
-    if settings.precondition and settings.refine_steps > done:
+    by_hessian = settings.precondition == PRECONDITION_HESSIAN
+    if settings.precondition and not by_hessian and settings.refine_steps > done:
         from .fitresult import load_fit
 
         cov, source = draws_covariance(prob, load_fit(settings.precondition))
         log(f"MAP refinement preconditioned by {source}")
     while settings.refine_steps > done:
         steps = min(REFINE_CHUNK, settings.refine_steps - done)
+        if by_hessian:
+            cov, source = hessian_covariance(prob, init, f=f, progress=progress)
+            log(f"MAP refinement preconditioned by {source}")
         init, rec = refine_map(prob, init, steps, f=f, log=log, progress=progress, precondition=cov)
         if cov is not None:
             rec["preconditioned"] = source
