@@ -170,7 +170,7 @@ def main():
         "",
         "Steps of one forward pass (all arms) and the largest error of the log volumes against rtol 1e-10:",
         "",
-        "| method | rtol | accepted | rejected | forward | max abs error of log V |",
+        "| method | rtol | accepted | rejected | forward (with a host callback per segment that counts the steps) | max abs error of log V |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for m, r, a, rj, t, e in counts:

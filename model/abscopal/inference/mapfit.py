@@ -155,7 +155,9 @@ def whitening_factor(cov: np.ndarray, floor: float = 1e-8) -> np.ndarray:
 PRECONDITION_HESSIAN = "hessian"
 
 
-def hessian_covariance(prob: likelihood.Problem, z, f=None, progress: bool = False, floor: float = 1e-2) -> tuple[np.ndarray, str]:
+def hessian_covariance(
+    prob: likelihood.Problem, z, f=None, progress: bool = False, floor: float = 1e-2
+) -> tuple[np.ndarray, str]:
     """The inverse of the Hessian of ``-log p`` at ``z`` (central differences of the gradient,
     ``laplace.laplace_hessian``), each eigenvalue taken by its absolute value and raised to
     ``floor``, for ``refine_map(precondition=...)``: L-BFGS then starts from Newton's scaling.
