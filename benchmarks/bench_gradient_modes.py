@@ -42,18 +42,9 @@ from abscopal.model.equations import build_model  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
 from abscopal.simulation import solver as S  # noqa: E402
 from forward_sensitivity import solve_segments_sens  # noqa: E402
+from timing import timed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def timed(fn, repeat=3):
-    t = time.perf_counter()
-    out = jax.block_until_ready(fn())
-    first = time.perf_counter() - t
-    t = time.perf_counter()
-    for _ in range(repeat):
-        out = jax.block_until_ready(fn())
-    return first, (time.perf_counter() - t) / repeat, out
 
 
 class _Solver:

@@ -34,21 +34,11 @@ from abscopal.io import atomic_write_text  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
 from abscopal.simulation.solver import solve_mode  # noqa: E402
 from reference_path import SHIPPED_SOLVER, solve_arms_shipped  # noqa: E402
+from timing import timed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TIGHT = dict(rtol=1e-9, atol=1e-12, max_steps=100_000)
 OFFSET = 1e-3
-
-
-def timed(fn, repeat):
-    """(compile + first call seconds, mean seconds of ``repeat`` further calls, last value)."""
-    t = time.perf_counter()
-    out = jax.block_until_ready(fn())
-    first = time.perf_counter() - t
-    t = time.perf_counter()
-    for _ in range(repeat):
-        out = jax.block_until_ready(fn())
-    return first, (time.perf_counter() - t) / repeat, out
 
 
 def measure(logp, z, repeat):

@@ -17,12 +17,11 @@ import jax.numpy as jnp
 
 from abscopal.model.codegen import core_functions
 from abscopal.model.pk import pk_schedule, pk_states
-from abscopal.schedules import EVENT_DRUG, EVENT_NONE, EVENT_RT
 from abscopal.simulation import solver as S
 
 
 def solve_segments_sens(p, jumps, doses, horizon, days, cols, *, rtol, atol, max_steps):
-    _, initial, rt_event, bolus_matrix, pk_rates = core_functions("jax")
+    _, initial, _, bolus_matrix, pk_rates = core_functions("jax")
     K = len(cols)
     E = jnp.zeros((K, p.shape[0]), p.dtype).at[jnp.arange(K), jnp.asarray(cols)].set(1.0)
     coef_of = lambda q: pk_schedule(pk_rates(q), doses)
@@ -33,20 +32,7 @@ def solve_segments_sens(p, jumps, doses, horizon, days, cols, *, rtol, atol, max
     S0 = jax.vmap(lambda e: jax.jvp(init, (p,), (e,))[1])(E)
     B = bolus_matrix(p)
     dB = jax.vmap(lambda e: jax.jvp(bolus_matrix, (p,), (e,))[1])(E)
-    n_jumps = jumps["time"].shape[0]
-    starts = jnp.concatenate([jnp.zeros((1,)), jumps["time"]])
-    ends = jnp.concatenate([jumps["time"], jnp.reshape(horizon, (1,)).astype(starts.dtype)])
-    pad = lambda x, v: jnp.concatenate([x, jnp.full((1,), v, x.dtype)])
-    seg = dict(
-        t0=starts,
-        t1=ends,
-        last=jnp.arange(n_jumps + 1) == n_jumps,
-        kind=pad(jumps["kind"], EVENT_NONE),
-        value=pad(jumps["value"], 0.0),
-        on_irr=pad(jumps["on_irr"], 0.0),
-        on_abs=pad(jumps["on_abs"], 0.0),
-        agent=pad(jumps["agent"], 0),
-    )
+    seg = S.segment_table(jumps, horizon)
 
     n = y0.shape[0]
     pack = lambda z, Sm: jnp.concatenate([z, Sm.ravel()])
@@ -86,20 +72,16 @@ def solve_segments_sens(p, jumps, doses, horizon, days, cols, *, rtol, atol, max
     def hold(y, s):
         return jnp.broadcast_to(y[None], (days.shape[0],) + y.shape), jnp.bool_(True)
 
-    def jump(y, s, q, Bq):
-        x = S.from_log(y)
-        x = jnp.where(s["kind"] == EVENT_RT, rt_event(x, q, s["value"], s["on_irr"], s["on_abs"]), x)
-        x = jnp.where(s["kind"] == EVENT_DRUG, x + s["value"] * Bq[s["agent"]], x)
-        return jnp.where(s["kind"] == EVENT_NONE, y, S.to_log(x))
-
     def step(carry, s):
         y, ok, out = carry
         ys, good = jax.lax.cond(s["t1"] > s["t0"], integrate, hold, y, s)
         inside = (days >= s["t0"]) & ((days < s["t1"]) | s["last"])
         out = jnp.where(inside[:, None], ys, out)
         z, Sm = unpack(ys[-1])
-        zn = jump(z, s, p, B)
-        Sn = jax.vmap(lambda sv, e, db: jax.jvp(lambda z_, q_, B_: jump(z_, s, q_, B_), (z, p, B), (sv, e, db))[1])(Sm, E, dB)
+        zn = S.apply_jump(z, s, p, B)
+        Sn = jax.vmap(lambda sv, e, db: jax.jvp(lambda z_, q_, B_: S.apply_jump(z_, s, q_, B_), (z, p, B), (sv, e, db))[1])(
+            Sm, E, dB
+        )
         return (pack(zn, Sn), ok & good, out), None
 
     ya = pack(y0, S0)

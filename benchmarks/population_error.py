@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -30,17 +31,10 @@ from abscopal.inference.settings import SOLVER, FitSettings  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(__file__))
+from timing import timed  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def timed(fn, repeat=3):
-    t = time.perf_counter()
-    jax.block_until_ready(fn())
-    first = time.perf_counter() - t
-    t = time.perf_counter()
-    for _ in range(repeat):
-        out = jax.block_until_ready(fn())
-    return first, (time.perf_counter() - t) / repeat, out
 
 
 def main():

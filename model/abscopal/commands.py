@@ -474,7 +474,9 @@ def cmd_fit(args) -> int:
         raise ValueError(f"--hessian-batch: must be a positive integer, got {settings.hessian_batch}")
     if settings.refine_steps < 0:
         raise ValueError(f"--refine-steps: must be 0 or a positive integer, got {settings.refine_steps}")
-    if settings.precondition and settings.precondition != "hessian":
+    from .inference.mapfit import PRECONDITION_HESSIAN
+
+    if settings.precondition and settings.precondition != PRECONDITION_HESSIAN:
         from .inference.fitresult import FitError, resolve_fit_path
 
         try:

@@ -162,8 +162,8 @@ def hessian_covariance(
     ``laplace.laplace_hessian``), each eigenvalue taken by its absolute value and raised to
     ``floor``, for ``refine_map(precondition=...)``: L-BFGS then starts from Newton's scaling.
     Measured on the review fit (2026-12-07): the plain refinement gained 4 nats in 400 iterations
-    (-646.75 -> -642.54, gradient norm 33); three Hessian-preconditioned chunks of 40 reached
-    -638.33 with gradient norm 0.012 (each Hessian 92 gradients, about 60 s). Returns (cov, source)."""
+    (-646.75 -> -642.54, gradient norm 33); three Hessian-preconditioned chunks of 50 reached
+    -638.33 with gradient norm 0.0018 (each Hessian 92 gradients, about 60 s). Returns (cov, source)."""
     from .laplace import laplace_hessian
 
     H = np.asarray(laplace_hessian(prob, np.asarray(z), f=f, progress=progress))

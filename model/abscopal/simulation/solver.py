@@ -199,22 +199,15 @@ def _tolerances(z, rtol, atol):
     return jnp.where(_mask_like(z), rtol, atol).astype(z.dtype)
 
 
-def solve_segments(p, jumps, doses, horizon, days, *, rtol, atol, max_steps, adjoint="checkpoint"):
-    """States at ``days`` (n_out,) of one schedule given as (jumps, doses) (``split_events``).
-
-    Returns ``(ys, ok)``: all model states (n_out, n_states[, N]) in the model's order (the PK
-    states from the closed form) and the success flag (a failed segment keeps a finite state and
-    clears the flag; it never returns a silent NaN as success)."""
-    TRACE_COUNT["core"] += 1
-    _, initial, rt_event, bolus_matrix, pk_rates = core_functions("jax")
-    coef = pk_schedule(pk_rates(p), doses)
-    y0 = to_log(initial(p))
-    B = bolus_matrix(p)
+def segment_table(jumps, horizon):
+    """The segments between state jumps (``split_events``' jumps): from day 0 to the first jump, ...,
+    from the last to the horizon; each segment carries the jump at its end (the last none, and
+    ``last`` set)."""
     n_jumps = jumps["time"].shape[0]
     starts = jnp.concatenate([jnp.zeros((1,)), jumps["time"]])
     ends = jnp.concatenate([jumps["time"], jnp.reshape(horizon, (1,)).astype(starts.dtype)])
     pad = lambda x, v: jnp.concatenate([x, jnp.full((1,), v, x.dtype)])
-    seg = dict(
+    return dict(
         t0=starts,
         t1=ends,
         last=jnp.arange(n_jumps + 1) == n_jumps,
@@ -224,6 +217,31 @@ def solve_segments(p, jumps, doses, horizon, days, *, rtol, atol, max_steps, adj
         on_abs=pad(jumps["on_abs"], 0.0),
         agent=pad(jumps["agent"], 0),
     )
+
+
+def apply_jump(y, s, p, B):
+    """The state (log volumes) after segment ``s``'s jump: an RT fraction or a cell/antigen bolus
+    (rows of the bolus matrix ``B``) acts on the states themselves (the LQ map multiplies V), then
+    back to log form; no jump leaves ``y`` as it is."""
+    rt_event = core_functions("jax")[2]
+    x = from_log(y)
+    x = jnp.where(s["kind"] == EVENT_RT, rt_event(x, p, s["value"], s["on_irr"], s["on_abs"]), x)
+    x = jnp.where(s["kind"] == EVENT_DRUG, x + s["value"] * B[s["agent"]], x)
+    return jnp.where(s["kind"] == EVENT_NONE, y, to_log(x))
+
+
+def solve_segments(p, jumps, doses, horizon, days, *, rtol, atol, max_steps, adjoint="checkpoint"):
+    """States at ``days`` (n_out,) of one schedule given as (jumps, doses) (``split_events``).
+
+    Returns ``(ys, ok)``: all model states (n_out, n_states[, N]) in the model's order (the PK
+    states from the closed form) and the success flag (a failed segment keeps a finite state and
+    clears the flag; it never returns a silent NaN as success)."""
+    TRACE_COUNT["core"] += 1
+    _, initial, _, bolus_matrix, pk_rates = core_functions("jax")
+    coef = pk_schedule(pk_rates(p), doses)
+    y0 = to_log(initial(p))
+    B = bolus_matrix(p)
+    seg = segment_table(jumps, horizon)
     term = dfx.ODETerm(_vector_field)
     # a dose is a kink of its concentration (continuous, with a jump in slope): steps end on it
     # (``step_ts``) instead of straddling it, which the error estimate would punish with rejected
@@ -260,12 +278,7 @@ def solve_segments(p, jumps, doses, horizon, days, *, rtol, atol, max_steps, adj
         ys, good = jax.lax.cond(s["t1"] > s["t0"], integrate, hold, y, s)
         inside = (days >= s["t0"]) & ((days < s["t1"]) | s["last"])
         out = jnp.where(inside.reshape((-1,) + (1,) * y.ndim), ys, out)
-        y = ys[-1]
-        # jumps act on the states themselves (the LQ map multiplies V), then back to log form
-        x = from_log(y)
-        x = jnp.where(s["kind"] == EVENT_RT, rt_event(x, p, s["value"], s["on_irr"], s["on_abs"]), x)
-        x = jnp.where(s["kind"] == EVENT_DRUG, x + s["value"] * B[s["agent"]], x)
-        y = jnp.where(s["kind"] == EVENT_NONE, y, to_log(x))
+        y = apply_jump(ys[-1], s, p, B)
         return (y, ok & good, out), None
 
     out0 = jnp.zeros((days.shape[0],) + y0.shape)
