@@ -31,7 +31,7 @@ from abscopal.inference import (  # noqa: E402
     posterior,
     sampling,  # noqa: E402
 )
-from abscopal.inference.laplace import laplace_hessian, rescale_covariance  # noqa: E402
+from abscopal.inference.laplace import laplace_covariance, laplace_hessian, rescale_covariance  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
 
@@ -69,8 +69,7 @@ def main():
     t = time.perf_counter()
     H = np.asarray(laplace_hessian(prob, z, f=f, progress=False))
     hess_s = time.perf_counter() - t
-    w, V = np.linalg.eigh(H)
-    inv_mass = np.linalg.inv((V * np.maximum(w, 1e-2)) @ V.T)
+    inv_mass, eig = laplace_covariance(H, min_precision=1e-2)
     pot = sampling.compiled_potential(f, z.size)
     rows = {}
     if args.metric in ("both", "unit"):
@@ -90,7 +89,7 @@ def main():
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores; JAX {jax.__version__}; {time.strftime('%Y-%m-%d')}. "
         f"{z.size} coordinates; one gradient {grad_s:.2f} s; the Hessian (central differences) {hess_s:.0f} s, "
-        f"eigenvalues {w.min():.3g} to {w.max():.3g}. One chain, {args.iterations} warm-up iterations, max tree depth 6.",
+        f"eigenvalues {eig['eigen_min']:.3g} to {eig['eigen_max']:.3g}. One chain, {args.iterations} warm-up iterations, max tree depth 6.",
         "",
         "| metric | seconds | gradients per iteration | step size per iteration | divergent |",
         "|---|---:|---|---|---:|",
