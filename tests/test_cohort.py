@@ -65,7 +65,9 @@ def quick_point():
     prob = quick_problem()
     lay = posterior.layout_of(prob)
     m = json.loads((ROOT / "fits/review/fit.json").read_text())["map"]
-    z, _ = carry_over(dict(m, inv_mass=np.ones(len(m["z"]))), lay.names(), posterior.prior_median_z(prob))
+    z, _ = carry_over(
+        dict(m, inv_mass=np.ones(len(m["z"]))), lay.names(), posterior.prior_median_z(prob), posterior.coordinate_priors(prob)
+    )
     return prob, lay, jnp.asarray(z)
 
 

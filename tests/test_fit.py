@@ -2,6 +2,7 @@
 the fit folder that `load_fit` reads."""
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -196,6 +197,35 @@ def test_a_saved_map_carries_over_to_new_coordinates():
     z, m = carry_over(saved, names, np.full(5, 9.0))
     np.testing.assert_array_equal(z, [2.0, 9.0, 1.0, -0.5, -0.5])
     np.testing.assert_array_equal(m, [0.3, 1.0, 0.1, 0.2, 0.2])
+
+
+def test_a_point_saved_in_the_logistic_coordinates_keeps_its_parameter_values():
+    """A MAP saved before the soft-clip coordinates (no ``coordinates`` key) is converted through the
+    parameters' values: the same k_kill and p0 come out of the new coordinates; other coordinates
+    are copied; without the priors a parameter coordinate is a clear error."""
+    from numpyro.distributions import constraints
+    from numpyro.distributions.transforms import biject_to
+
+    from abscopal.inference.mapfit import carry_over
+    from abscopal.inference.priors import COORDINATES, prior
+
+    names = ["u_k_kill", "u_p0", "log_sigma_series[0]"]
+    priors = {"u_k_kill": prior("k_kill"), "u_p0": prior("p0")}
+    saved = dict(names=names, z=[2.315, -4.982, -2.0], inv_mass=[0.5, 0.5, 0.5])
+    z, m = carry_over(saved, names, np.zeros(3), priors)
+    for k, n in enumerate(names[:2]):
+        pr = priors[n]
+        t_old = float(biject_to(constraints.interval(*pr.interval))(saved["z"][k]))
+        want = np.exp(t_old) if pr.scale == "log" else t_old
+        assert float(pr.value(z[k])) == pytest.approx(want, rel=1e-10)
+    assert z[2] == -2.0 and m.tolist() == [1.0, 1.0, 0.5]
+    # k_kill 15.3/day (the logistic point 2.315): in the new coordinates near (log 15.3 - log 5) / 0.5,
+    # bent a little by its upper bound 20 (0.5 prior SD away)
+    assert z[0] == pytest.approx((math.log(15.3) - math.log(5.0)) / 0.5, abs=0.05)
+    with pytest.raises(ValueError, match="u_k_kill"):
+        carry_over(saved, names, np.zeros(3))
+    same = carry_over(dict(saved, coordinates=COORDINATES), names, np.zeros(3))[0]
+    np.testing.assert_array_equal(same, saved["z"])
 
 
 def test_check_records_take_the_series_sd_of_their_group_by_name():

@@ -328,3 +328,37 @@ def test_survival_is_the_median_mouse_and_fractions_are_the_cohorts():
         assert got[i] == pytest.approx(min(exact, days[-1]), abs=1.0)  # the smooth crossing is within a day
     for i in np.flatnonzero(np.isin(q.kind, likelihood.Q_POPULATION)):
         assert got[i] == frac[prob.frac_of_q[i]]
+
+
+def test_soft_clip_coordinates_are_the_priors_affine_map_inside_and_bounded_everywhere():
+    """A parameter coordinate u maps to t (log theta) as loc + scale * u inside the bounds (to 1e-3
+    at 1.5 prior SD from a bound), stays inside the bounds and nondecreasing for every u, has the
+    log-Jacobian of its autodiff derivative, inverts exactly, and gives a lognormal prior the
+    standard normal density in u away from the bounds."""
+    from abscopal.inference.priors import HINGE, prior
+
+    pr = prior("delta_P")  # lognormal(median 0.5, sigma 1) on [0.05, 5]
+    T = pr._bijector
+    loc, scale = pr.loc_scale
+    assert (loc, scale) == (math.log(0.5), 1.0)
+    u = jnp.linspace(-40.0, 40.0, 4001)
+    t = np.asarray(T(u))
+    a, b = pr.interval
+    assert np.all((t >= a) & (t <= b)) and np.all(np.diff(t) >= 0)
+    affine = loc + scale * np.asarray(u)
+    inside = (affine - a >= 1.5 * scale) & (b - affine >= 1.5 * scale)
+    assert inside.sum() > 50 and np.max(np.abs(t - affine)[inside]) < 1e-3
+    near = np.abs(np.asarray(u)) <= 10
+    auto = np.log(np.asarray(jax.vmap(jax.grad(T))(u)))
+    np.testing.assert_allclose(np.asarray(T.log_abs_det_jacobian(u, T(u)))[near], auto[near], rtol=0, atol=1e-10)
+    back = np.asarray(T.inv(T(u)))
+    mid = np.abs(np.asarray(u)) <= 5
+    np.testing.assert_allclose(back[mid], np.asarray(u)[mid], rtol=0, atol=1e-9)
+    kp = prior("k_prime")  # lognormal(median 5, sigma 1) on [0.001, 50]: the bounds 2.3 and 8.5 SD away
+    uu = jnp.linspace(-1.0, 1.0, 9)
+    lp = np.asarray(kp.log_density(uu)) - float(kp.log_density(jnp.asarray(0.0)))
+    # the bend's reach decays like exp(-distance / HINGE), distance to the nearer bound in prior SDs
+    (ka, kb), (kl, ks) = kp.interval, kp.loc_scale
+    y = kl + ks * np.asarray(uu)
+    reach = 2.0 * np.exp(-np.minimum(y - ka, kb - y) / ks / HINGE)
+    assert np.all(np.abs(lp + 0.5 * np.asarray(uu) ** 2) <= reach + reach[4]) and reach.max() < 0.02  # lp is relative to u = 0

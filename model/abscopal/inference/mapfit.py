@@ -15,7 +15,16 @@ import numpy as np
 
 from ..io import atomic_write_json
 from . import likelihood
-from .posterior import layout_of, natural_values, neg_log_density_and_grad, prior_draws_z, prior_median_z, unconstrained_values
+from .posterior import (
+    coordinate_priors,
+    layout_of,
+    natural_values,
+    neg_log_density_and_grad,
+    prior_draws_z,
+    prior_median_z,
+    unconstrained_values,
+)
+from .priors import COORDINATES, LEGACY_COORDINATES
 from .settings import FitSettings
 
 
@@ -217,6 +226,7 @@ def map_point(prob, z, map_record: dict) -> dict:
         # the shipped fit re-evaluate the log posterior and its gradient there
         z=np.asarray(z, dtype=np.float64).tolist(),
         names=layout_of(prob).names(),
+        coordinates=COORDINATES,
     )
 
 
@@ -224,17 +234,28 @@ def map_point(prob, z, map_record: dict) -> dict:
 REFINE_CHUNK = 50
 
 
-def carry_over(map_record: dict, names: list[str], default: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def carry_over(
+    map_record: dict, names: list[str], default: np.ndarray, priors: dict | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """A saved MAP point (and mass matrix) on the coordinates ``names``: coordinates of the same
     name are copied; ``log_sigma_series[g]`` takes a saved shared ``log_sigma_series`` (the SD was
-    once one for all series); the rest start at ``default`` (mass 1)."""
+    once one for all series); the rest start at ``default`` (mass 1). A point saved in other
+    coordinates than ``priors.COORDINATES`` (a record without the key: the logistic ones) has its
+    parameter coordinates converted through their values (``priors``: name -> ``Prior``, from
+    ``posterior.coordinate_priors``; required then) and its mass reset to 1."""
     old = {n: i for i, n in enumerate(map_record["names"])}
     z_old, m_old = np.asarray(map_record["z"], dtype=float), np.asarray(map_record["inv_mass"], dtype=float)
+    legacy = map_record.get("coordinates", LEGACY_COORDINATES) != COORDINATES
     z, m = np.array(default, dtype=float), np.ones(len(names))
     for k, n in enumerate(names):
         src = old.get(n, old.get(n.split("[")[0]) if n.startswith("log_sigma_series[") else None)
-        if src is not None:
-            z[k], m[k] = z_old[src], m_old[src]
+        if src is None:
+            continue
+        z[k], m[k] = z_old[src], m_old[src]
+        if legacy and n.startswith("u_"):
+            if priors is None or n not in priors:
+                raise ValueError(f"carry_over: {n} was saved in the logistic coordinates; its prior is needed to convert it")
+            z[k], m[k] = float(priors[n].from_legacy(z_old[src])), 1.0
     return z, m
 
 
@@ -288,6 +309,7 @@ def map_record_from_fit(out: Path, fingerprint: str, names: list[str], settings:
         z=list(m["z"]),
         inv_mass=[1.0] * len(names),  # not shipped; only NUTS's starting mass matrix (adapted in warm-up)
         names=names,
+        coordinates=m.get("coordinates", LEGACY_COORDINATES),
         starts=search.get("starts", []),
         refinements=search.get("refinements", []),
         seconds=0.0,
@@ -301,7 +323,7 @@ def map_record_from_fit(out: Path, fingerprint: str, names: list[str], settings:
 def _warm_start(map_record: dict, prob, names: list[str], fingerprint: str) -> dict:
     """A MAP checkpoint of other records turned into the start of this fit's refinement."""
     old_note = map_record.get("note", "")
-    z0, m0 = carry_over(map_record, names, prior_median_z(prob))
+    z0, m0 = carry_over(map_record, names, prior_median_z(prob), coordinate_priors(prob))
     if list(map_record["names"]) != names:
         old_note = (
             f"The coordinates changed ({len(map_record['names'])} -> {len(names)}): those of the same name were "
@@ -312,6 +334,7 @@ def _warm_start(map_record: dict, prob, names: list[str], fingerprint: str) -> d
         z=z0.tolist(),
         inv_mass=m0.tolist(),
         names=names,
+        coordinates=COORDINATES,
         starts=[],
         seconds=0.0,
         note=(
@@ -343,6 +366,7 @@ def start_map(prob, settings: FitSettings, out: Path, work: Path, f, progress: b
             z=np.asarray(init).tolist(),
             inv_mass=np.asarray(best_inv_mass).tolist(),
             names=names,
+            coordinates=COORDINATES,
             starts=[dict(start=r["start"], log_posterior=r["log_posterior"], lbfgs=r["lbfgs_message"]) for r in results],
             seconds=time.time() - t0,
             data_sha256=fingerprint,

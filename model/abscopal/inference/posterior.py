@@ -180,6 +180,13 @@ def natural_values(prob: likelihood.Problem, z: np.ndarray) -> dict[str, np.ndar
     return out
 
 
+def coordinate_priors(prob: likelihood.Problem) -> dict:
+    """The ``Prior`` of each parameter coordinate, by its layout name (``u_k_kill``, ``u_r[3]``)."""
+    lay = layout_of(prob)
+    p_sh, p_line = lay.priors()
+    return dict(zip(lay.names(), p_sh + p_line, strict=False))
+
+
 def prior_median_z(prob: likelihood.Problem) -> np.ndarray:
     """The start of the first MAP run: prior medians (bounded), series SDs at their scale / 2."""
     lay = layout_of(prob)
