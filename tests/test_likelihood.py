@@ -362,3 +362,27 @@ def test_soft_clip_coordinates_are_the_priors_affine_map_inside_and_bounded_ever
     y = kl + ks * np.asarray(uu)
     reach = 2.0 * np.exp(-np.minimum(y - ka, kb - y) / ks / HINGE)
     assert np.all(np.abs(lp + 0.5 * np.asarray(uu) ** 2) <= reach + reach[4]) and reach.max() < 0.02  # lp is relative to u = 0
+
+
+def test_volumes_of_comparisons_are_read_as_measured_and_other_read_outs_are_not():
+    """A volume in a comparison is v + DETECTION_MM3 (by hand: a tumour of 1e-9 mm^3 reads as
+    log 1, one of 500 mm^3 as log 501), so two tumours on their way to extinction compare as
+    equal instead of by their tiny logs; immune read-outs keep their own logs. R30's problem
+    (Deng 2014: volume and MDSC comparisons), made-up series."""
+    r30 = tuple(r for r in load_records() if r.id == "R30")
+    prob = likelihood.build_problem(r30, n_nodes=5)
+    q = prob.q
+    vol = np.flatnonzero((q.kind == likelihood.Q_LOG) & np.isin(q.obs, likelihood.VOLUME_OBS))
+    other = np.flatnonzero((q.kind == likelihood.Q_LOG) & ~np.isin(q.obs, likelihood.VOLUME_OBS))
+    assert len(vol) and len(other)
+    days = np.asarray(prob.days)
+    obs = np.zeros((prob.n_arms, len(days), len(likelihood.OBS)))
+    level = np.where(np.arange(prob.n_arms) % 2 == 0, 1e-9, 500.0)  # alternate arms: nearly extinct, large
+    for name in ("log_volume_irr", "log_volume_abs"):
+        obs[..., likelihood.OBS.index(name)] = np.log(level)[:, None]
+    obs[..., likelihood.OBS.index("log_myeloid_irr")] = np.log(1e-9)
+    got = np.asarray(likelihood.quantities(prob, jnp.asarray(obs), jnp.zeros(len(prob.frac))))
+    want = np.log(level[q.arm[vol]] + likelihood.DETECTION_MM3)
+    np.testing.assert_allclose(got[vol], want, rtol=1e-12, atol=1e-12)
+    mdsc = [i for i in other if q.obs[i] == likelihood.OBS.index("log_myeloid_irr")]
+    assert mdsc and np.allclose(got[mdsc], np.log(1e-9))

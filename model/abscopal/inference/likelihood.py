@@ -26,7 +26,8 @@ after another in one compiled loop (``solve_arms``). Observation kinds:
   - ``>``: ``Phi((d - m) / tau)``,   ``<``: ``Phi((-d - m) / tau)``,
   - ``~``: ``Phi((m - d) / tau) - Phi((-m - d) / tau)`` (d within +-m),
 
-  with the softness ``tau`` of the scale (``TAU``).
+  with the softness ``tau`` of the scale (``TAU``). A tumour volume in a comparison is read as
+  measured, ``log(v + DETECTION_MM3)``: below the detection limit two tumours compare as equal.
 
 Smooth end points: the time for a volume to reach a threshold is the integral over the output
 grid of ``sigmoid((log thr - max_{t'<=t} log v(t')) / s)`` (the first crossing, censored at the
@@ -199,6 +200,10 @@ def solve_arms(prob: Problem, P, rtol=1e-5, atol=1e-8, max_steps=4096, adjoint="
     return obs, frac, jnp.all(ok) & ok_f
 
 
+#: the observables (indices into ``OBS``) that are tumour volumes, read as measured in comparisons
+VOLUME_OBS = np.array([OBS.index("log_volume_irr"), OBS.index("log_volume_abs")])
+
+
 def quantities(prob: Problem, obs, frac):
     """Values of every comparison/count quantity (Q,), on the end point's scale: log read-outs and
     times of the typical mice ``obs``, the cohort fractions ``frac`` (``solve_arms``), and the
@@ -210,6 +215,11 @@ def quantities(prob: Problem, obs, frac):
     kind, day = q.kind, jnp.asarray(q.day)
     ser = obs[np.where(np.isin(kind, Q_POPULATION), 0, q.arm), :, q.obs]  # (Q, n_out) typical mice
     log_val = interp_on_grid(ser, day, step)
+    # a tumour volume is read as measured: a caliper does not tell 1e-6 mm^3 from zero, so the
+    # volume of a comparison is v + DETECTION_MM3 (without it, a tumour heading for extinction
+    # drives its log volume towards the 1e-12 floor and a comparison of log volumes into a wall)
+    measured = (kind == Q_LOG) & np.isin(q.obs, VOLUME_OBS)
+    log_val = jnp.where(measured, jnp.logaddexp(log_val, math.log(DETECTION_MM3)), log_val)
     time_val = _smooth_time(ser, jnp.asarray(q.thr), jnp.asarray(prob.days))
     fr = jnp.asarray(frac)[np.maximum(prob.frac_of_q, 0)] if len(prob.frac) else jnp.zeros_like(log_val)
     return jnp.select(

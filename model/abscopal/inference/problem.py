@@ -32,6 +32,7 @@ LOG_FLOOR = 1e-12  # volumes and cell numbers are floored here before logs
 #: a version of the likelihood's code, hashed into ``problem_fingerprint``: a change of what the
 #: likelihood computes (not only of the data) makes saved MAPs and Hessians stale
 LIKELIHOOD_VERSION = (
+    "2026-12-07e: volumes of comparisons read as measured (v + DETECTION_MM3); "
     "2026-12-07d: parameter coordinates affine in each prior's scale inside the bounds (priors.SoftClipAffine), "
     "not logistic: saved points are converted through their values; "
     "2026-12-07b: viable volumes solved as logs; one between-mouse parameter (k_in); cohort fractions by the "
