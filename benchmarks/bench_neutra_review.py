@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,11 +36,10 @@ from numpyro.distributions import constraints  # noqa: E402
 from numpyro.infer import SVI, Trace_ELBO  # noqa: E402
 from numpyro.infer.autoguide import AutoIAFNormal  # noqa: E402
 
-from abscopal.inference import likelihood, nuts, posterior, sampling  # noqa: E402
-from abscopal.inference.laplace import laplace_hessian  # noqa: E402
-from abscopal.inference.mapfit import whitening_factor  # noqa: E402
+from abscopal.inference import likelihood, posterior, sampling  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
+from map_geometry import map_hessian, short_chain, whitened  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,14 +55,7 @@ def main():
     z0 = np.asarray(json.loads((ROOT / "fits/review/fit.json").read_text())["map"]["z"])
     n = z0.size
     f = posterior.neg_log_density_and_grad(prob)
-    if args.hessian and os.path.exists(args.hessian):
-        H = np.load(args.hessian)
-    else:
-        H = np.asarray(laplace_hessian(prob, z0, f=f, progress=False))
-        if args.hessian:
-            np.save(args.hessian, H)
-    ev, V = np.linalg.eigh(0.5 * (H + H.T))
-    A = whitening_factor(np.linalg.inv((V * np.maximum(ev, 1e-2)) @ V.T))
+    ev, _, A = whitened(map_hessian(prob, z0, args.hessian, f=f))
 
     def f_x(x):
         val, g = f(z0 + A @ np.asarray(x))
@@ -107,16 +98,8 @@ def main():
         x = T(e)
         return pot(x) - T.log_abs_det_jacobian(e, x)
 
-    opts = nuts.NutsOptions(chains=1, warmup=args.iterations, samples=1, segment=args.iterations, max_tree_depth=6, seed=0)
-    folder = Path(tempfile.mkdtemp())
-    t0 = time.perf_counter()
-    start = 0.01 * np.random.default_rng(2).standard_normal((1, n))
-    nuts.sample(pot_eps, start, opts, folder, progress=False)
-    nuts_s = time.perf_counter() - t0
-    ck = np.load(folder / nuts.CHECKPOINT)
-    steps = ck["rec_num_steps"][0, : args.iterations].astype(int)
-    sizes = ck["rec_step_size"][0, : args.iterations]
-    div = int(ck["rec_diverging"][0, : args.iterations].sum())
+    chain = short_chain(pot_eps, 0.01 * np.random.default_rng(2).standard_normal(n), args.iterations)
+    nuts_s, steps, sizes, div = chain["seconds"], np.asarray(chain["num_steps"]), chain["step_size"], sum(chain["diverging"])
     late = steps[len(steps) // 2 :]
     lines = [
         "# NeuTra (IAF flow by SVI, then NUTS in its base space) on the review problem",

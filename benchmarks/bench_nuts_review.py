@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,29 +26,15 @@ import numpy as np  # noqa: E402
 
 from abscopal.inference import (  # noqa: E402
     likelihood,
-    nuts,
     posterior,
     sampling,  # noqa: E402
 )
 from abscopal.inference.laplace import laplace_covariance, laplace_hessian, rescale_covariance  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
+from map_geometry import short_chain  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(pot, z, inv_mass, iterations):
-    opts = nuts.NutsOptions(chains=1, warmup=iterations, samples=1, segment=iterations, max_tree_depth=6, seed=0)
-    folder = Path(tempfile.mkdtemp())
-    t = time.perf_counter()
-    nuts.sample(pot, z[None], opts, folder, inv_mass=inv_mass, progress=False)
-    ck = np.load(folder / nuts.CHECKPOINT)
-    return dict(
-        seconds=time.perf_counter() - t,
-        num_steps=ck["rec_num_steps"][0, :iterations].tolist(),
-        step_size=ck["rec_step_size"][0, :iterations].tolist(),
-        diverging=ck["rec_diverging"][0, :iterations].astype(int).tolist(),
-    )
 
 
 def main():
@@ -73,9 +58,9 @@ def main():
     pot = sampling.compiled_potential(f, z.size)
     rows = {}
     if args.metric in ("both", "unit"):
-        rows["unit metric"] = run(pot, z, None, args.iterations)
+        rows["unit metric"] = short_chain(pot, z, args.iterations)
     if args.metric in ("both", "dense"):
-        rows["dense metric (MAP Hessian)"] = run(pot, z, inv_mass, args.iterations)
+        rows["dense metric (MAP Hessian)"] = short_chain(pot, z, args.iterations, inv_mass)
     if args.metric == "rescaled":
         # the Hessian's covariance rescaled along its eigen-directions so that the exact log density
         # drops by 1/2 at +-1 SD (two secant rounds): the posterior is far from Gaussian along a few
@@ -83,7 +68,7 @@ def main():
         log_density = jax.jit(posterior.make_log_density(prob))
         cov, rec = rescale_covariance(log_density, z, inv_mass, rounds=2, k=1.0, progress=False)
         print("rescaled:", rec["history"], flush=True)
-        rows["dense metric (MAP Hessian, rescaled at +-1 SD)"] = run(pot, z, cov, args.iterations)
+        rows["dense metric (MAP Hessian, rescaled at +-1 SD)"] = short_chain(pot, z, args.iterations, cov)
     lines = [
         "# NUTS on the review problem from the shipped MAP",
         "",

@@ -24,7 +24,6 @@ import dataclasses
 import json
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,12 +34,13 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from abscopal.inference import likelihood, nuts, posterior, problem, sampling  # noqa: E402
-from abscopal.inference.laplace import laplace_covariance, laplace_hessian  # noqa: E402
-from abscopal.inference.mapfit import hessian_covariance, refine_map, whitening_factor  # noqa: E402
+from abscopal.inference import likelihood, posterior, problem, sampling  # noqa: E402
+from abscopal.inference.laplace import laplace_covariance  # noqa: E402
+from abscopal.inference.mapfit import hessian_covariance, refine_map  # noqa: E402
 from abscopal.inference.settings import SOLVER  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
+from map_geometry import map_hessian, short_chain, whitened  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).with_name("results_posterior_counterfactual.md")
@@ -88,9 +88,8 @@ def main():
         history.append((rec["log_posterior"], rec["grad_norm"]))
         if rec["grad_norm"] < 0.05:
             break
-    H = np.asarray(laplace_hessian(prob, z, f=f, progress=False))
-    ev, V = np.linalg.eigh(0.5 * (H + H.T))
-    A = whitening_factor(np.linalg.inv((V * np.maximum(ev, 1e-2)) @ V.T))
+    H = map_hessian(prob, z, f=f)
+    ev, V, A = whitened(H)
     Ainv = np.linalg.inv(A)
     value = jax.jit(posterior.make_log_density(prob, SOLVER))
     lp0 = float(value(jnp.asarray(z)))
@@ -107,18 +106,13 @@ def main():
     nuts_line = "no NUTS run"
     if args.nuts:
         inv_mass, _ = laplace_covariance(H, min_precision=1e-2)
-        opts = nuts.NutsOptions(chains=1, warmup=args.nuts, samples=1, segment=args.nuts, max_tree_depth=6, seed=0)
-        folder = Path(tempfile.mkdtemp())
-        t0 = time.perf_counter()
-        nuts.sample(sampling.compiled_potential(f, z.size), z[None], opts, folder, inv_mass=inv_mass, progress=False)
-        ck = np.load(folder / nuts.CHECKPOINT)
-        steps = ck["rec_num_steps"][0, : args.nuts].astype(int)
-        sizes = ck["rec_step_size"][0, : args.nuts]
+        chain = short_chain(sampling.compiled_potential(f, z.size), z, args.nuts, inv_mass)
+        steps, sizes = np.asarray(chain["num_steps"]), chain["step_size"]
         late = steps[len(steps) // 2 :]
         nuts_line = (
             f"NUTS, one chain, {args.nuts} warm-up iterations, dense metric (this MAP's Hessian), max tree depth 6, "
-            f"{time.perf_counter() - t0:.0f} s: gradients per iteration {', '.join(str(s) for s in steps)}; step sizes "
-            f"{', '.join(f'{s:.2g}' for s in sizes)}; {int(ck['rec_diverging'][0, : args.nuts].sum())} divergent; second half "
+            f"{chain['seconds']:.0f} s: gradients per iteration {', '.join(str(s) for s in steps)}; step sizes "
+            f"{', '.join(f'{s:.2g}' for s in sizes)}; {sum(chain['diverging'])} divergent; second half "
             f"{late.mean():.0f} gradients per iteration, {int(np.sum(late >= 63))} of {late.size} at the depth limit."
         )
     what = []

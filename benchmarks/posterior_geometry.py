@@ -30,11 +30,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from abscopal.inference import likelihood, posterior  # noqa: E402
-from abscopal.inference.laplace import laplace_hessian  # noqa: E402
-from abscopal.inference.mapfit import whitening_factor  # noqa: E402
 from abscopal.inference.settings import SOLVER  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
+from map_geometry import map_hessian, whitened  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 T = (-2.0, -1.0, -0.5, 0.5, 1.0, 2.0)
@@ -59,14 +58,7 @@ def main():
         terms = likelihood.log_likelihood_terms(prob, shared, line_vals, jnp.exp(log_ss), SOLVER, jnp.exp(lay.log_inoculum(z)))
         return logp(z), prior(z), terms["tc"], terms["cmp"], terms["cnt"]
 
-    if args.hessian and os.path.exists(args.hessian):
-        H = np.load(args.hessian)
-    else:
-        H = np.asarray(laplace_hessian(prob, z0, progress=False))
-        if args.hessian:
-            np.save(args.hessian, H)
-    w, V = np.linalg.eigh(0.5 * (H + H.T))
-    A = whitening_factor(np.linalg.inv((V * np.maximum(w, 1e-2)) @ V.T))
+    w, V, A = whitened(map_hessian(prob, z0, args.hessian))
     Ainv = np.linalg.inv(A)
     rng = np.random.default_rng(0)
     dirs = {"stiffest": V[:, -1], "2nd stiffest": V[:, -2], "softest": V[:, 0], "2nd softest": V[:, 1]}

@@ -33,11 +33,10 @@ import numpy as np  # noqa: E402
 from scipy.optimize import minimize  # noqa: E402
 
 from abscopal.inference import likelihood, posterior  # noqa: E402
-from abscopal.inference.laplace import laplace_hessian  # noqa: E402
-from abscopal.inference.mapfit import whitening_factor  # noqa: E402
 from abscopal.inference.settings import SOLVER  # noqa: E402
 from abscopal.io import atomic_write_text  # noqa: E402
 from abscopal.records import load_records  # noqa: E402
+from map_geometry import map_hessian, whitened  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 T_RIDGE = (0.3, 0.5)
@@ -58,14 +57,8 @@ def main():
     logp = posterior.make_log_density(prob, SOLVER)
     value = jax.jit(logp)
     value_and_grad = jax.jit(jax.value_and_grad(logp))
-    if args.hessian and os.path.exists(args.hessian):
-        H = np.load(args.hessian)
-    else:
-        H = np.asarray(laplace_hessian(prob, z0, progress=False))
-        if args.hessian:
-            np.save(args.hessian, H)
-    ev, V = np.linalg.eigh(0.5 * (H + H.T))
-    A = whitening_factor(np.linalg.inv((V * np.maximum(ev, 1e-2)) @ V.T))
+    H = map_hessian(prob, z0, args.hessian)
+    ev, V, A = whitened(H)
     Ainv = np.linalg.inv(A)
     lp0 = float(value(jnp.asarray(z0)))
 

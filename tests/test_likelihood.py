@@ -351,6 +351,10 @@ def test_soft_clip_coordinates_are_the_priors_affine_map_inside_and_bounded_ever
     near = np.abs(np.asarray(u)) <= 10
     auto = np.log(np.asarray(jax.vmap(jax.grad(T))(u)))
     np.testing.assert_allclose(np.asarray(T.log_abs_det_jacobian(u, T(u)))[near], auto[near], rtol=0, atol=1e-10)
+    # a pytree with static numbers only: it passes through jit and comes back equal
+    leaves, tree = jax.tree_util.tree_flatten(T)
+    assert leaves == [] and jax.tree_util.tree_unflatten(tree, leaves) == T
+    assert float(jax.jit(lambda tr, x: tr(x))(T, 0.3)) == pytest.approx(float(T(jnp.asarray(0.3))), rel=1e-14)
     back = np.asarray(T.inv(T(u)))
     mid = np.abs(np.asarray(u)) <= 5
     np.testing.assert_allclose(back[mid], np.asarray(u)[mid], rtol=0, atol=1e-9)

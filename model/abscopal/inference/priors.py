@@ -45,7 +45,8 @@ _LOGNORMAL = re.compile(r"^lognormal\(median=([0-9.eE+-]+),\s*sigma=([0-9.eE+-]+
 #: width of the bends of the coordinate transform near each bound, in prior SDs
 HINGE = 0.25
 #: the coordinates' version, stored with saved points: a point saved under another version is
-#: converted through the parameters' values (``convert_legacy``), never reused as it is
+#: converted through the parameters' values (``Prior.from_legacy``, by ``mapfit.carry_over``), never
+#: reused as it is
 COORDINATES = "soft-clip affine (2026-12-07)"
 LEGACY_COORDINATES = "logistic onto the bounds"
 
@@ -103,7 +104,9 @@ class SoftClipAffine(Transform):
         return math.log(self.scale) + _log_sinh(self.beta / 2) - math.log(2.0) - _log_cosh(a / 2) - _log_cosh((a - self.beta) / 2)
 
     def tree_flatten(self):
-        return (), ((self.low, self.high, self.loc, self.scale, self.width, self.beta),)
+        # no array leaves: every number is static (numpyro's ``tree_unflatten`` sets them back)
+        keys = ("low", "high", "loc", "scale", "width", "beta")
+        return (), ((), {k: getattr(self, k) for k in keys})
 
     def __eq__(self, other):
         return isinstance(other, SoftClipAffine) and (self.low, self.high, self.loc, self.scale, self.beta) == (
